@@ -1,0 +1,76 @@
+"""The engine and session factory, built from Settings.
+
+SQLite (the embedded default) runs in WAL mode with BEGIN IMMEDIATE transactions: with Python's
+default deferred transactions, concurrent workers lose updates (see LIBRARY-NOTES). PostgreSQL is
+the choice for several nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.settings import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "idp_read_only"
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = make_url(normalize_url(settings.database_url))
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url.render_as_string(hide_password=False))
+    return create_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that reads then writes can fail
+        # with SQLITE_BUSY or lose the race; IMMEDIATE waits its turn instead. A read-only unit
+        # of work (the token hot path: one SELECT) runs in autocommit mode, where each statement
+        # is its own atomic read and never queues behind writers.
+        if not conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """The same pool, for units of work that only read; on SQLite they take no write lock."""
+    return engine.execution_options(**{READ_ONLY: True})

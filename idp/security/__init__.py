@@ -1,0 +1,1 @@
+"""Cross-cutting protections: random secrets, hashing, encryption at rest, headers, CSRF."""

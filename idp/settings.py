@@ -1,0 +1,106 @@
+"""Every setting of the IdP, its default and its IDP_* environment variable.
+
+Settings are built once (in `create_app` or the command line) and passed down; nothing reads the
+environment at import time, so tests can build as many differently configured apps as they like.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class SettingsError(ValueError):
+    """A setting that makes the server unsafe or unable to start; the message is one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDP_", frozen=True, extra="ignore")
+
+    # `iss` of every token and the base of every endpoint URL; never taken from the Host header.
+    issuer: str = "http://localhost:8000"
+    database_url: str = "sqlite:///./idp.db"
+    # Pool size for server databases; the threadpool runs up to 40 requests at once.
+    database_pool_size: int = Field(default=20, ge=1)
+
+    # 32 random bytes, base64url; or a file holding them. Wraps the signing keys at rest.
+    key_encryption_key: SecretStr | None = None
+    key_encryption_key_file: Path = Path("keys/key-encryption-key")
+    # How often a worker looks for a changed key set (published, activated or revoked keys).
+    key_refresh_seconds: int = Field(default=30, ge=1)
+    jwks_max_age_seconds: int = Field(default=300, ge=0)
+
+    access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
+    id_token_ttl_seconds: int = Field(default=600, ge=30, le=86400)
+    # RFC 6749 §4.1.2: codes are short-lived; 60 s is the ceiling this IdP allows.
+    authorization_code_ttl_seconds: int = Field(default=60, ge=5, le=60)
+    # RFC 9068 §3: without a resource indicator the AS uses a default audience.
+    access_token_audience: str | None = None
+
+    session_idle_timeout_seconds: int = Field(default=30 * 60, ge=60)
+    session_absolute_timeout_seconds: int = Field(default=12 * 3600, ge=60)
+
+    # NIST SP 800-63B §3.1.1.2: at least 8; 15 where the password is the only factor.
+    password_min_length: int = Field(default=8, ge=8, le=64)
+    # argon2id cost (RFC 9106 "second recommended" profile by default).
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=8)
+    password_hash_parallelism: int = Field(default=4, ge=1)
+    # Hashes computed at once per process; bounds memory (64 MiB each by default).
+    password_hash_concurrency: int = Field(default=4, ge=1)
+
+    # Largest form body accepted on any endpoint, and largest single parameter value.
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_param_bytes: int = Field(default=4096, ge=256)
+
+    log_level: str = "info"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_origin_plus_path(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"IDP_ISSUER must be an absolute http(s) URL, got {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("IDP_ISSUER must not have a query or fragment")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"IDP_ISSUER {value} uses plain http; only a localhost issuer (development) may"
+            )
+        # OIDC Discovery §4.3: `iss` must match the issuer exactly, so no trailing slash.
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _timeouts_are_ordered(self) -> Settings:
+        if self.session_idle_timeout_seconds > self.session_absolute_timeout_seconds:
+            raise ValueError("IDP_SESSION_IDLE_TIMEOUT_SECONDS exceeds the absolute timeout")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        """A plain-http localhost issuer: cookies lose `Secure` and the `__Host-` prefix."""
+        return urlsplit(self.issuer).scheme == "http"
+
+    @property
+    def audience(self) -> str:
+        return self.access_token_audience or self.issuer
+
+    def endpoint(self, path: str) -> str:
+        return self.issuer + path
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with a one-line SettingsError instead of a pydantic dump."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SettingsError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None

@@ -1,0 +1,16 @@
+"""SQLAlchemy tables and the queries on them, one module per aggregate. Functions never commit."""
+
+from idp.store import (  # noqa: F401  (import every table so metadata is complete)
+    assertions,
+    audit,
+    clients,
+    codes,
+    consents,
+    keys,
+    revocations,
+    sessions,
+    users,
+)
+from idp.store.base import Base
+
+metadata = Base.metadata

@@ -1,0 +1,99 @@
+"""Authorization codes: stored as a hash, single use, bound to everything that made them."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, ForeignKey, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.security.secrets import sha256_hex
+from idp.store.base import Base, now
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(43))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    auth_time: Mapped[int]
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)
+    used_at: Mapped[int | None]
+    # The access token issued from this code, so a replayed code can revoke it (RFC 6749 §4.1.2).
+    token_jti: Mapped[str | None] = mapped_column(String(64))
+    token_expires_at: Mapped[int | None]
+
+    # authlib's AuthorizationCodeMixin
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return self.amr
+
+
+def save(db: Session, code: str, row: AuthorizationCode) -> None:
+    row.code_hash = sha256_hex(code)
+    db.add(row)
+    db.flush()
+
+
+def consume(db: Session, code: str, client_id: str) -> AuthorizationCode | None:
+    """Mark the code used and return it; None if unknown, expired, used or not this client's.
+
+    One conditional UPDATE: two workers racing on one code cannot both win.
+    """
+    ts = now()
+    return db.scalars(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.code_hash == sha256_hex(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.expires_at > ts,
+        )
+        .values(used_at=ts)
+        .returning(AuthorizationCode),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+
+
+def used_before(db: Session, code: str, client_id: str) -> AuthorizationCode | None:
+    """The row of a code that was already redeemed by this client (a replay), if any."""
+    return db.scalars(
+        select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == sha256_hex(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_not(None),
+        )
+    ).one_or_none()
+
+
+def record_issued_token(db: Session, code: AuthorizationCode, jti: str, expires_at: int) -> None:
+    db.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.code_hash == code.code_hash)
+        .values(token_jti=jti, token_expires_at=expires_at),
+        execution_options={"synchronize_session": False},
+    )

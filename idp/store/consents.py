@@ -1,0 +1,41 @@
+"""What each user has allowed each client, remembered so consent is asked once."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, ForeignKey
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.store.base import Base, now
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    granted_at: Mapped[int]
+
+
+def covers(db: Session, user_id: str, client_id: str, scopes: list[str]) -> bool:
+    row = db.get(Consent, (user_id, client_id))
+    return row is not None and set(scopes) <= set(row.scopes)
+
+
+def grant(db: Session, user_id: str, client_id: str, scopes: list[str]) -> None:
+    """Remember the decision; earlier grants stay (a later, narrower request asks nothing new)."""
+    row = db.get(Consent, (user_id, client_id))
+    if row is None:
+        db.add(
+            Consent(
+                user_id=user_id, client_id=client_id, scopes=sorted(set(scopes)), granted_at=now()
+            )
+        )
+    else:
+        row.scopes = sorted(set(row.scopes) | set(scopes))
+        row.granted_at = now()
+    db.flush()

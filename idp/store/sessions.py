@@ -1,0 +1,93 @@
+"""Browser sessions. The cookie holds a random id; the table holds only its SHA-256."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, ForeignKey, String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.security.secrets import new_id, new_secret, sha256_hex
+from idp.store.base import Base, now
+
+# Writing last_seen_at on every request would turn each page view into a write; a minute is
+# precise enough for an idle timeout measured in tens of minutes.
+TOUCH_GRANULARITY = 60
+
+
+class BrowserSession(Base):
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Public session id for the `sid` claim (OIDC Front/Back-Channel Logout); not the cookie value.
+    sid: Mapped[str] = mapped_column(String(43), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int]
+    last_seen_at: Mapped[int]
+    expires_at: Mapped[int]
+    auth_time: Mapped[int]
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str] = mapped_column(String(64))
+
+
+def start(
+    db: Session, user_id: str, amr: list[str], acr: str, absolute_timeout: int
+) -> tuple[str, BrowserSession]:
+    """Create a session and return (cookie value, row). A new id at every login (no fixation)."""
+    cookie = new_secret()
+    ts = now()
+    row = BrowserSession(
+        id_hash=sha256_hex(cookie),
+        sid=new_id(),
+        user_id=user_id,
+        created_at=ts,
+        last_seen_at=ts,
+        expires_at=ts + absolute_timeout,
+        auth_time=ts,
+        amr=amr,
+        acr=acr,
+    )
+    db.add(row)
+    db.flush()
+    return cookie, row
+
+
+def current(db: Session, cookie: str | None, idle_timeout: int) -> BrowserSession | None:
+    """The live session for this cookie, touched; None if unknown, idle too long or expired."""
+    if not cookie:
+        return None
+    ts = now()
+    row = db.scalars(
+        select(BrowserSession).where(
+            BrowserSession.id_hash == sha256_hex(cookie),
+            BrowserSession.expires_at > ts,
+            BrowserSession.last_seen_at > ts - idle_timeout,
+        )
+    ).one_or_none()
+    if row is not None and ts - row.last_seen_at >= TOUCH_GRANULARITY:
+        row.last_seen_at = ts
+    return row
+
+
+def by_sid(db: Session, sid: str) -> BrowserSession | None:
+    ts = now()
+    return db.scalars(
+        select(BrowserSession).where(BrowserSession.sid == sid, BrowserSession.expires_at > ts)
+    ).one_or_none()
+
+
+def end(db: Session, cookie: str) -> None:
+    db.execute(delete(BrowserSession).where(BrowserSession.id_hash == sha256_hex(cookie)))
+
+
+def is_live(db: Session, sid: str, idle_timeout: int) -> bool:
+    """True if the session with this public sid has neither ended nor timed out."""
+    ts = now()
+    return (
+        db.scalar(
+            select(BrowserSession.sid).where(
+                BrowserSession.sid == sid,
+                BrowserSession.expires_at > ts,
+                BrowserSession.last_seen_at > ts - idle_timeout,
+            )
+        )
+        is not None
+    )

@@ -1,0 +1,60 @@
+"""People who sign in."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.store.base import Base, now
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    # The `sub` claim: opaque, stable, never reassigned (OIDC Core §2).
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[int]
+    updated_at: Mapped[int]
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create(
+    db: Session, email: str, password_hash: str, name: str | None = None, is_admin: bool = False
+) -> User:
+    ts = now()
+    user = User(
+        id=str(uuid.uuid4()),
+        email=normalize_email(email),
+        name=name,
+        password_hash=password_hash,
+        is_admin=is_admin,
+        created_at=ts,
+        updated_at=ts,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def get(db: Session, user_id: str) -> User | None:
+    return db.get(User, user_id)
+
+
+def by_email(db: Session, email: str) -> User | None:
+    return db.scalars(select(User).where(User.email == normalize_email(email))).one_or_none()
+
+
+def set_password_hash(db: Session, user: User, password_hash: str) -> None:
+    user.password_hash = password_hash
+    user.updated_at = now()
