@@ -1,0 +1,51 @@
+"""The audit trail: a closed list of events, written in the caller's transaction."""
+
+from __future__ import annotations
+
+import logging
+import re
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from idp.store.audit import AuditRecord
+from idp.store.base import now
+
+log = logging.getLogger("idp.audit")
+
+# Detail keys that could carry a credential never reach the table or the log.
+_SECRETISH = re.compile(r"secret|password|token|code|assertion|cookie|otp", re.IGNORECASE)
+
+
+class AuditEvent(StrEnum):
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGIN_FAILED = "login.failed"
+    CLIENT_AUTH_FAILED = "client_auth.failed"
+    CLIENT_ASSERTION_REPLAYED = "client_assertion.replayed"
+    CODE_REUSED = "code.reused"  # tokens issued from the code were revoked
+    CONSENT_GRANTED = "consent.granted"
+    CONSENT_DENIED = "consent.denied"
+    CSRF_REJECTED = "csrf.rejected"
+    USER_CREATED = "user.created"
+    CLIENT_CREATED = "client.created"
+    CLIENT_DELETED = "client.deleted"
+    KEY_CREATED = "key.created"
+    KEY_ACTIVATED = "key.activated"
+
+
+def record(
+    db: Session,
+    event: AuditEvent,
+    *,
+    ip: str | None = None,
+    user_id: str | None = None,
+    client_id: str | None = None,
+    **detail: str | int | bool | None,
+) -> None:
+    safe = {k: v for k, v in detail.items() if not _SECRETISH.search(k)}
+    db.add(
+        AuditRecord(
+            at=now(), event=str(event), user_id=user_id, client_id=client_id, ip=ip, detail=safe
+        )
+    )
+    log.info("%s user=%s client=%s ip=%s %s", event, user_id, client_id, ip, safe)

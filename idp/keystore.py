@@ -1,0 +1,230 @@
+"""Signing keys: the key-encryption key, key creation, and each process's parsed key ring.
+
+Keys live in the database so every worker and node sees one set; each process parses them once
+and re-reads the set only when its fingerprint changes, checked at most every
+IDP_KEY_REFRESH_SECONDS. Signing never parses PEM or JSON on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_encode
+from idp.settings import Settings, SettingsError
+from idp.store import keys as key_store
+from idp.store.base import now
+from idp.store.keys import KeyState, SigningKey
+
+DEFAULT_ALG = "RS256"
+AnyKey = RSAKey | ECKey | OKPKey
+
+
+class KeyError_(SettingsError):
+    """The key-encryption key is missing or does not open the stored keys."""
+
+
+def load_key_encryption_key(settings: Settings) -> bytes:
+    """From IDP_KEY_ENCRYPTION_KEY, else its file; a localhost issuer may generate the file."""
+    if settings.key_encryption_key is not None:
+        return _decode_kek(settings.key_encryption_key.get_secret_value(), "IDP_KEY_ENCRYPTION_KEY")
+    path = settings.key_encryption_key_file
+    if path.exists():
+        return _decode_kek(path.read_text().strip(), str(path))
+    if not settings.is_development:
+        raise KeyError_(
+            f"no key-encryption key: set IDP_KEY_ENCRYPTION_KEY or provide {path} "
+            "(32 random bytes, base64url; `idp keys new-kek` prints one)"
+        )
+    return _create_kek_file(path)
+
+
+def new_key_encryption_key() -> str:
+    return b64url_encode(os.urandom(32))
+
+
+def _decode_kek(value: str, source: str) -> bytes:
+    try:
+        raw = b64url_decode(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise KeyError_(f"{source} must hold 32 bytes, base64url-encoded")
+    return raw
+
+
+def _create_kek_file(path: Path) -> bytes:
+    """Write a new KEK with mode 0600, atomically: workers starting together agree on one key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = new_key_encryption_key()
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    try:
+        os.link(draft, path)  # fails if another process linked its key first
+    except FileExistsError:
+        return _decode_kek(path.read_text().strip(), str(path))
+    finally:
+        os.unlink(draft)
+    return b64url_decode(value)
+
+
+def _generate(alg: str) -> AnyKey:
+    params: KeyParameters = {"alg": alg, "use": "sig"}
+    key: AnyKey
+    if alg in ("RS256", "PS256"):
+        key = RSAKey.generate_key(2048, parameters=params, auto_kid=True)
+    elif alg == "ES256":
+        key = ECKey.generate_key("P-256", parameters=params, auto_kid=True)
+    elif alg == "EdDSA":
+        key = OKPKey.generate_key("Ed25519", parameters=params, auto_kid=True)
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    return key
+
+
+def create_key(db: Session, sealer: Sealer, alg: str, state: KeyState) -> SigningKey:
+    key = _generate(alg)
+    kid = str(key.kid)
+    ts = now()
+    row = SigningKey(
+        kid=kid,
+        alg=alg,
+        state=state,
+        public_jwk=key.as_dict(private=False),
+        private_jwk_sealed=sealer.seal(
+            json.dumps(key.as_dict(private=True)).encode(), kid.encode()
+        ),
+        created_at=ts,
+        activated_at=ts if state == KeyState.ACTIVE else None,
+        retired_at=None,
+        updated_at=ts,
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def ensure_active_key(db: Session, sealer: Sealer, alg: str = DEFAULT_ALG) -> SigningKey | None:
+    """Create an active key for `alg` if there is none; returns the new key, or None.
+
+    Several processes may start at once: PostgreSQL serialises them on an advisory lock, SQLite on
+    its BEGIN IMMEDIATE write lock, and whoever comes second finds the key already there.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": 0x6964706B6579})
+    if key_store.active(db, alg) is not None:
+        return None
+    return create_key(db, sealer, alg, KeyState.ACTIVE)
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """One consistent view of the key set, swapped in whole when it changes."""
+
+    fingerprint: tuple[int, int]
+    signing: dict[str, tuple[str, AnyKey]]  # alg -> (kid, private key)
+    verifying: KeySet  # every published key
+    jwks_json: bytes
+    etag: str
+    parsed: dict[str, AnyKey] = field(default_factory=dict)
+
+
+class NoSigningKey(RuntimeError):
+    pass
+
+
+class KeyRing:
+    """The keys of one process: parsed once, refreshed when the set in the database changes."""
+
+    def __init__(self, factory: sessionmaker[Session], sealer: Sealer, refresh_seconds: int):
+        self._factory = factory
+        self._sealer = sealer
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._next_check = 0.0
+        self._snapshot: KeySnapshot | None = None
+
+    def load(self) -> KeySnapshot:
+        """Read and decrypt every key now; raises KeyError_ when the KEK is wrong."""
+        with self._lock:
+            self._reload(force=True)
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def snapshot(self) -> KeySnapshot:
+        if time.monotonic() >= self._next_check and self._lock.acquire(blocking=False):
+            # One thread refreshes; the others keep using the current snapshot meanwhile.
+            try:
+                self._reload(force=False)
+            finally:
+                self._lock.release()
+        if self._snapshot is None:
+            return self.load()
+        return self._snapshot
+
+    def signing_key(self, alg: str = DEFAULT_ALG) -> tuple[str, AnyKey]:
+        try:
+            return self.snapshot().signing[alg]
+        except KeyError:
+            raise NoSigningKey(f"no active {alg} signing key") from None
+
+    def _reload(self, force: bool) -> None:
+        self._next_check = time.monotonic() + self._refresh_seconds
+        with self._factory() as db:
+            fingerprint = key_store.version(db)
+            if not force and self._snapshot and self._snapshot.fingerprint == fingerprint:
+                return
+            rows = key_store.published(db)
+        previous = self._snapshot.parsed if self._snapshot else {}
+        parsed: dict[str, AnyKey] = {}
+        signing: dict[str, tuple[str, AnyKey]] = {}
+        for row in rows:
+            key = previous.get(row.kid) or self._open(row)
+            parsed[row.kid] = key
+            if row.state == KeyState.ACTIVE:
+                signing[row.alg] = (row.kid, key)
+        public = [row.public_jwk for row in rows]
+        jwks_json = json.dumps({"keys": public}, separators=(",", ":")).encode()
+        self._snapshot = KeySnapshot(
+            fingerprint=fingerprint,
+            signing=signing,
+            verifying=KeySet([_public_key(row.public_jwk) for row in rows]),
+            jwks_json=jwks_json,
+            etag='"' + hashlib.sha256(jwks_json).hexdigest()[:32] + '"',
+            parsed=parsed,
+        )
+
+    def _open(self, row: SigningKey) -> AnyKey:
+        try:
+            data = json.loads(self._sealer.open(row.private_jwk_sealed, row.kid.encode()))
+        except DecryptionError as exc:
+            raise KeyError_(
+                f"signing key {row.kid} cannot be decrypted: the key-encryption key is wrong"
+            ) from exc
+        return _import(data)
+
+
+def _import(data: dict[str, object]) -> AnyKey:
+    kty = data.get("kty")
+    if kty == "RSA":
+        return RSAKey.import_key(data)  # type: ignore[arg-type]
+    if kty == "EC":
+        return ECKey.import_key(data)  # type: ignore[arg-type]
+    if kty == "OKP":
+        return OKPKey.import_key(data)  # type: ignore[arg-type]
+    raise ValueError(f"unsupported key type {kty}")
+
+
+def _public_key(jwk: dict[str, object]) -> AnyKey:
+    return _import(jwk)
