@@ -1,0 +1,228 @@
+"""The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2), from validation to the code.
+
+Shared by GET|POST /authorize and the consent form, which re-submits the original request so
+the server trusts nothing it did not validate again. Until client_id and redirect_uri are known
+to belong together, every error is a page here, never a redirect (RFC 6749 §4.1.2.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from idp.audit import AuditEvent, record
+from idp.protocol.claims import describe
+from idp.protocol.requests import IdpRequest, Params, client_ip
+from idp.protocol.server import IdpServer
+from idp.protocol.tokens import InvalidToken
+from idp.security import cookies
+from idp.services import Services
+from idp.store import clients, consents, sessions, users
+from idp.store.base import now
+from idp.store.clients import Client
+from idp.store.sessions import BrowserSession
+from idp.web.templating import Templates
+
+KNOWN_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+
+
+@dataclass
+class AuthorizationContext:
+    services: Services
+    templates: Templates
+    request: Request
+    params: Params
+    # 303 after a POST, so the browser follows with a GET (RFC 9110 §15.4.4).
+    redirect_status: int
+
+
+def origin_of(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def authorize(ctx: AuthorizationContext, decision: str | None = None) -> Response:
+    with ctx.services.sessions.begin() as db:
+        return _authorize(ctx, db, decision)
+
+
+def _authorize(ctx: AuthorizationContext, db: Session, decision: str | None) -> Response:
+    p, settings, templates = ctx.params, ctx.services.settings, ctx.templates
+    client_ids = p.lists.get("client_id", [])
+    if len(client_ids) != 1 or not client_ids[0]:
+        return templates.error(
+            ctx.request,
+            "Missing application",
+            "The request must name exactly one application (client_id).",
+        )
+    client = clients.get(db, client_ids[0]) if len(client_ids[0]) <= 64 else None
+    if client is None:
+        return templates.error(
+            ctx.request,
+            "Unknown application",
+            "No application with this client_id is registered here.",
+        )
+    redirect_uris = p.lists.get("redirect_uri", [])
+    if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
+        return templates.error(
+            ctx.request,
+            "Invalid redirect address",
+            f"The redirect_uri is missing, repeated or not registered for {client.name}.",
+        )
+    redirect_uri = redirect_uris[0]
+
+    def fail(error: str, description: str | None = None) -> Response:
+        params = [("error", error)]
+        if description:
+            params.append(("error_description", description))
+        if (state := p.get("state")) is not None:
+            params.append(("state", state))
+        params.append(("iss", settings.issuer))  # RFC 9207 §2
+        return RedirectResponse(
+            add_params_to_uri(redirect_uri, params), status_code=ctx.redirect_status
+        )
+
+    if repeated := p.repeated():
+        return fail("invalid_request", f"parameter {repeated[0]} is repeated")
+    if "request" in p.data:
+        return fail("request_not_supported", "request objects are not supported")
+    if "request_uri" in p.data:
+        return fail("request_uri_not_supported", "request_uri is not supported")
+    if p.get("response_mode") not in (None, "query"):
+        return fail("invalid_request", "only response_mode=query is supported")
+
+    server = IdpServer(ctx.services, db)
+    oauth_request = IdpRequest("GET", settings.endpoint("/authorize"), ctx.request.headers, p)
+    oauth_request.ip = client_ip(ctx.request)
+    try:
+        grant = server.get_consent_grant(oauth_request, end_user=None)
+    except OAuth2Error as error:
+        return fail(error.error, error.description)
+
+    prompts = set((p.get("prompt") or "").split())
+    if not prompts <= KNOWN_PROMPTS:
+        return fail("invalid_request", "unknown prompt value")
+    if "none" in prompts and len(prompts) > 1:
+        return fail("invalid_request", "prompt=none cannot be combined with other values")
+    raw_max_age = p.get("max_age")
+    if raw_max_age is not None and not (
+        raw_max_age.isascii() and raw_max_age.isdigit() and len(raw_max_age) < 10
+    ):
+        return fail("invalid_request", "max_age must be a non-negative integer")
+    max_age = int(raw_max_age) if raw_max_age is not None else None
+
+    session = sessions.current(
+        db,
+        cookies.read(ctx.request, settings, cookies.SESSION),
+        settings.session_idle_timeout_seconds,
+    )
+    user = users.get(db, session.user_id) if session else None
+    if user is not None and user.disabled:
+        session, user = None, None
+
+    hinted_sub = None
+    if hint := p.get("id_token_hint"):
+        try:
+            hinted_sub = ctx.services.tokens.verify_id_token_hint(hint)["sub"]
+        except InvalidToken:
+            return fail("invalid_request", "id_token_hint is not an ID token of this issuer")
+
+    need_login = (
+        session is None
+        or user is None
+        or "login" in prompts
+        or "select_account" in prompts
+        # OIDC Core §3.1.2.1: max_age=0 is prompt=login (timestamps are whole seconds).
+        or (max_age is not None and (max_age == 0 or now() - session.auth_time > max_age))
+    )
+    if need_login:
+        if "none" in prompts:
+            return fail("login_required", "the user must sign in")
+        return _to_login(ctx, p)
+    assert session is not None and user is not None
+    if hinted_sub is not None and hinted_sub != user.id:
+        # OIDC Core §3.1.2.1: the hinted user is not the one signed in (nor did they just sign
+        # in): an error, never a code for somebody else.
+        return fail("login_required", "the signed-in user is not the one id_token_hint names")
+
+    scopes = oauth_request.scope.split()
+    if decision == "deny":
+        record(
+            db,
+            AuditEvent.CONSENT_DENIED,
+            ip=oauth_request.ip,
+            user_id=user.id,
+            client_id=client.client_id,
+        )
+        return fail("access_denied", "the user denied the request")
+    if decision == "allow":
+        consents.grant(db, user.id, client.client_id, scopes)
+        record(
+            db,
+            AuditEvent.CONSENT_GRANTED,
+            ip=oauth_request.ip,
+            user_id=user.id,
+            client_id=client.client_id,
+            scope=" ".join(scopes),
+        )
+    elif "consent" in prompts or not (
+        client.trusted or consents.covers(db, user.id, client.client_id, scopes)
+    ):
+        if "none" in prompts:
+            return fail("consent_required", "the user must approve this application")
+        return _consent_page(ctx, client, user.email, scopes, redirect_uri)
+
+    oauth_request.user = user
+    oauth_request.session = session
+    try:
+        _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
+    except OAuth2Error as error:
+        return fail(error.error, error.description)
+    location = add_params_to_uri(dict(headers)["Location"], [("iss", settings.issuer)])
+    return RedirectResponse(location, status_code=ctx.redirect_status)
+
+
+def _to_login(ctx: AuthorizationContext, p: Params) -> Response:
+    """Send the browser to sign in, then back to this same request.
+
+    The way back drops what asked for the new sign-in (prompt=login, max_age), or
+    the request would ask again forever; the relying party still sees the fresh auth_time.
+    """
+    back = [(k, v) for k, v in p.without("max_age") if k != "prompt"]
+    remaining = set((p.get("prompt") or "").split()) - {"login", "select_account"}
+    if remaining:
+        back.append(("prompt", " ".join(sorted(remaining))))
+    query = {"return_to": "/authorize?" + urlencode(back)}
+    if hint := p.get("login_hint"):
+        query["login_hint"] = hint
+    return RedirectResponse("/login?" + urlencode(query), status_code=ctx.redirect_status)
+
+
+def _consent_page(
+    ctx: AuthorizationContext, client: Client, email: str, scopes: list[str], redirect_uri: str
+) -> Response:
+    return ctx.templates.render(
+        ctx.request,
+        "consent/ask.html",
+        {
+            "client_name": client.name,
+            "user_email": email,
+            "scopes": [describe(s) for s in scopes],
+            "request_params": urlencode(ctx.params.pairs),
+            "redirect_host": urlsplit(redirect_uri).netloc,
+        },
+        form_action_origins=[origin_of(redirect_uri)],
+    )
+
+
+def session_of(db: Session, request: Request, services: Services) -> BrowserSession | None:
+    settings = services.settings
+    return sessions.current(
+        db, cookies.read(request, settings, cookies.SESSION), settings.session_idle_timeout_seconds
+    )

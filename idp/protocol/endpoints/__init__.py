@@ -1,0 +1,1 @@
+"""One module per URL, each a few dozen lines."""

@@ -1,0 +1,66 @@
+"""Provider metadata: OIDC Discovery 1.0 §3 and RFC 8414 §2, built once per process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from idp.keystore import DEFAULT_ALG
+from idp.protocol.claims import STANDARD_SCOPES, supported_claims
+from idp.protocol.client_auth import ASSERTION_ALGS
+from idp.settings import Settings
+from idp.store.clients import AUTH_METHODS
+
+router = APIRouter()
+
+
+def metadata(settings: Settings) -> dict[str, Any]:
+    e = settings.endpoint
+    return {
+        "issuer": settings.issuer,
+        "authorization_endpoint": e("/authorize"),
+        "token_endpoint": e("/token"),
+        "userinfo_endpoint": e("/userinfo"),
+        "jwks_uri": e("/jwks.json"),
+        "scopes_supported": list(STANDARD_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [DEFAULT_ALG],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": supported_claims(),
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": ["aal1"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+def encoded(settings: Settings) -> bytes:
+    return json.dumps(metadata(settings), separators=(",", ":")).encode()
+
+
+def _document(request: Request) -> Response:
+    return Response(
+        request.app.state.discovery_json,
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+@router.get("/.well-known/openid-configuration", include_in_schema=False)
+async def openid_configuration(request: Request) -> Response:
+    return _document(request)
+
+
+@router.get("/.well-known/oauth-authorization-server", include_in_schema=False)
+async def oauth_authorization_server(request: Request) -> Response:
+    return _document(request)

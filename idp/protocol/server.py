@@ -1,0 +1,140 @@
+"""authlib's AuthorizationServer for this IdP, built per request around that request's DB session.
+
+Building it costs a few microseconds; in exchange no server object outlives a request and none
+holds a session that another thread could touch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+from starlette.responses import JSONResponse, Response
+
+from idp.audit import AuditEvent, record
+from idp.protocol.client_auth import PrivateKeyJwt
+from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, S256CodeChallenge
+from idp.protocol.oidc import OpenIDCode
+from idp.protocol.requests import IdpRequest
+from idp.protocol.tokens import IssuedAccessToken
+from idp.services import Services
+from idp.store import clients, codes
+from idp.store.clients import ClientProtocol
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class IdpServer(AuthorizationServer):  # type: ignore[misc]
+    def __init__(
+        self,
+        services: Services,
+        db: Session,
+        reader: Session | Connection | None = None,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.settings = services.settings
+        self.db = db
+        self.reader = reader if reader is not None else db
+        # A read-only unit of work keeps its audit events for the caller to write afterwards.
+        self.read_only = read_only
+        self.deferred_events: list[dict[str, Any]] = []
+        self.issued: IssuedAccessToken | None = None
+        self.register_grant(
+            AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()]
+        )
+        self.register_grant(ClientCredentialsGrant)
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(db, self.settings.issuer))
+        self.register_token_generator("default", self._generate_token)
+
+    # --- the questions authlib asks -------------------------------------------------------------
+
+    def query_client(self, client_id: str) -> ClientProtocol | None:
+        if not isinstance(client_id, str) or len(client_id) > 64:
+            return None
+        row = clients.get_record(self.reader, client_id)
+        return ClientProtocol(row) if row is not None else None
+
+    def save_token(self, token: dict[str, Any], request: IdpRequest) -> None:
+        # Access tokens are self-contained JWTs: nothing is written for them, except that a code
+        # remembers the token it produced so a replay of the code can revoke it.
+        if request.authorization_code is not None and self.issued is not None:
+            codes.record_issued_token(
+                self.db, request.authorization_code, self.issued.jti, self.issued.expires_at
+            )
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """No signal bus; audit events are written where the decision is made."""
+
+    def create_oauth2_request(self, request: IdpRequest) -> IdpRequest:
+        return request
+
+    def create_json_request(self, request: Any) -> Any:
+        raise NotImplementedError("no JSON endpoints")
+
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
+        merged = {**dict(headers), **NO_STORE}
+        if isinstance(body, dict):
+            merged.pop("Content-Type", None)
+            return JSONResponse(body, status_code=status, headers=merged)
+        return Response(body or b"", status_code=status, headers=merged)
+
+    def handle_error_response(self, request: IdpRequest, error: OAuth2Error) -> Response:
+        if isinstance(error, InvalidClientError):
+            return self._client_auth_failed(request, error)
+        return super().handle_error_response(request, error)  # type: ignore[no-any-return]
+
+    def _client_auth_failed(self, request: IdpRequest, error: InvalidClientError) -> Response:
+        # RFC 6749 §5.2: 401 with WWW-Authenticate. One description for every cause, so the
+        # answer does not tell an attacker which client ids exist.
+        basic_id, _ = extract_basic_authorization(request.headers)
+        client_id = basic_id or request.payload.data.get("client_id")
+        event: dict[str, Any] = {
+            "event": AuditEvent.CLIENT_AUTH_FAILED,
+            "ip": request.ip,
+            "client_id": (client_id or "")[:64] or None,
+            "reason": error.description or "",
+        }
+        if self.read_only:
+            self.deferred_events.append(event)
+        else:
+            record(self.db, **event)
+        body = {"error": "invalid_client", "error_description": "Client authentication failed."}
+        headers = {
+            "WWW-Authenticate": 'Basic realm="idp", error="invalid_client"',
+            **NO_STORE,
+        }
+        return JSONResponse(body, status_code=401, headers=headers)
+
+    # --- tokens -----------------------------------------------------------------------------------
+
+    def _generate_token(
+        self,
+        grant_type: str,
+        client: ClientProtocol,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        ttl = client.row.access_token_ttl or self.settings.access_token_ttl_seconds
+        issued = self.services.tokens.access_token(
+            subject=user.id if user is not None else client.client_id,
+            client_id=client.client_id,
+            scope=scope or "",
+            ttl=ttl,
+        )
+        self.issued = issued
+        token: dict[str, Any] = {
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+        }
+        if scope:
+            token["scope"] = scope
+        return token

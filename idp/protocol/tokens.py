@@ -1,0 +1,130 @@
+"""JWTs this IdP signs: RFC 9068 access tokens and OpenID Connect ID tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from idp.keystore import DEFAULT_ALG, KeyRing
+from idp.security.secrets import new_id
+from idp.settings import Settings
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
+# Every algorithm a token of ours may carry; a token claiming another is refused outright.
+VERIFY_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str
+    jti: str
+    expires_in: int
+    expires_at: int
+
+
+class InvalidToken(Exception):
+    """A token that is malformed, not ours, expired or of the wrong type."""
+
+
+def half_hash(value: str) -> str:
+    """OIDC Core §3.1.3.6 at_hash: left half of SHA-256 (for RS256/PS256/ES256), base64url."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+class TokenService:
+    def __init__(self, settings: Settings, keys: KeyRing) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.issuer = settings.issuer
+        self.audience = settings.audience
+
+    def access_token(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scope: str,
+        ttl: int,
+        auth_time: int | None = None,
+    ) -> IssuedAccessToken:
+        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope."""
+        kid, key = self.keys.signing_key(DEFAULT_ALG)
+        iat = int(time.time())
+        jti = new_id()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "exp": iat + ttl,
+            "iat": iat,
+            "jti": jti,
+            "client_id": client_id,
+            "scope": scope,
+        }
+        if auth_time is not None:
+            claims["auth_time"] = auth_time
+        header = {"alg": DEFAULT_ALG, "kid": kid, "typ": ACCESS_TOKEN_TYP}
+        token = jwt.encode(header, claims, key, algorithms=[DEFAULT_ALG])
+        return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
+
+    def id_token(self, claims: dict[str, Any], access_token: str | None) -> str:
+        """OIDC Core §2 and §3.1.3.6; `claims` brings sub, aud, auth_time, nonce, sid, amr, acr."""
+        kid, key = self.keys.signing_key(DEFAULT_ALG)
+        iat = int(time.time())
+        body = {
+            "iss": self.issuer,
+            "iat": iat,
+            "exp": iat + self.settings.id_token_ttl_seconds,
+            **{k: v for k, v in claims.items() if v is not None},
+        }
+        if access_token:
+            body["at_hash"] = half_hash(access_token)
+        return jwt.encode(
+            {"alg": DEFAULT_ALG, "kid": kid, "typ": "JWT"}, body, key, algorithms=[DEFAULT_ALG]
+        )
+
+    def _decode(self, token: str) -> jwt.Token:
+        if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
+            raise InvalidToken("malformed token")
+        try:
+            return jwt.decode(token, self.keys.snapshot().verifying, algorithms=VERIFY_ALGS)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidToken("signature or format not valid") from exc
+
+    def verify_access_token(self, token: str) -> dict[str, Any]:
+        """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation."""
+        decoded = self._decode(token)
+        typ = str(decoded.header.get("typ", "")).lower()
+        if typ not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
+            raise InvalidToken("not an access token")
+        claims = decoded.claims
+        registry = jwt.JWTClaimsRegistry(
+            leeway=5,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            exp={"essential": True},
+            sub={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidToken(exc.description or "claims not valid") from exc
+        return claims
+
+    def verify_id_token_hint(self, token: str) -> dict[str, Any]:
+        """OIDC Core §3.1.2.1: an ID token we issued; it may have expired."""
+        decoded = self._decode(token)
+        if str(decoded.header.get("typ", "JWT")).lower() == ACCESS_TOKEN_TYP:
+            raise InvalidToken("an access token is not an ID token")
+        claims = decoded.claims
+        if claims.get("iss") != self.issuer or not isinstance(claims.get("sub"), str):
+            raise InvalidToken("not an ID token of this issuer")
+        return claims
