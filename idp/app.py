@@ -1,0 +1,86 @@
+"""create_app(settings) -> FastAPI: the only place where the parts are wired together.
+
+Nothing is built at import time, so tests build as many apps as they like and
+`uvicorn --factory idp.app:create_app --workers 4` builds one per worker.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import inspect
+from starlette.staticfiles import StaticFiles
+
+from idp.authn.passwords import Passwords
+from idp.db import make_engine, make_sessionmaker, read_only_engine
+from idp.keystore import KeyRing, ensure_active_key, load_key_encryption_key
+from idp.protocol.endpoints import authorize, discovery, jwks, token, userinfo
+from idp.protocol.tokens import TokenService
+from idp.resources import static_dir
+from idp.security.headers import SecurityHeaders
+from idp.security.secrets import Sealer
+from idp.services import Services
+from idp.settings import Settings, SettingsError
+from idp.web import consent, home, login
+from idp.web.templating import Templates
+
+
+class NotMigrated(SettingsError):
+    pass
+
+
+def build_services(settings: Settings) -> Services:
+    """Connect, check the schema, open the key ring (failing loudly on a wrong KEK)."""
+    engine = make_engine(settings)
+    if "signing_keys" not in inspect(engine).get_table_names():
+        engine.dispose()
+        raise NotMigrated("the database has no schema yet: run `idp migrate` first")
+    factory = make_sessionmaker(engine)
+    try:
+        sealer = Sealer(load_key_encryption_key(settings))
+        with factory.begin() as db:
+            ensure_active_key(db, sealer)
+        keys = KeyRing(factory, sealer, settings.key_refresh_seconds)
+        keys.load()
+    except BaseException:
+        engine.dispose()  # a server that cannot start holds no connections
+        raise
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=factory,
+        read_engine=read_only_engine(engine),
+        keys=keys,
+        tokens=TokenService(settings, keys),
+        passwords=Passwords(settings),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = build_services(settings)
+    # authlib logs issued tokens at DEBUG; never let them reach a log.
+    logging.getLogger("authlib").setLevel(logging.INFO)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # garbage collector's generations, so collections during requests stay short.
+        gc.freeze()
+        yield
+        services.engine.dispose()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    app.state.templates = Templates(settings)
+    app.state.discovery_json = discovery.encoded(settings)
+    # The token endpoint first: routes are matched in order, and it is the hot path.
+    for module in (token, discovery, jwks, authorize, userinfo, login, consent, home):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    app.add_middleware(SecurityHeaders, https=not settings.is_development)
+    return app

@@ -1,0 +1,1 @@
+"""Pages a person sees; module X renders templates/X/*.html."""
