@@ -1,0 +1,1 @@
+"""The operators' side: registering clients and users. The command line calls these functions."""

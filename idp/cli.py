@@ -1,0 +1,371 @@
+"""The `idp` command line (also `python -m idp`): serve, migrate, users, clients, keys.
+
+Bad input exits non-zero with one line on stderr and writes nothing: every command that writes
+does so in one transaction, after validating everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from idp.settings import Settings, SettingsError, load_settings
+
+
+class CommandError(Exception):
+    """Shown as `idp: error: <message>`, exit status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: scripts and people read the reason first.
+        self.exit(2, f"idp: error: {message}\n")
+
+
+def _db(settings: Settings) -> tuple[Callable[[], object], Callable[[], Session]]:
+    from idp.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings)
+    factory = make_sessionmaker(engine)
+    return engine.dispose, factory.begin  # type: ignore[return-value]
+
+
+def _emit(data: object, as_json: bool, text: str) -> None:
+    print(json.dumps(data, indent=2) if as_json else text)
+
+
+# --- migrate and serve ---------------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
+    from idp.db import make_engine
+    from idp.migrate import upgrade
+
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    print("database is at the latest schema", file=sys.stderr)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from idp.app import build_services
+    from idp.store import clients
+
+    cmd_migrate(settings, args)
+    services = build_services(settings)  # fails here, with one line, on a wrong KEK
+    with services.sessions() as db:
+        empty = not users_exist(db) or not clients.all_clients(db)
+    services.engine.dispose()
+    print(
+        f"idp: issuer {settings.issuer}, listening on http://{args.host}:{args.port}",
+        file=sys.stderr,
+    )
+    if empty:
+        print(FIRST_STEPS.format(issuer=settings.issuer), file=sys.stderr)
+    uvicorn.run(
+        "idp.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        server_header=False,
+        date_header=True,
+        log_level=settings.log_level,
+        # Per-request access lines cost a measurable share of the token endpoint's time; the
+        # audit trail records what matters for security. Opt in with --access-log.
+        access_log=args.access_log,
+    )
+
+
+def users_exist(db: Session) -> bool:
+    from sqlalchemy import select
+
+    from idp.store.users import User
+
+    return db.scalar(select(User.id).limit(1)) is not None
+
+
+FIRST_STEPS = """
+First steps (in another terminal):
+  printf '%s\\n' 'a long passphrase' | .venv/bin/idp users create you@example.com --name You \\
+      --password-stdin
+  .venv/bin/idp clients create --name "My app" --redirect-uri http://localhost:3000/callback \\
+      --grant-type authorization_code --scope openid --scope profile --scope email --json
+Discovery: {issuer}/.well-known/openid-configuration
+""".rstrip()
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+def read_password_stdin() -> str:
+    data = sys.stdin.readline() if not sys.stdin.isatty() else ""
+    if data.endswith("\n"):
+        data = data[:-1]
+        if data.endswith("\r"):
+            data = data[:-1]
+    if not data:
+        raise CommandError("no password on standard input")
+    return data
+
+
+def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.users import InvalidUser, create_user
+    from idp.authn.passwords import Passwords
+
+    if not args.password_stdin:
+        raise CommandError("--password-stdin is required (passwords never go on the command line)")
+    password = read_password_stdin()
+    dispose, begin = _db(settings)
+    try:
+        with begin() as db:
+            user = create_user(
+                db,
+                Passwords(settings),
+                email=args.email,
+                password=password,
+                min_length=settings.password_min_length,
+                name=args.name,
+                is_admin=args.admin,
+            )
+            out = {"id": user.id, "email": user.email, "name": user.name, "admin": user.is_admin}
+    except InvalidUser as exc:
+        raise CommandError(str(exc)) from None
+    except IntegrityError:
+        raise CommandError(f"a user with email {args.email} already exists") from None
+    finally:
+        dispose()
+    _emit(out, args.json, f"created user {out['email']} ({out['id']})")
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import (
+        ClientSpec,
+        InvalidRegistration,
+        describe,
+        load_jwks_file,
+        register,
+    )
+
+    try:
+        spec = ClientSpec(
+            name=args.name,
+            grant_types=args.grant_type or [],
+            scopes=args.scope or [],
+            redirect_uris=args.redirect_uri or [],
+            post_logout_redirect_uris=args.post_logout_redirect_uri or [],
+            public=args.public,
+            auth_method=args.auth_method,
+            jwks_uri=args.jwks_uri,
+            jwks=load_jwks_file(Path(args.jwks_file)) if args.jwks_file else None,
+            access_token_ttl=args.access_token_ttl,
+            require_pkce=not args.no_pkce,
+            trusted=args.trusted,
+        )
+        dispose, begin = _db(settings)
+        try:
+            with begin() as db:
+                registered = register(db, spec)
+                out = describe(registered.client)
+        finally:
+            dispose()
+    except InvalidRegistration as exc:
+        raise CommandError(str(exc)) from None
+    if registered.client_secret:
+        out = {"client_id": out["client_id"], "client_secret": registered.client_secret, **out}
+    text = f"client_id: {out['client_id']}"
+    if registered.client_secret:
+        text += f"\nclient_secret: {registered.client_secret}\n(shown this once; store it now)"
+    _emit(out, args.json, text)
+
+
+def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import describe
+    from idp.store import clients
+
+    dispose, begin = _db(settings)
+    try:
+        with begin() as db:
+            rows = [describe(c) for c in clients.all_clients(db)]
+    finally:
+        dispose()
+    lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
+    _emit(rows, args.json, "\n".join(lines) or "no clients")
+
+
+def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import describe
+    from idp.store import clients
+
+    dispose, begin = _db(settings)
+    try:
+        with begin() as db:
+            client = clients.get(db, args.client_id)
+            if client is None:
+                raise CommandError(f"no client {args.client_id}")
+            out = describe(client)
+    finally:
+        dispose()
+    print(json.dumps(out, indent=2))
+
+
+def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import remove
+
+    dispose, begin = _db(settings)
+    try:
+        with begin() as db:
+            if not remove(db, args.client_id):
+                raise CommandError(f"no client {args.client_id}")
+    finally:
+        dispose()
+    print(f"deleted client {args.client_id}", file=sys.stderr)
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.store import keys
+
+    dispose, begin = _db(settings)
+    try:
+        with begin() as db:
+            rows = [
+                {
+                    "kid": k.kid,
+                    "alg": k.alg,
+                    "state": k.state,
+                    "created_at": k.created_at,
+                    "activated_at": k.activated_at,
+                    "retired_at": k.retired_at,
+                }
+                for k in keys.published(db)
+            ]
+    finally:
+        dispose()
+    lines = [f"{r['kid']}  {r['alg']}  {r['state']}  created {r['created_at']}" for r in rows]
+    _emit(rows, args.json, "\n".join(lines) or "no keys (they are created on first start)")
+
+
+def cmd_keys_new_kek(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.keystore import new_key_encryption_key
+
+    print(new_key_encryption_key())
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="idp", description="A small, auditable OpenID Connect provider.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    serve = sub.add_parser("serve", help="apply migrations and run the server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies whose X-Forwarded-* headers are trusted",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(
+        dest="users_command", required=True, parser_class=Parser
+    )
+    create_user = users.add_parser("create", help="create a user")
+    create_user.add_argument("email")
+    create_user.add_argument("--name")
+    create_user.add_argument("--admin", action="store_true")
+    create_user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (required)",
+    )
+    create_user.add_argument("--json", action="store_true")
+    create_user.set_defaults(func=cmd_users_create)
+
+    clients = sub.add_parser("clients", help="manage clients").add_subparsers(
+        dest="clients_command", required=True, parser_class=Parser
+    )
+    create = clients.add_parser("create", help="register a client")
+    create.add_argument("--name", required=True)
+    create.add_argument("--redirect-uri", action="append", metavar="URI")
+    create.add_argument("--post-logout-redirect-uri", action="append", metavar="URI")
+    create.add_argument(
+        "--grant-type",
+        action="append",
+        metavar="GRANT",
+        help="authorization_code, refresh_token or client_credentials",
+    )
+    create.add_argument("--scope", action="append", metavar="SCOPE")
+    create.add_argument("--public", action="store_true", help="no secret; PKCE required")
+    create.add_argument(
+        "--auth-method",
+        metavar="METHOD",
+        help="client_secret_basic, client_secret_post, private_key_jwt or none",
+    )
+    keys_source = create.add_mutually_exclusive_group()
+    keys_source.add_argument("--jwks-uri", metavar="URL")
+    keys_source.add_argument("--jwks-file", metavar="FILE")
+    create.add_argument("--access-token-ttl", type=int, metavar="SECONDS")
+    create.add_argument(
+        "--no-pkce", action="store_true", help="let a legacy confidential client omit PKCE"
+    )
+    create.add_argument("--trusted", action="store_true", help="first-party: skip consent")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_clients_create)
+    listing = clients.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_clients_list)
+    show = clients.add_parser("show", help="show one client as JSON")
+    show.add_argument("client_id")
+    show.set_defaults(func=cmd_clients_show)
+    delete = clients.add_parser("delete", help="delete a client")
+    delete.add_argument("client_id")
+    delete.set_defaults(func=cmd_clients_delete)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="keys_command", required=True, parser_class=Parser
+    )
+    keys_list = keys.add_parser("list", help="list signing keys")
+    keys_list.add_argument("--json", action="store_true")
+    keys_list.set_defaults(func=cmd_keys_list)
+    keys.add_parser("new-kek", help="print a fresh key-encryption key").set_defaults(
+        func=cmd_keys_new_kek
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        args.func(settings, args)
+    except (CommandError, SettingsError) as exc:
+        print(f"idp: error: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        print(f"idp: error: database: {str(exc.orig).splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
