@@ -1,0 +1,202 @@
+"""Fixtures for end-to-end tests: the real `idp` process on a free loopback port.
+
+Everything goes through the command line, as an operator would do it: `idp migrate`,
+`idp users create`, `idp clients create`, then `idp serve`. The server runs with its own
+SQLite file and key-encryption key in a temporary directory, and is always stopped
+(SIGTERM, then SIGKILL) when the module's tests are done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT = 30.0
+CLI_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: tests read the Location header
+USER_EMAIL = "e2e@example.com"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1 (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(tmp: Path, issuer: str) -> dict[str, str]:
+    """The parent's environment without any IDP_* setting of its own, plus this server's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(
+        IDP_ISSUER=issuer,
+        IDP_DATABASE_URL=f"sqlite:///{tmp}/idp.db",
+        IDP_KEY_ENCRYPTION_KEY_FILE=str(tmp / "kek"),
+        # The cheapest argon2id profile: these tests check behaviour, not cost.
+        IDP_PASSWORD_HASH_TIME_COST="1",
+        IDP_PASSWORD_HASH_MEMORY_KIB="8",
+        IDP_PASSWORD_HASH_PARALLELISM="1",
+        IDP_LOG_LEVEL="info",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@dataclass
+class Cli:
+    """`python -m idp ...` with the server's environment, from the temporary directory."""
+
+    env: dict[str, str]
+    cwd: Path
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "idp", *args],
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, (
+            f"idp {' '.join(args)} exited with {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+        return result
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        result = self.run(*args, stdin=stdin)
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise AssertionError(
+                f"idp {' '.join(args)} did not print JSON:\n{result.stdout}\n{result.stderr}"
+            ) from None
+
+
+@dataclass
+class RunningServer:
+    issuer: str
+    port: int
+    tmp: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    cli: Cli
+    email: str
+    password: str
+    client_id: str
+    client_secret: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"idp serve exited with {process.returncode} before it answered\n"
+                f"--- server log ---\n{log_path.read_text(errors='replace')}"
+            )
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last_error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last_error = repr(exc)
+        time.sleep(0.1)
+    raise AssertionError(
+        f"idp serve did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
+        f"--- server log ---\n{log_path.read_text(errors='replace')}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM, then SIGKILL; a server that needed the second one fails the teardown."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT)
+        raise AssertionError(
+            f"idp serve ignored SIGTERM for {STOP_TIMEOUT:.0f} s and was killed\n"
+            f"--- server log ---\n{log_path.read_text(errors='replace')}"
+        ) from None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("idp-e2e")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    cli = Cli(server_env(tmp, issuer), tmp)
+
+    cli.run("migrate")
+    password = "e2e " + secrets.token_urlsafe(18)
+    user = cli.json(
+        "users", "create", USER_EMAIL, "--password-stdin", "--json", stdin=password + "\n"
+    )
+    assert user["email"] == USER_EMAIL, user
+    client = cli.json(
+        "clients", "create", "--name", "E2E",
+        "--redirect-uri", REDIRECT_URI,
+        "--grant-type", "authorization_code",
+        "--scope", "openid", "--scope", "profile", "--scope", "email",
+        "--json",
+    )  # fmt: skip
+    assert client["client_id"] and client["client_secret"], client
+
+    log_path = tmp / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "idp", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=cli.env,
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_ready(process, f"{issuer}/.well-known/openid-configuration", log_path)
+        yield RunningServer(
+            issuer=issuer,
+            port=port,
+            tmp=tmp,
+            log_path=log_path,
+            process=process,
+            cli=cli,
+            email=USER_EMAIL,
+            password=password,
+            client_id=client["client_id"],
+            client_secret=client["client_secret"],
+        )
+    finally:
+        _stop(process, log_path)
+
+
+@pytest.fixture
+def browser(server: RunningServer) -> Iterator[httpx.Client]:
+    """A cookie-keeping client that, like a test reading Location headers, never follows."""
+    with httpx.Client(base_url=server.issuer, follow_redirects=False, timeout=10.0) as client:
+        yield client
