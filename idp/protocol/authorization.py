@@ -27,6 +27,7 @@ from idp.store import clients, consents, sessions, users
 from idp.store.base import now
 from idp.store.clients import Client
 from idp.store.sessions import BrowserSession
+from idp.store.users import User
 from idp.web.templating import Templates
 
 KNOWN_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -47,13 +48,29 @@ def origin_of(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+class Refused(Exception):
+    """An error for the relying party, sent to its validated redirect_uri (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, error: str, description: str | None = None) -> None:
+        super().__init__(error)
+        self.error, self.description = error, description
+
+
 def authorize(ctx: AuthorizationContext, decision: str | None = None) -> Response:
     with ctx.services.sessions.begin() as db:
-        return _authorize(ctx, db, decision)
+        target = _target(ctx, db)
+        if isinstance(target, Response):
+            return target
+        client, redirect_uri = target
+        try:
+            return _authorize(ctx, db, client, decision)
+        except Refused as refused:
+            return _redirect_error(ctx, redirect_uri, refused)
 
 
-def _authorize(ctx: AuthorizationContext, db: Session, decision: str | None) -> Response:
-    p, settings, templates = ctx.params, ctx.services.settings, ctx.templates
+def _target(ctx: AuthorizationContext, db: Session) -> tuple[Client, str] | Response:
+    """The client and its redirect_uri, or an error page: nothing is sent to an unchecked URI."""
+    p, templates = ctx.params, ctx.templates
     client_ids = p.lists.get("client_id", [])
     if len(client_ids) != 1 or not client_ids[0]:
         return templates.error(
@@ -69,123 +86,152 @@ def _authorize(ctx: AuthorizationContext, db: Session, decision: str | None) -> 
             "No application with this client_id is registered here.",
         )
     redirect_uris = p.lists.get("redirect_uri", [])
+    # RFC 9700 §4.1.3: exact string comparison with a registered URI.
     if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
         return templates.error(
             ctx.request,
             "Invalid redirect address",
             f"The redirect_uri is missing, repeated or not registered for {client.name}.",
         )
-    redirect_uri = redirect_uris[0]
+    return client, redirect_uris[0]
 
-    def fail(error: str, description: str | None = None) -> Response:
-        params = [("error", error)]
-        if description:
-            params.append(("error_description", description))
-        if (state := p.get("state")) is not None:
-            params.append(("state", state))
-        params.append(("iss", settings.issuer))  # RFC 9207 §2
-        return RedirectResponse(
-            add_params_to_uri(redirect_uri, params), status_code=ctx.redirect_status
-        )
 
+def _redirect_error(ctx: AuthorizationContext, redirect_uri: str, refused: Refused) -> Response:
+    params = [("error", refused.error)]
+    if refused.description:
+        params.append(("error_description", refused.description))
+    if (state := ctx.params.get("state")) is not None:
+        params.append(("state", state))
+    params.append(("iss", ctx.services.settings.issuer))  # RFC 9207 §2
+    return RedirectResponse(
+        add_params_to_uri(redirect_uri, params), status_code=ctx.redirect_status
+    )
+
+
+def _check_unsupported(p: Params) -> None:
     if repeated := p.repeated():
-        return fail("invalid_request", f"parameter {repeated[0]} is repeated")
+        raise Refused("invalid_request", f"parameter {repeated[0]} is repeated")
     if "request" in p.data:
-        return fail("request_not_supported", "request objects are not supported")
+        raise Refused("request_not_supported", "request objects are not supported")
     if "request_uri" in p.data:
-        return fail("request_uri_not_supported", "request_uri is not supported")
+        raise Refused("request_uri_not_supported", "request_uri is not supported")
     if p.get("response_mode") not in (None, "query"):
-        return fail("invalid_request", "only response_mode=query is supported")
+        raise Refused("invalid_request", "only response_mode=query is supported")
 
+
+def _prompts_and_max_age(p: Params) -> tuple[set[str], int | None]:
+    """OIDC Core §3.1.2.1 prompt and max_age, validated."""
+    prompts = set((p.get("prompt") or "").split())
+    if not prompts <= KNOWN_PROMPTS:
+        raise Refused("invalid_request", "unknown prompt value")
+    if "none" in prompts and len(prompts) > 1:
+        raise Refused("invalid_request", "prompt=none cannot be combined with other values")
+    raw = p.get("max_age")
+    if raw is None:
+        return prompts, None
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        raise Refused("invalid_request", "max_age must be a non-negative integer")
+    return prompts, int(raw)
+
+
+def _hinted_subject(ctx: AuthorizationContext) -> str | None:
+    hint = ctx.params.get("id_token_hint")
+    if not hint:
+        return None
+    try:
+        return str(ctx.services.tokens.verify_id_token_hint(hint)["sub"])
+    except InvalidToken:
+        raise Refused(
+            "invalid_request", "id_token_hint is not an ID token of this issuer"
+        ) from None
+
+
+def _signed_in(ctx: AuthorizationContext, db: Session) -> tuple[BrowserSession, User] | None:
+    session = session_of(db, ctx.request, ctx.services)
+    user = users.get(db, session.user_id) if session else None
+    if session is None or user is None or user.disabled:
+        return None
+    return session, user
+
+
+def _authorize(
+    ctx: AuthorizationContext, db: Session, client: Client, decision: str | None
+) -> Response:
+    p = ctx.params
+    _check_unsupported(p)
     server = IdpServer(ctx.services, db)
-    oauth_request = IdpRequest("GET", settings.endpoint("/authorize"), ctx.request.headers, p)
+    oauth_request = IdpRequest(
+        "GET", ctx.services.settings.endpoint("/authorize"), ctx.request.headers, p
+    )
     oauth_request.ip = client_ip(ctx.request)
     try:
         grant = server.get_consent_grant(oauth_request, end_user=None)
     except OAuth2Error as error:
-        return fail(error.error, error.description)
+        raise Refused(error.error, error.description) from None
+    prompts, max_age = _prompts_and_max_age(p)
+    hinted_sub = _hinted_subject(ctx)
 
-    prompts = set((p.get("prompt") or "").split())
-    if not prompts <= KNOWN_PROMPTS:
-        return fail("invalid_request", "unknown prompt value")
-    if "none" in prompts and len(prompts) > 1:
-        return fail("invalid_request", "prompt=none cannot be combined with other values")
-    raw_max_age = p.get("max_age")
-    if raw_max_age is not None and not (
-        raw_max_age.isascii() and raw_max_age.isdigit() and len(raw_max_age) < 10
-    ):
-        return fail("invalid_request", "max_age must be a non-negative integer")
-    max_age = int(raw_max_age) if raw_max_age is not None else None
-
-    session = sessions.current(
-        db,
-        cookies.read(ctx.request, settings, cookies.SESSION),
-        settings.session_idle_timeout_seconds,
-    )
-    user = users.get(db, session.user_id) if session else None
-    if user is not None and user.disabled:
-        session, user = None, None
-
-    hinted_sub = None
-    if hint := p.get("id_token_hint"):
-        try:
-            hinted_sub = ctx.services.tokens.verify_id_token_hint(hint)["sub"]
-        except InvalidToken:
-            return fail("invalid_request", "id_token_hint is not an ID token of this issuer")
-
-    need_login = (
-        session is None
-        or user is None
-        or "login" in prompts
-        or "select_account" in prompts
+    signed_in = _signed_in(ctx, db)
+    if (
+        signed_in is None
+        or prompts & {"login", "select_account"}
         # OIDC Core §3.1.2.1: max_age=0 is prompt=login (timestamps are whole seconds).
-        or (max_age is not None and (max_age == 0 or now() - session.auth_time > max_age))
-    )
-    if need_login:
+        or (max_age is not None and (max_age == 0 or now() - signed_in[0].auth_time > max_age))
+    ):
         if "none" in prompts:
-            return fail("login_required", "the user must sign in")
+            raise Refused("login_required", "the user must sign in")
         return _to_login(ctx, p)
-    assert session is not None and user is not None
+    session, user = signed_in
     if hinted_sub is not None and hinted_sub != user.id:
-        # OIDC Core §3.1.2.1: the hinted user is not the one signed in (nor did they just sign
-        # in): an error, never a code for somebody else.
-        return fail("login_required", "the signed-in user is not the one id_token_hint names")
+        # The hinted user is neither signed in nor did they just sign in: an error, never a code
+        # for somebody else.
+        raise Refused("login_required", "the signed-in user is not the one id_token_hint names")
 
     scopes = oauth_request.scope.split()
+    if page := _consent_step(ctx, db, client, user, scopes, prompts, decision, grant.redirect_uri):
+        return page
+
+    oauth_request.user, oauth_request.session = user, session
+    try:
+        _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
+    except OAuth2Error as error:
+        raise Refused(error.error, error.description) from None
+    location = add_params_to_uri(dict(headers)["Location"], [("iss", ctx.services.settings.issuer)])
+    return RedirectResponse(location, status_code=ctx.redirect_status)
+
+
+def _consent_step(
+    ctx: AuthorizationContext,
+    db: Session,
+    client: Client,
+    user: User,
+    scopes: list[str],
+    prompts: set[str],
+    decision: str | None,
+    redirect_uri: str,
+) -> Response | None:
+    """Record the user's answer, or ask for one; None when the request may proceed."""
+    ip = client_ip(ctx.request)
     if decision == "deny":
-        record(
-            db,
-            AuditEvent.CONSENT_DENIED,
-            ip=oauth_request.ip,
-            user_id=user.id,
-            client_id=client.client_id,
-        )
-        return fail("access_denied", "the user denied the request")
+        record(db, AuditEvent.CONSENT_DENIED, ip=ip, user_id=user.id, client_id=client.client_id)
+        raise Refused("access_denied", "the user denied the request")
     if decision == "allow":
         consents.grant(db, user.id, client.client_id, scopes)
         record(
             db,
             AuditEvent.CONSENT_GRANTED,
-            ip=oauth_request.ip,
+            ip=ip,
             user_id=user.id,
             client_id=client.client_id,
             scope=" ".join(scopes),
         )
-    elif "consent" in prompts or not (
-        client.trusted or consents.covers(db, user.id, client.client_id, scopes)
-    ):
-        if "none" in prompts:
-            return fail("consent_required", "the user must approve this application")
-        return _consent_page(ctx, client, user.email, scopes, redirect_uri)
-
-    oauth_request.user = user
-    oauth_request.session = session
-    try:
-        _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
-    except OAuth2Error as error:
-        return fail(error.error, error.description)
-    location = add_params_to_uri(dict(headers)["Location"], [("iss", settings.issuer)])
-    return RedirectResponse(location, status_code=ctx.redirect_status)
+        return None
+    remembered = client.trusted or consents.covers(db, user.id, client.client_id, scopes)
+    if remembered and "consent" not in prompts:
+        return None
+    if "none" in prompts:
+        raise Refused("consent_required", "the user must approve this application")
+    return _consent_page(ctx, client, user.email, scopes, redirect_uri)
 
 
 def _to_login(ctx: AuthorizationContext, p: Params) -> Response:

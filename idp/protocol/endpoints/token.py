@@ -61,13 +61,14 @@ async def token_endpoint(request: Request) -> Response:
     if request.query_params:
         # Credentials and codes belong in the body, never in a URL that logs keep.
         return invalid_request("parameters must be sent in the body, not the query string")
-    if is_read_only(params):
-        # The hot path runs on the event loop: one indexed read that never waits for a lock
-        # (a deferred SQLite read, or PostgreSQL MVCC) and one signature. A thread hop would add
-        # GIL contention and latency and gain nothing on CPU-bound work.
+    read_only = is_read_only(params)
+    if read_only and services.engine.dialect.name == "sqlite":
+        # The hot path on the embedded database runs on the event loop: one local, lock-free
+        # read (autocommit, WAL) and one signature, CPU-bound work a thread hop would only slow
+        # down. A network database is never awaited on the loop: a slow server would stall it.
         response, deferred = _token(services, request, params, read_only=True)
     else:
-        response, deferred = await run_in_threadpool(_token, services, request, params, False)
+        response, deferred = await run_in_threadpool(_token, services, request, params, read_only)
     if deferred:
         await run_in_threadpool(_write_events, services, deferred)
     return response

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from starlette.testclient import TestClient
 
+from idp.store import clients
 from tests.helpers import RP, Harness
 from tests.token_helpers import ISSUER, audit_events, error_of, jose_header, sql, statements
 
@@ -584,7 +585,17 @@ def test_client_credentials_hot_path(
     with statements(idp.services.engine) as probe:
         sql(idp, "SELECT 1")
     assert len(probe) == 1  # the listener sees statements
+    # The client read runs on the driver's cursor, below SQLAlchemy's events: count it apart.
+    reads: list[str] = []
+    real_read = clients.get_record
+
+    def counted_read(db: Any, client_id: str) -> Any:
+        reads.append(client_id)
+        return real_read(db, client_id)
+
+    monkeypatch.setattr(clients, "get_record", counted_read)
     with statements(idp.services.engine) as seen:
         response = idp.client_credentials(service)
     assert response.status_code == 200, response.text
-    assert len(seen) <= 1, seen
+    assert reads == [service.client_id]
+    assert seen == [], seen  # nothing else: no write, no second read
