@@ -17,7 +17,8 @@ from starlette.staticfiles import StaticFiles
 
 from idp.authn.passwords import Passwords
 from idp.db import make_engine, make_sessionmaker, read_only_engine
-from idp.keystore import KeyRing, ensure_active_key, load_key_encryption_key
+from idp.key_rotation import maintain
+from idp.keystore import KeyRing, KeyTicker, load_key_encryption_key
 from idp.protocol.endpoints import authorize, discovery, jwks, token, userinfo
 from idp.protocol.tokens import TokenService
 from idp.resources import static_dir
@@ -42,9 +43,10 @@ def build_services(settings: Settings) -> Services:
     factory = make_sessionmaker(engine)
     try:
         sealer = Sealer(load_key_encryption_key(settings))
+        keys = KeyRing(factory, sealer, settings)
+        keys.load()  # opens every stored key first: a wrong KEK fails here, before any change
         with factory.begin() as db:
-            ensure_active_key(db, sealer)
-        keys = KeyRing(factory, sealer, settings.key_refresh_seconds)
+            maintain(db, sealer, settings)  # a signing key for each enabled algorithm
         keys.load()
     except BaseException:
         engine.dispose()  # a server that cannot start holds no connections
@@ -71,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # garbage collector's generations, so collections during requests stay short.
         gc.freeze()
+        ticker = KeyTicker(services.keys, settings.key_refresh_seconds)
+        ticker.start()
         yield
+        ticker.stop()
         services.engine.dispose()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

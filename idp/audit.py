@@ -31,6 +31,10 @@ class AuditEvent(StrEnum):
     CLIENT_DELETED = "client.deleted"
     KEY_CREATED = "key.created"
     KEY_ACTIVATED = "key.activated"
+    KEY_RETIRED = "key.retired"
+    KEY_REVOKED = "key.revoked"
+    KEY_REMOVED = "key.removed"
+    KEYS_REWRAPPED = "keys.rewrapped"
 
 
 def record(

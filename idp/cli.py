@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"idp: error: {message}\n")
 
 
-def _db(settings: Settings) -> tuple[Callable[[], object], Callable[[], Session]]:
+def open_db(settings: Settings) -> tuple[Callable[[], object], Callable[[], Session]]:
     from idp.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings)
@@ -37,7 +37,7 @@ def _db(settings: Settings) -> tuple[Callable[[], object], Callable[[], Session]
     return engine.dispose, factory.begin  # type: ignore[return-value]
 
 
-def _emit(data: object, as_json: bool, text: str) -> None:
+def emit(data: object, as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2) if as_json else text)
 
 
@@ -129,7 +129,7 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     if not args.password_stdin:
         raise CommandError("--password-stdin is required (passwords never go on the command line)")
     password = read_password_stdin()
-    dispose, begin = _db(settings)
+    dispose, begin = open_db(settings)
     try:
         with begin() as db:
             user = create_user(
@@ -148,7 +148,7 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
         raise CommandError(f"a user with email {args.email} already exists") from None
     finally:
         dispose()
-    _emit(out, args.json, f"created user {out['email']} ({out['id']})")
+    emit(out, args.json, f"created user {out['email']} ({out['id']})")
 
 
 # --- clients -------------------------------------------------------------------------------------
@@ -177,8 +177,11 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             access_token_ttl=args.access_token_ttl,
             require_pkce=not args.no_pkce,
             trusted=args.trusted,
+            id_token_signed_response_alg=args.id_token_alg,
         )
-        dispose, begin = _db(settings)
+        if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
+            raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
+        dispose, begin = open_db(settings)
         try:
             with begin() as db:
                 registered = register(db, spec)
@@ -192,28 +195,28 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
     text = f"client_id: {out['client_id']}"
     if registered.client_secret:
         text += f"\nclient_secret: {registered.client_secret}\n(shown this once; store it now)"
-    _emit(out, args.json, text)
+    emit(out, args.json, text)
 
 
 def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe
     from idp.store import clients
 
-    dispose, begin = _db(settings)
+    dispose, begin = open_db(settings)
     try:
         with begin() as db:
             rows = [describe(c) for c in clients.all_clients(db)]
     finally:
         dispose()
     lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
-    _emit(rows, args.json, "\n".join(lines) or "no clients")
+    emit(rows, args.json, "\n".join(lines) or "no clients")
 
 
 def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe
     from idp.store import clients
 
-    dispose, begin = _db(settings)
+    dispose, begin = open_db(settings)
     try:
         with begin() as db:
             client = clients.get(db, args.client_id)
@@ -228,7 +231,7 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import remove
 
-    dispose, begin = _db(settings)
+    dispose, begin = open_db(settings)
     try:
         with begin() as db:
             if not remove(db, args.client_id):
@@ -239,35 +242,6 @@ def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
 
 
 # --- keys ----------------------------------------------------------------------------------------
-
-
-def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.store import keys
-
-    dispose, begin = _db(settings)
-    try:
-        with begin() as db:
-            rows = [
-                {
-                    "kid": k.kid,
-                    "alg": k.alg,
-                    "state": k.state,
-                    "created_at": k.created_at,
-                    "activated_at": k.activated_at,
-                    "retired_at": k.retired_at,
-                }
-                for k in keys.published(db)
-            ]
-    finally:
-        dispose()
-    lines = [f"{r['kid']}  {r['alg']}  {r['state']}  created {r['created_at']}" for r in rows]
-    _emit(rows, args.json, "\n".join(lines) or "no keys (they are created on first start)")
-
-
-def cmd_keys_new_kek(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.keystore import new_key_encryption_key
-
-    print(new_key_encryption_key())
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -333,6 +307,7 @@ def build_parser() -> Parser:
         "--no-pkce", action="store_true", help="let a legacy confidential client omit PKCE"
     )
     create.add_argument("--trusted", action="store_true", help="first-party: skip consent")
+    create.add_argument("--id-token-alg", metavar="ALG", help="ID token algorithm (RS256)")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_clients_create)
     listing = clients.add_parser("list", help="list clients")
@@ -345,15 +320,9 @@ def build_parser() -> Parser:
     delete.add_argument("client_id")
     delete.set_defaults(func=cmd_clients_delete)
 
-    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
-        dest="keys_command", required=True, parser_class=Parser
-    )
-    keys_list = keys.add_parser("list", help="list signing keys")
-    keys_list.add_argument("--json", action="store_true")
-    keys_list.set_defaults(func=cmd_keys_list)
-    keys.add_parser("new-kek", help="print a fresh key-encryption key").set_defaults(
-        func=cmd_keys_new_kek
-    )
+    from idp import cli_keys  # its commands use this module's helpers
+
+    cli_keys.add_commands(sub)
     return parser
 
 

@@ -9,39 +9,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
-from sqlalchemy import text
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.key_rotation import maintain, next_due
 from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_encode
 from idp.settings import Settings, SettingsError
 from idp.store import keys as key_store
 from idp.store.base import now
-from idp.store.keys import KeyState, SigningKey
+from idp.store.keys import PUBLISHED_STATES, KeyState, SigningKey
 
 DEFAULT_ALG = "RS256"
+log = logging.getLogger("idp.keys")
 AnyKey = RSAKey | ECKey | OKPKey
 
 
-class KeyError_(SettingsError):
+class KeyMaterialError(SettingsError):
     """The key-encryption key is missing or does not open the stored keys."""
 
 
 def load_key_encryption_key(settings: Settings) -> bytes:
     """From IDP_KEY_ENCRYPTION_KEY, else its file; a localhost issuer may generate the file."""
     if settings.key_encryption_key is not None:
-        return _decode_kek(settings.key_encryption_key.get_secret_value(), "IDP_KEY_ENCRYPTION_KEY")
+        return decode_kek(settings.key_encryption_key.get_secret_value(), "IDP_KEY_ENCRYPTION_KEY")
     path = settings.key_encryption_key_file
     if path.exists():
-        return _decode_kek(path.read_text().strip(), str(path))
+        return decode_kek(path.read_text().strip(), str(path))
     if not settings.is_development:
-        raise KeyError_(
+        raise KeyMaterialError(
             f"no key-encryption key: set IDP_KEY_ENCRYPTION_KEY or provide {path} "
             "(32 random bytes, base64url; `idp keys new-kek` prints one)"
         )
@@ -52,13 +54,13 @@ def new_key_encryption_key() -> str:
     return b64url_encode(os.urandom(32))
 
 
-def _decode_kek(value: str, source: str) -> bytes:
+def decode_kek(value: str, source: str) -> bytes:
     try:
         raw = b64url_decode(value)
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise KeyError_(f"{source} must hold 32 bytes, base64url-encoded")
+        raise KeyMaterialError(f"{source} must hold 32 bytes, base64url-encoded")
     return raw
 
 
@@ -73,66 +75,18 @@ def _create_kek_file(path: Path) -> bytes:
     try:
         os.link(draft, path)  # fails if another process linked its key first
     except FileExistsError:
-        return _decode_kek(path.read_text().strip(), str(path))
+        return decode_kek(path.read_text().strip(), str(path))
     finally:
         os.unlink(draft)
     return b64url_decode(value)
-
-
-def _generate(alg: str) -> AnyKey:
-    params: KeyParameters = {"alg": alg, "use": "sig"}
-    key: AnyKey
-    if alg in ("RS256", "PS256"):
-        key = RSAKey.generate_key(2048, parameters=params, auto_kid=True)
-    elif alg == "ES256":
-        key = ECKey.generate_key("P-256", parameters=params, auto_kid=True)
-    elif alg == "EdDSA":
-        key = OKPKey.generate_key("Ed25519", parameters=params, auto_kid=True)
-    else:
-        raise ValueError(f"unsupported signing algorithm {alg}")
-    return key
-
-
-def create_key(db: Session, sealer: Sealer, alg: str, state: KeyState) -> SigningKey:
-    key = _generate(alg)
-    kid = str(key.kid)
-    ts = now()
-    row = SigningKey(
-        kid=kid,
-        alg=alg,
-        state=state,
-        public_jwk=key.as_dict(private=False),
-        private_jwk_sealed=sealer.seal(
-            json.dumps(key.as_dict(private=True)).encode(), kid.encode()
-        ),
-        created_at=ts,
-        activated_at=ts if state == KeyState.ACTIVE else None,
-        retired_at=None,
-        updated_at=ts,
-    )
-    db.add(row)
-    db.flush()
-    return row
-
-
-def ensure_active_key(db: Session, sealer: Sealer, alg: str = DEFAULT_ALG) -> SigningKey | None:
-    """Create an active key for `alg` if there is none; returns the new key, or None.
-
-    Several processes may start at once: PostgreSQL serialises them on an advisory lock, SQLite on
-    its BEGIN IMMEDIATE write lock, and whoever comes second finds the key already there.
-    """
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": 0x6964706B6579})
-    if key_store.active(db, alg) is not None:
-        return None
-    return create_key(db, sealer, alg, KeyState.ACTIVE)
 
 
 @dataclass(frozen=True)
 class KeySnapshot:
     """One consistent view of the key set, swapped in whole when it changes."""
 
-    fingerprint: tuple[int, int]
+    fingerprint: tuple[tuple[str, str, int], ...]
+    next_due: int  # when the rotation schedule next has work to do
     signing: dict[str, tuple[str, AnyKey]]  # alg -> (kid, private key)
     verifying: KeySet  # every published key
     jwks_json: bytes
@@ -147,16 +101,17 @@ class NoSigningKey(RuntimeError):
 class KeyRing:
     """The keys of one process: parsed once, refreshed when the set in the database changes."""
 
-    def __init__(self, factory: sessionmaker[Session], sealer: Sealer, refresh_seconds: int):
+    def __init__(self, factory: sessionmaker[Session], sealer: Sealer, settings: Settings):
         self._factory = factory
         self._sealer = sealer
-        self._refresh_seconds = refresh_seconds
+        self._settings = settings
+        self._refresh_seconds = settings.key_refresh_seconds
         self._lock = threading.Lock()
         self._next_check = 0.0
         self._snapshot: KeySnapshot | None = None
 
     def load(self) -> KeySnapshot:
-        """Read and decrypt every key now; raises KeyError_ when the KEK is wrong."""
+        """Read and decrypt every key now; raises KeyMaterialError when the KEK is wrong."""
         with self._lock:
             self._reload(force=True)
         assert self._snapshot is not None
@@ -179,13 +134,29 @@ class KeyRing:
         except KeyError:
             raise NoSigningKey(f"no active {alg} signing key") from None
 
+    def tick(self) -> list[str]:
+        """Run the rotation schedule if something is due, then pick up any change of the key set.
+
+        Called by each worker's background ticker; whichever worker gets there first does the
+        work (under a lock), the others find it done.
+        """
+        done: list[str] = []
+        snapshot = self._snapshot
+        if snapshot is None or now() >= snapshot.next_due:
+            with self._factory.begin() as db:
+                done = maintain(db, self._sealer, self._settings)
+        with self._lock:
+            self._reload(force=False)
+        return done
+
     def _reload(self, force: bool) -> None:
         self._next_check = time.monotonic() + self._refresh_seconds
         with self._factory() as db:
-            fingerprint = key_store.version(db)
+            fingerprint = key_store.fingerprint(db)
             if not force and self._snapshot and self._snapshot.fingerprint == fingerprint:
                 return
-            rows = key_store.published(db)
+            every = key_store.all_keys(db)
+        rows = [row for row in every if row.state in PUBLISHED_STATES]
         previous = self._snapshot.parsed if self._snapshot else {}
         parsed: dict[str, AnyKey] = {}
         signing: dict[str, tuple[str, AnyKey]] = {}
@@ -198,6 +169,7 @@ class KeyRing:
         jwks_json = json.dumps({"keys": public}, separators=(",", ":")).encode()
         self._snapshot = KeySnapshot(
             fingerprint=fingerprint,
+            next_due=next_due(every, self._settings),
             signing=signing,
             verifying=KeySet([_public_key(row.public_jwk) for row in rows]),
             jwks_json=jwks_json,
@@ -209,7 +181,7 @@ class KeyRing:
         try:
             data = json.loads(self._sealer.open(row.private_jwk_sealed, row.kid.encode()))
         except DecryptionError as exc:
-            raise KeyError_(
+            raise KeyMaterialError(
                 f"signing key {row.kid} cannot be decrypted: the key-encryption key is wrong"
             ) from exc
         return _import(data)
@@ -228,3 +200,29 @@ def _import(data: dict[str, object]) -> AnyKey:
 
 def _public_key(jwk: dict[str, object]) -> AnyKey:
     return _import(jwk)
+
+
+class KeyTicker:
+    """A worker's background thread: every IDP_KEY_REFRESH_SECONDS, run the key schedule and pick
+    up changes, so requests never wait for key maintenance."""
+
+    def __init__(self, keys: KeyRing, interval: float) -> None:
+        self._keys = keys
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="idp-key-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                for action in self._keys.tick():
+                    log.info("signing keys: %s", action)
+            except Exception:  # the next tick tries again; never let the thread die
+                log.exception("signing key maintenance failed")

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 
 
 class SettingsError(ValueError):
@@ -32,8 +33,15 @@ class Settings(BaseSettings):
     key_encryption_key: SecretStr | None = None
     key_encryption_key_file: Path = Path("keys/key-encryption-key")
     # How often a worker looks for a changed key set (published, activated or revoked keys).
-    key_refresh_seconds: int = Field(default=30, ge=1)
+    key_refresh_seconds: int = Field(default=10, ge=1)
     jwks_max_age_seconds: int = Field(default=300, ge=0)
+    # Signing algorithms with a key each; RS256 is always on (OIDC Core §15.1 mandates it).
+    signing_algs: str = "RS256"
+    access_token_alg: str = "RS256"  # noqa: S105 (an algorithm name)
+    # A new key every this many days, published this long before it signs: relying parties
+    # holding a cached JWKS must have fetched it by then, so at least twice the cache lifetime.
+    key_rotation_days: float = Field(default=90, gt=0)
+    key_prepublication_seconds: int = Field(default=3600, ge=1)
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=600, ge=30, le=86400)
@@ -79,7 +87,33 @@ class Settings(BaseSettings):
     def _timeouts_are_ordered(self) -> Settings:
         if self.session_idle_timeout_seconds > self.session_absolute_timeout_seconds:
             raise ValueError("IDP_SESSION_IDLE_TIMEOUT_SECONDS exceeds the absolute timeout")
+        unknown = set(self.enabled_algs) - set(SUPPORTED_ALGS)
+        if unknown:
+            raise ValueError(
+                f"IDP_SIGNING_ALGS: unsupported {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(SUPPORTED_ALGS)}"
+            )
+        if self.access_token_alg not in self.enabled_algs:
+            raise ValueError("IDP_ACCESS_TOKEN_ALG must be one of IDP_SIGNING_ALGS")
+        needed = 2 * self.jwks_max_age_seconds + self.key_refresh_seconds
+        if self.key_prepublication_seconds < needed:
+            raise ValueError(
+                f"IDP_KEY_PREPUBLICATION_SECONDS must be at least {needed} (twice the JWKS cache "
+                "lifetime plus the key refresh interval), or relying parties see keys too late"
+            )
+        if self.key_prepublication_seconds >= self.key_rotation_days * 86400:
+            raise ValueError("IDP_KEY_PREPUBLICATION_SECONDS must be shorter than the rotation")
         return self
+
+    @property
+    def enabled_algs(self) -> list[str]:
+        """RS256 first, then the others asked for, each once."""
+        asked = [a.strip() for a in self.signing_algs.split(",") if a.strip()]
+        return list(dict.fromkeys(["RS256", *asked]))
+
+    @property
+    def rotation_seconds(self) -> int:
+        return int(self.key_rotation_days * 86400)
 
     @property
     def is_development(self) -> bool:

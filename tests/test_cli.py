@@ -360,7 +360,17 @@ def test_keys_list(cli: Cli, database_url: str, tmp_path: Path) -> None:
     assert listed[0]["kid"] == kid
     assert listed[0]["alg"] == "RS256"
     assert listed[0]["state"] == "active"
-    assert set(listed[0]) == {"kid", "alg", "state", "created_at", "activated_at", "retired_at"}
+    assert set(listed[0]) == {
+        "kid",
+        "alg",
+        "state",
+        "created_at",
+        "activates_at",
+        "activated_at",
+        "retired_at",
+        "remove_after",
+        "revoked_at",
+    }
 
 
 def test_keys_new_kek(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 import idp.app
 from idp.app import build_services, create_app
 from idp.db import make_engine
-from idp.keystore import KeyError_, load_key_encryption_key, new_key_encryption_key
+from idp.keystore import KeyMaterialError, load_key_encryption_key, new_key_encryption_key
 from idp.migrate import upgrade
 from idp.security.secrets import b64url_decode
 from idp.services import Services
@@ -109,7 +109,7 @@ def test_wrong_key_encryption_key_refuses_to_start(
     migrate(settings)
     services_for(settings)  # the first start creates the signing key
     other = make_settings(database_url, tmp_path, key_encryption_key=new_key_encryption_key())
-    with pytest.raises(KeyError_, match="key-encryption key is wrong") as caught:
+    with pytest.raises(KeyMaterialError, match="key-encryption key is wrong") as caught:
         create_app(other)
     assert isinstance(caught.value, SettingsError)
     assert "\n" not in str(caught.value)
@@ -153,7 +153,7 @@ def test_failed_start_releases_its_connections(
     services_for(settings)
     app_engines.clear()
     other = make_settings(database_url, tmp_path, key_encryption_key=new_key_encryption_key())
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyMaterialError):
         create_app(other)
     assert len(app_engines) == 1
     assert app_engines[0].pool.checkedin() + app_engines[0].pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -166,7 +166,7 @@ def test_malformed_key_encryption_key_is_refused(
     """Issue, Keys: the KEK is 32 random bytes, base64url; anything else refuses to start."""
     settings = make_settings(database_url, tmp_path, key_encryption_key=value)
     migrate(settings)
-    with pytest.raises(KeyError_, match="32 bytes"):
+    with pytest.raises(KeyMaterialError, match="32 bytes"):
         create_app(settings)
 
 
@@ -232,13 +232,14 @@ def test_development_kek_file_is_generated_once_when_workers_start_together(
 
 def test_https_issuer_without_a_kek_refuses_to_start(database_url: str, tmp_path: Path) -> None:
     """Issue, Keys: outside development the KEK is never invented: with neither
-    IDP_KEY_ENCRYPTION_KEY nor its file, start fails with KeyError_ and writes no file or key."""
+    IDP_KEY_ENCRYPTION_KEY nor its file, start fails with
+    KeyMaterialError and writes no file or key."""
     kek_file = tmp_path / "kek"
     settings = make_settings(
         database_url, tmp_path, key_encryption_key=None, key_encryption_key_file=kek_file
     )
     migrate(settings)
-    with pytest.raises(KeyError_, match="key-encryption key"):
+    with pytest.raises(KeyMaterialError, match="key-encryption key"):
         create_app(settings)
     assert not kek_file.exists()
     assert key_rows(settings) == []

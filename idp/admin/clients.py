@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from idp.audit import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex
-from idp.settings import LOOPBACK_HOSTS
+from idp.settings import LOOPBACK_HOSTS, SUPPORTED_ALGS
 from idp.store import clients
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
 
@@ -39,6 +39,7 @@ class ClientSpec:
     access_token_ttl: int | None = None
     require_pkce: bool = True
     trusted: bool = False
+    id_token_signed_response_alg: str | None = None
 
 
 @dataclass
@@ -136,6 +137,9 @@ def _validate(spec: ClientSpec) -> str:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
     if spec.jwks_uri:
         _check_url(spec.jwks_uri, "jwks_uri")
+    alg = spec.id_token_signed_response_alg
+    if alg is not None and alg not in SUPPORTED_ALGS:
+        raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")
     if spec.access_token_ttl is not None and not MIN_TTL <= spec.access_token_ttl <= MAX_TTL:
         raise InvalidRegistration(f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
     return method
@@ -161,6 +165,7 @@ def register(db: Session, spec: ClientSpec) -> Registered:
             access_token_ttl=spec.access_token_ttl,
             require_pkce=spec.require_pkce,
             trusted=spec.trusted,
+            id_token_signed_response_alg=spec.id_token_signed_response_alg,
         ),
     )
     record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name)
@@ -190,5 +195,6 @@ def describe(client: Client) -> dict[str, object]:
         "access_token_ttl": client.access_token_ttl,
         "require_pkce": client.require_pkce,
         "trusted": client.trusted,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg or "RS256",
         "created_at": client.created_at,
     }

@@ -32,9 +32,11 @@ class InvalidToken(Exception):
     """A token that is malformed, not ours, expired or of the wrong type."""
 
 
-def half_hash(value: str) -> str:
-    """OIDC Core §3.1.3.6 at_hash: left half of SHA-256 (for RS256/PS256/ES256), base64url."""
-    digest = hashlib.sha256(value.encode("ascii")).digest()
+def half_hash(value: str, alg: str = DEFAULT_ALG) -> str:
+    """OIDC Core §3.1.3.6 at_hash: the left half of the alg's hash, base64url. The *256
+    algorithms hash with SHA-256; EdDSA over Ed25519 with SHA-512."""
+    hasher = hashlib.sha512 if alg == "EdDSA" else hashlib.sha256
+    digest = hasher(value.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
@@ -55,7 +57,8 @@ class TokenService:
         auth_time: int | None = None,
     ) -> IssuedAccessToken:
         """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope."""
-        kid, key = self.keys.signing_key(DEFAULT_ALG)
+        alg = self.settings.access_token_alg
+        kid, key = self.keys.signing_key(alg)
         iat = int(time.time())
         jti = new_id()
         claims: dict[str, Any] = {
@@ -70,13 +73,15 @@ class TokenService:
         }
         if auth_time is not None:
             claims["auth_time"] = auth_time
-        header = {"alg": DEFAULT_ALG, "kid": kid, "typ": ACCESS_TOKEN_TYP}
-        token = jwt.encode(header, claims, key, algorithms=[DEFAULT_ALG])
+        header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
+        token = jwt.encode(header, claims, key, algorithms=[alg])
         return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
 
-    def id_token(self, claims: dict[str, Any], access_token: str | None) -> str:
+    def id_token(
+        self, claims: dict[str, Any], access_token: str | None, alg: str = DEFAULT_ALG
+    ) -> str:
         """OIDC Core §2 and §3.1.3.6; `claims` brings sub, aud, auth_time, nonce, sid, amr, acr."""
-        kid, key = self.keys.signing_key(DEFAULT_ALG)
+        kid, key = self.keys.signing_key(alg)
         iat = int(time.time())
         body = {
             "iss": self.issuer,
@@ -85,10 +90,8 @@ class TokenService:
             **{k: v for k, v in claims.items() if v is not None},
         }
         if access_token:
-            body["at_hash"] = half_hash(access_token)
-        return jwt.encode(
-            {"alg": DEFAULT_ALG, "kid": kid, "typ": "JWT"}, body, key, algorithms=[DEFAULT_ALG]
-        )
+            body["at_hash"] = half_hash(access_token, alg)
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, body, key, algorithms=[alg])
 
     def _decode(self, token: str) -> jwt.Token:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:

@@ -33,6 +33,8 @@ class Client(Base):
     require_pkce: Mapped[bool] = mapped_column(default=True)
     # First-party apps whose users are not asked for consent.
     trusted: Mapped[bool] = mapped_column(default=False)
+    # OIDC Registration §2: the algorithm of this client's ID tokens; None means RS256.
+    id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(default=now)
 
 

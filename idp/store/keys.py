@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, LargeBinary, String, func, select
+from sqlalchemy import JSON, LargeBinary, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
@@ -14,6 +14,10 @@ class KeyState(StrEnum):
     STAGED = "staged"  # in /jwks.json, not signing yet
     ACTIVE = "active"  # signs new tokens; exactly one per algorithm
     RETIRED = "retired"  # still in /jwks.json until everything it signed has expired
+    REVOKED = "revoked"  # withdrawn in an emergency: neither published nor trusted
+
+
+PUBLISHED_STATES = (KeyState.STAGED, KeyState.ACTIVE, KeyState.RETIRED)
 
 
 class SigningKey(Base):
@@ -25,24 +29,50 @@ class SigningKey(Base):
     public_jwk: Mapped[dict[str, object]] = mapped_column(JSON)
     private_jwk_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[int]
+    # When a staged key starts signing; set when it is staged.
+    activates_at: Mapped[int | None]
     activated_at: Mapped[int | None]
     retired_at: Mapped[int | None]
+    # When a retired key leaves the JWKS: after every token it signed has expired.
+    remove_after: Mapped[int | None]
+    revoked_at: Mapped[int | None]
     updated_at: Mapped[int] = mapped_column(index=True)
 
 
-def published(db: Session) -> list[SigningKey]:
+def all_keys(db: Session) -> list[SigningKey]:
     return list(db.scalars(select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)))
 
 
-def version(db: Session) -> tuple[int, int]:
-    """A cheap fingerprint of the key set: (row count, latest change)."""
-    count, latest = db.execute(
-        select(func.count(), func.coalesce(func.max(SigningKey.updated_at), 0))
-    ).one()
-    return int(count), int(latest)
+def published(db: Session) -> list[SigningKey]:
+    return [key for key in all_keys(db) if key.state in PUBLISHED_STATES]
+
+
+def fingerprint(db: Session) -> tuple[tuple[str, str, int], ...]:
+    """What changes whenever the key set does: each key's id, state and last change."""
+    rows = db.execute(
+        select(SigningKey.kid, SigningKey.state, SigningKey.updated_at).order_by(SigningKey.kid)
+    ).all()
+    return tuple((kid, state, updated) for kid, state, updated in rows)
+
+
+def get(db: Session, kid: str) -> SigningKey | None:
+    return db.get(SigningKey, kid)
+
+
+def in_state(db: Session, alg: str, state: KeyState) -> list[SigningKey]:
+    return list(
+        db.scalars(
+            select(SigningKey)
+            .where(SigningKey.alg == alg, SigningKey.state == state)
+            .order_by(SigningKey.created_at, SigningKey.kid)
+        )
+    )
 
 
 def active(db: Session, alg: str) -> SigningKey | None:
-    return db.scalars(
-        select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == KeyState.ACTIVE)
-    ).first()
+    found = in_state(db, alg, KeyState.ACTIVE)
+    return found[0] if found else None
+
+
+def remove(db: Session, kid: str) -> None:
+    db.execute(delete(SigningKey).where(SigningKey.kid == kid))

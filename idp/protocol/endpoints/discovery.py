@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from idp.keystore import DEFAULT_ALG
 from idp.protocol.claims import STANDARD_SCOPES, supported_claims
 from idp.protocol.client_auth import ASSERTION_ALGS
 from idp.settings import Settings
@@ -30,7 +29,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [DEFAULT_ALG],
+        "id_token_signing_alg_values_supported": settings.enabled_algs,
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
