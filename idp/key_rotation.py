@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from idp.audit import AuditEvent, record
-from idp.security.secrets import Sealer
+from idp.security.secrets import DecryptionError, Sealer
 from idp.settings import Settings
 from idp.store import keys as key_store
 from idp.store.base import now
@@ -26,6 +26,7 @@ from idp.store.clients import Client
 from idp.store.keys import KeyState, SigningKey
 
 LOCK_ID = 0x6964706B6579  # "idpkey"
+SIGNING_STATES = (KeyState.STAGED, KeyState.ACTIVE)
 # Allowance for relying parties whose clocks run behind when they check `exp`.
 CLOCK_SKEW = 300
 
@@ -49,9 +50,29 @@ def lock(db: Session) -> None:
         db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
 
 
+class WrongKeyEncryptionKey(RuntimeError):
+    """This process's KEK does not open the stored keys (another KEK is in use, after a rewrap)."""
+
+
+def _check_sealer(db: Session, sealer: Sealer) -> None:
+    """Refuse to seal a new key under a KEK that cannot open the newest stored one: a worker left
+    on the old KEK after `idp keys rewrap` would lock every restarted server out."""
+    newest = db.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()).limit(1)).first()
+    if newest is None:
+        return
+    try:
+        sealer.open(newest.private_jwk_sealed, newest.kid.encode())
+    except DecryptionError:
+        raise WrongKeyEncryptionKey(
+            "this process's key-encryption key does not open the stored keys; restart it with "
+            "the current one"
+        ) from None
+
+
 def create(
     db: Session, sealer: Sealer, alg: str, state: KeyState, activates_at: int | None = None
 ) -> SigningKey:
+    _check_sealer(db, sealer)
     key = generate(alg)
     kid = str(key.kid)
     ts = now()
@@ -78,10 +99,10 @@ def create(
 def longest_token_lifetime(db: Session, settings: Settings) -> int:
     """How long a token signed now may stay valid: the retirement period of a key."""
     per_client = db.scalar(select(func.max(Client.access_token_ttl))) or 0
-    return (
-        max(settings.access_token_ttl_seconds, settings.id_token_ttl_seconds, per_client)
-        + CLOCK_SKEW
-    )
+    longest = max(settings.access_token_ttl_seconds, settings.id_token_ttl_seconds, per_client)
+    # A worker that has not reloaded yet still signs with the retiring key for up to one
+    # refresh interval; its last tokens must verify too.
+    return longest + settings.key_refresh_seconds + CLOCK_SKEW
 
 
 def activate(db: Session, key: SigningKey, lifetime: int) -> None:
@@ -105,18 +126,21 @@ def rotate(
     db: Session, sealer: Sealer, settings: Settings, alg: str, immediately: bool = False
 ) -> SigningKey:
     """Stage a new key that activates after the pre-publication window, or (`immediately`, for an
-    emergency) one that signs at once. A rotation already staged is returned, not doubled."""
+    emergency) make one sign at once: the staged key if there is one, else a new key. A rotation
+    already staged is returned, not doubled."""
     lock(db)
+    staged = key_store.in_state(db, alg, KeyState.STAGED)
     if immediately:
-        key = create(db, sealer, alg, KeyState.STAGED, activates_at=now())
+        # A key already staged has been published for a while: relying parties may know it.
+        key = staged[0] if staged else create(db, sealer, alg, KeyState.STAGED, now())
         activate(db, key, longest_token_lifetime(db, settings))
         return key
-    staged = key_store.in_state(db, alg, KeyState.STAGED)
     if staged:
         return staged[0]
-    return create(
-        db, sealer, alg, KeyState.STAGED, activates_at=now() + settings.key_prepublication_seconds
-    )
+    key = create(db, sealer, alg, KeyState.STAGED)
+    key.activates_at = key.created_at + settings.key_prepublication_seconds  # one clock reading
+    db.flush()
+    return key
 
 
 def revoke(db: Session, sealer: Sealer, settings: Settings, kid: str) -> SigningKey | None:
@@ -161,12 +185,25 @@ def maintain(db: Session, sealer: Sealer, settings: Settings) -> list[str]:
         elif ready:
             activate(db, ready[-1], lifetime)
             done.append(f"activated {ready[-1].kid} ({alg}), retired {current.kid}")
+            for passed_over in ready[:-1]:  # never signed anything: nothing to keep it for
+                key_store.remove(db, passed_over.kid)
+                record(db, AuditEvent.KEY_REMOVED, kid=passed_over.kid, alg=alg)
         elif not staged and ts >= (current.activated_at or ts) + rotation - window:
             activates_at = max(ts + window, (current.activated_at or ts) + rotation)
             key = create(db, sealer, alg, KeyState.STAGED, activates_at)
             done.append(f"staged {key.kid} ({alg}) to activate at {activates_at}")
     for key in key_store.all_keys(db):
-        if key.state == KeyState.RETIRED and (key.remove_after or 0) <= ts:
+        if key.alg not in settings.enabled_algs and key.state == KeyState.ACTIVE:
+            # The algorithm was switched off: its key verifies what it signed, and nothing new.
+            key.state, key.retired_at, key.updated_at = KeyState.RETIRED, ts, ts
+            key.remove_after = ts + lifetime
+            record(db, AuditEvent.KEY_RETIRED, kid=key.kid, alg=key.alg)
+            done.append(f"retired {key.kid} ({key.alg} is no longer enabled)")
+        elif key.alg not in settings.enabled_algs and key.state == KeyState.STAGED:
+            key_store.remove(db, key.kid)
+            record(db, AuditEvent.KEY_REMOVED, kid=key.kid, alg=key.alg)
+            done.append(f"removed staged {key.kid} ({key.alg} is no longer enabled)")
+        elif key.state == KeyState.RETIRED and (key.remove_after or 0) <= ts:
             key_store.remove(db, key.kid)
             record(db, AuditEvent.KEY_REMOVED, kid=key.kid, alg=key.alg)
             done.append(f"removed {key.kid} ({key.alg})")
@@ -176,6 +213,8 @@ def maintain(db: Session, sealer: Sealer, settings: Settings) -> list[str]:
 def next_due(keys: list[SigningKey], settings: Settings) -> int:
     """The earliest time `maintain` has something to do, from an already loaded key set."""
     due: list[int] = []
+    if any(k.alg not in settings.enabled_algs and k.state in SIGNING_STATES for k in keys):
+        return 0
     for alg in settings.enabled_algs:
         mine = [k for k in keys if k.alg == alg]
         current = [k for k in mine if k.state == KeyState.ACTIVE]

@@ -8,6 +8,7 @@ The lifecycle's clock is moved by hand (tests.key_helpers.Clock); tokens keep th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from idp import keystore as keystore_module
 from idp.app import create_app
 from idp.db import make_engine
 from idp.keystore import KeyMaterialError, KeyRing, new_key_encryption_key
+from idp.migrate import upgrade
 from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_encode
 from idp.services import Services
 from idp.settings import Settings
@@ -439,6 +441,8 @@ def test_two_app_instances_ticking_together_rotate_once(
     staged = in_state(a.services, KeyState.STAGED)
     assert len(staged) == 1
     assert jwks_kids(a.http) == jwks_kids(b.http) == {first.kid, staged[0].kid}
+    # Both nodes serve the same bytes, so one ETag: a relying party revalidates against either.
+    assert a.http.get("/jwks.json").headers["etag"] == b.http.get("/jwks.json").headers["etag"]
 
     activations = len(audit(a.services, "key.activated"))
     clock.set(staged[0].activates_at or 0)
@@ -450,6 +454,38 @@ def test_two_app_instances_ticking_together_rotate_once(
             grant_types=["client_credentials"], scopes=SERVICE_SCOPES, redirect_uris=[]
         )
         assert header(service_token(node, rp))["kid"] == staged[0].kid
+
+
+def test_workers_starting_together_make_one_key_per_algorithm(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue 4, Lifecycle ("exactly one per algorithm"; exactly once when several race): four
+    workers starting at once on a fresh database with every algorithm enabled end with one
+    active key per algorithm, and all sign with the same ones."""
+    settings = make_settings(database_url, tmp_path, signing_algs="RS256,ES256,EdDSA,PS256")
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+
+    def start(_: int) -> object:
+        services = create_app(settings).state.services
+        try:
+            return {alg: services.keys.signing_key(alg)[0] for alg in settings.enabled_algs}
+        finally:
+            services.engine.dispose()
+
+    signing = race(4, start)
+    assert all(kids == signing[0] for kids in signing)
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT kid, alg, state FROM signing_keys")).all()
+    finally:
+        engine.dispose()
+    assert sorted((alg, state) for _, alg, state in rows) == sorted(
+        (alg, "active") for alg in settings.enabled_algs
+    )
+    assert {kid for kid, _, _ in rows} == set(signing[0].values())  # type: ignore[attr-defined]
 
 
 # --- emergency revoke ---------------------------------------------------------------------------
@@ -686,6 +722,37 @@ def test_a_sealed_key_cannot_be_moved_onto_another_kid(
         create_app(settings)
 
 
+def test_a_worker_left_on_the_old_kek_does_not_lock_out_the_next_start(
+    apps: Apps, database_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    """Issue 4, Keys at rest (`idp keys rewrap`, then every server starts with the new KEK) and
+    Tests ("a wrong key-encryption key fails loudly at start, never by serving broken tokens"):
+    a worker not yet restarted after the rewrap still holds the old KEK. When a rotation falls
+    due it must not seal a new key under that old KEK (as `idp keys rotate` refuses to): a key
+    the new KEK cannot open would stop every restarted server from starting."""
+    settings = make_settings(database_url, tmp_path)
+    stale = apps.harness(settings)
+    services = stale.services
+    new_kek = b64url_decode(new_key_encryption_key())
+    with services.sessions.begin() as db:
+        key_rotation.rewrap(db, Sealer(b64url_decode(TEST_KEK)), Sealer(new_kek))
+    current = the_active(services)
+    clock.set(
+        (current.activated_at or 0)
+        + settings.rotation_seconds
+        - settings.key_prepublication_seconds
+    )
+    with contextlib.suppress(Exception):  # refusing (and logging) is a fine answer
+        services.keys.tick()
+    for kid, blob in sealed_blobs(services).items():
+        try:
+            Sealer(new_kek).open(blob, kid.encode())
+        except DecryptionError:
+            pytest.fail(f"key {kid} was sealed under the old KEK after the rewrap")
+    rewrapped = make_settings(database_url, tmp_path, key_encryption_key=b64url_encode(new_kek))
+    apps.harness(rewrapped, migrate=False)
+
+
 # --- the repository's keys/ folder --------------------------------------------------------------
 
 
@@ -838,6 +905,14 @@ def test_cli_keys_rewrap_then_list_with_the_new_kek(keys_cli: KeysCli, tmp_path:
     new_file.write_text(new_key_encryption_key() + "\n")
     keys_cli.ok("keys", "rewrap", "--new-kek-file", str(new_file))
     assert keys_cli.keys(IDP_KEY_ENCRYPTION_KEY_FILE=str(new_file)) == before
+    # Commands that open the keys refuse the old KEK (one line) and work with the new one.
+    refused = keys_cli.run("keys", "rotate", "--now")
+    assert refused.returncode == 1
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert keys_cli.keys() == before
+    # --now promotes the key staged above: still two keys, all under the new KEK.
+    keys_cli.ok("keys", "rotate", "--now", IDP_KEY_ENCRYPTION_KEY_FILE=str(new_file))
+    keys_cli.ok("keys", "rotate", IDP_KEY_ENCRYPTION_KEY_FILE=str(new_file))
     new_kek = b64url_decode(new_file.read_text().strip())
     engine = make_engine(make_settings(keys_cli.env["IDP_DATABASE_URL"], tmp_path))
     try:
@@ -845,8 +920,70 @@ def test_cli_keys_rewrap_then_list_with_the_new_kek(keys_cli: KeysCli, tmp_path:
             rows = conn.execute(text("SELECT kid, private_jwk_sealed FROM signing_keys")).all()
     finally:
         engine.dispose()
-    assert len(rows) == 2
+    assert len(rows) == 3
     for kid, blob in rows:
         Sealer(new_kek).open(bytes(blob), kid.encode())
         with pytest.raises(DecryptionError):
             Sealer(b64url_decode(TEST_KEK)).open(bytes(blob), kid.encode())
+
+
+def test_cli_clients_create_with_an_id_token_alg(keys_cli: KeysCli) -> None:
+    """Issue 4, Algorithms ("A client may ask for its ID token algorithm
+    (id_token_signed_response_alg)"): `idp clients create --id-token-alg ES256` registers it
+    when ES256 is enabled, and refuses it (exit 1, one line on stderr, no client) when not."""
+    args = [
+        "clients",
+        "create",
+        "--name",
+        "RP",
+        "--redirect-uri",
+        "https://rp.example/callback",
+        "--grant-type",
+        "authorization_code",
+        "--scope",
+        "openid",
+        "--id-token-alg",
+        "ES256",
+        "--json",
+    ]
+    refused = keys_cli.run(*args)
+    assert refused.returncode == 1
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "ES256" in refused.stderr
+    assert refused.stdout == ""
+    created = json.loads(keys_cli.ok(*args, IDP_SIGNING_ALGS="RS256,ES256").stdout)
+    assert created["id_token_signed_response_alg"] == "ES256"
+
+
+def test_each_worker_runs_the_schedule_in_the_background(database_url: str, tmp_path: Path) -> None:
+    """Issue 4, "automatic rotation ... whichever worker notices first does the work": a running
+    app's own background ticker activates a staged key that is due, with no request and no
+    command, and the app then signs with it."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from tests.conftest import ISSUER, migrated_app
+
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        key_refresh_seconds=1,
+        jwks_max_age_seconds=0,
+        key_prepublication_seconds=1,
+    )
+    app = migrated_app(settings)
+    services: Services = app.state.services
+    try:
+        with services.sessions.begin() as db:
+            staged = key_rotation.rotate(db, services.keys._sealer, settings, "RS256")
+            staged_kid = staged.kid
+        with TestClient(app, base_url=ISSUER):  # runs the lifespan: the ticker starts
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if services.keys.signing_key()[0] == staged_kid:
+                    break
+                time.sleep(0.2)
+        assert services.keys.signing_key()[0] == staged_kid
+    finally:
+        services.engine.dispose()

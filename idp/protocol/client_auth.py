@@ -16,6 +16,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
 from idp.audit import AuditEvent, record
+from idp.protocol.jose import registry
 from idp.store import assertions
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
@@ -84,7 +85,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
         try:
             # Asymmetric algorithms only: an HMAC or "none" assertion is never accepted.
-            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGS)
+            token = jwt.decode(assertion, resolve_key, registry=registry(*ASSERTION_ALGS))
         except (JoseError, ValueError) as exc:
             raise InvalidClientError(description="The client assertion is not valid.") from exc
         self.verify_claims(token.claims)

@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from idp.keystore import DEFAULT_ALG, KeyRing
+from idp.protocol.jose import registry
 from idp.security.secrets import new_id
 from idp.settings import Settings
 
@@ -74,7 +75,7 @@ class TokenService:
         if auth_time is not None:
             claims["auth_time"] = auth_time
         header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
-        token = jwt.encode(header, claims, key, algorithms=[alg])
+        token = jwt.encode(header, claims, key, registry=registry(alg))
         return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
 
     def id_token(
@@ -91,13 +92,15 @@ class TokenService:
         }
         if access_token:
             body["at_hash"] = half_hash(access_token, alg)
-        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, body, key, algorithms=[alg])
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, body, key, registry=registry(alg))
 
     def _decode(self, token: str) -> jwt.Token:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
             raise InvalidToken("malformed token")
         try:
-            return jwt.decode(token, self.keys.snapshot().verifying, algorithms=VERIFY_ALGS)
+            return jwt.decode(
+                token, self.keys.snapshot().verifying, registry=registry(*VERIFY_ALGS)
+            )
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidToken("signature or format not valid") from exc
 
@@ -108,7 +111,7 @@ class TokenService:
         if typ not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
             raise InvalidToken("not an access token")
         claims = decoded.claims
-        registry = jwt.JWTClaimsRegistry(
+        rules = jwt.JWTClaimsRegistry(
             leeway=5,
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.audience},
@@ -117,7 +120,7 @@ class TokenService:
             jti={"essential": True},
         )
         try:
-            registry.validate(claims)
+            rules.validate(claims)
         except JoseError as exc:
             raise InvalidToken(exc.description or "claims not valid") from exc
         return claims
