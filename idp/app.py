@@ -19,11 +19,11 @@ from idp.authn.passwords import Passwords
 from idp.db import make_engine, make_sessionmaker, read_only_engine
 from idp.key_rotation import maintain
 from idp.keystore import KeyRing, KeyTicker, load_key_encryption_key
-from idp.protocol.endpoints import authorize, discovery, jwks, token, userinfo
+from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.protocol.tokens import TokenService
 from idp.resources import static_dir
 from idp.security.headers import SecurityHeaders
-from idp.security.secrets import Sealer
+from idp.security.secrets import Sealer, derive_key
 from idp.services import Services
 from idp.settings import Settings, SettingsError
 from idp.web import consent, home, login
@@ -42,7 +42,8 @@ def build_services(settings: Settings) -> Services:
         raise NotMigrated("the database has no schema yet: run `idp migrate` first")
     factory = make_sessionmaker(engine)
     try:
-        sealer = Sealer(load_key_encryption_key(settings))
+        kek = load_key_encryption_key(settings)
+        sealer = Sealer(kek)
         keys = KeyRing(factory, sealer, settings)
         keys.load()  # opens every stored key first: a wrong KEK fails here, before any change
         with factory.begin() as db:
@@ -59,6 +60,7 @@ def build_services(settings: Settings) -> Services:
         keys=keys,
         tokens=TokenService(settings, keys),
         passwords=Passwords(settings),
+        refresh_key=derive_key(kek, "idp refresh-token successor v1"),
     )
 
 
@@ -84,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = Templates(settings)
     app.state.discovery_json = discovery.encoded(settings)
     # The token endpoint first: routes are matched in order, and it is the hot path.
-    for module in (token, discovery, jwks, authorize, userinfo, login, consent, home):
+    for module in (token, discovery, jwks, authorize, userinfo, revocation, login, consent, home):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=not settings.is_development)

@@ -23,6 +23,8 @@ class AuditEvent(StrEnum):
     CLIENT_AUTH_FAILED = "client_auth.failed"
     CLIENT_ASSERTION_REPLAYED = "client_assertion.replayed"
     CODE_REUSED = "code.reused"  # tokens issued from the code were revoked
+    REFRESH_REUSED = "refresh.reused"  # the whole token family was revoked
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event name) RFC 7009, by its client
     CONSENT_GRANTED = "consent.granted"
     CONSENT_DENIED = "consent.denied"
     CSRF_REJECTED = "csrf.rejected"

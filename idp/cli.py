@@ -178,6 +178,9 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             require_pkce=not args.no_pkce,
             trusted=args.trusted,
             id_token_signed_response_alg=args.id_token_alg,
+            refresh_token_idle_ttl=args.refresh_token_idle_ttl,
+            refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
+            can_introspect=args.introspect,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
@@ -308,6 +311,11 @@ def build_parser() -> Parser:
     )
     create.add_argument("--trusted", action="store_true", help="first-party: skip consent")
     create.add_argument("--id-token-alg", metavar="ALG", help="ID token algorithm (RS256)")
+    create.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
+    create.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")
+    create.add_argument(
+        "--introspect", action="store_true", help="a resource server that may introspect tokens"
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_clients_create)
     listing = clients.add_parser("list", help="list clients")

@@ -27,3 +27,5 @@ class Services:
     keys: KeyRing
     tokens: TokenService
     passwords: Passwords
+    # Derives each refresh token's successor (HKDF of the key-encryption key).
+    refresh_key: bytes

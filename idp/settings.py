@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     id_token_ttl_seconds: int = Field(default=600, ge=30, le=86400)
     # RFC 6749 §4.1.2: codes are short-lived; 60 s is the ceiling this IdP allows.
     authorization_code_ttl_seconds: int = Field(default=60, ge=5, le=60)
+    # Refresh tokens (RFC 6749 §6): a family lives at most `absolute`; each token dies unused
+    # after `idle`. Clients may override both. A retry with the token just rotated, by the same
+    # client within the grace period, gets the same successor instead of revoking the family.
+    refresh_token_idle_ttl_seconds: int = Field(default=14 * 86400, ge=60)
+    refresh_token_absolute_ttl_seconds: int = Field(default=30 * 86400, ge=60)
+    refresh_token_reuse_grace_seconds: int = Field(default=3, ge=0, le=5)
     # RFC 9068 §3: without a resource indicator the AS uses a default audience.
     access_token_audience: str | None = None
 

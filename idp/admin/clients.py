@@ -40,6 +40,9 @@ class ClientSpec:
     require_pkce: bool = True
     trusted: bool = False
     id_token_signed_response_alg: str | None = None
+    refresh_token_idle_ttl: int | None = None
+    refresh_token_absolute_ttl: int | None = None
+    can_introspect: bool = False
 
 
 @dataclass
@@ -137,6 +140,13 @@ def _validate(spec: ClientSpec) -> str:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
     if spec.jwks_uri:
         _check_url(spec.jwks_uri, "jwks_uri")
+    for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
+        if ttl is not None and not 60 <= ttl <= 365 * 86400:
+            raise InvalidRegistration("refresh token lifetimes must be 60 s to 365 days")
+    if (
+        spec.refresh_token_idle_ttl or spec.refresh_token_absolute_ttl
+    ) and "refresh_token" not in grants:
+        raise InvalidRegistration("refresh token lifetimes need the refresh_token grant")
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
         raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")
@@ -166,6 +176,9 @@ def register(db: Session, spec: ClientSpec) -> Registered:
             require_pkce=spec.require_pkce,
             trusted=spec.trusted,
             id_token_signed_response_alg=spec.id_token_signed_response_alg,
+            refresh_token_idle_ttl=spec.refresh_token_idle_ttl,
+            refresh_token_absolute_ttl=spec.refresh_token_absolute_ttl,
+            can_introspect=spec.can_introspect,
         ),
     )
     record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name)
@@ -196,5 +209,8 @@ def describe(client: Client) -> dict[str, object]:
         "require_pkce": client.require_pkce,
         "trusted": client.trusted,
         "id_token_signed_response_alg": client.id_token_signed_response_alg or "RS256",
+        "refresh_token_idle_ttl": client.refresh_token_idle_ttl,
+        "refresh_token_absolute_ttl": client.refresh_token_absolute_ttl,
+        "can_introspect": client.can_introspect,
         "created_at": client.created_at,
     }

@@ -227,7 +227,8 @@ def _consent_step(
         )
         return None
     remembered = client.trusted or consents.covers(db, user.id, client.client_id, scopes)
-    if remembered and "consent" not in prompts:
+    # Access that outlives the session is asked for every time (OIDC Core §11).
+    if remembered and "consent" not in prompts and "offline_access" not in scopes:
         return None
     if "none" in prompts:
         raise Refused("consent_required", "the user must approve this application")

@@ -10,7 +10,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from idp.audit import AuditEvent, record
 from idp.protocol.claims import USER_SCOPES
-from idp.store import codes, revocations, sessions, users
+from idp.store import codes, refresh_tokens, revocations, sessions, users
 from idp.store.base import now
 from idp.store.codes import AuthorizationCode
 from idp.store.users import User
@@ -84,6 +84,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         db = self.server.db
         if replayed.token_jti and replayed.token_expires_at:
             revocations.revoke(db, replayed.token_jti, replayed.token_expires_at, "code_reused")
+        if replayed.family_id:
+            refresh_tokens.revoke_family(db, replayed.family_id, "code_reused")
         record(
             db,
             AuditEvent.CODE_REUSED,

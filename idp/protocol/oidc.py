@@ -7,8 +7,6 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.core.grants import OpenIDCode as AuthlibOpenIDCode
 
-from idp.keystore import DEFAULT_ALG
-
 
 class ServerError(OAuth2Error):  # type: ignore[misc]
     """RFC 6749 §5.2 has no code for this; §4.1.2.1's server_error is the closest."""
@@ -46,11 +44,5 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
             "amr": code.amr,
             "acr": code.acr,
         }
-        alg = request.client.row.id_token_signed_response_alg or DEFAULT_ALG
-        if alg not in grant.server.settings.enabled_algs:
-            # The operator turned the algorithm off after registering the client.
-            raise ServerError(f"ID token algorithm {alg} is not enabled on this server")
-        token["id_token"] = grant.server.services.tokens.id_token(
-            claims, token["access_token"], alg
-        )
+        token["id_token"] = grant.server.id_token(request.client, claims, token["access_token"])
         return token

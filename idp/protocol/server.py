@@ -16,14 +16,17 @@ from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
 from idp.audit import AuditEvent, record
+from idp.keystore import DEFAULT_ALG
 from idp.protocol.client_auth import PrivateKeyJwt
 from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, S256CodeChallenge
-from idp.protocol.oidc import OpenIDCode
+from idp.protocol.oidc import OpenIDCode, ServerError
+from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
 from idp.protocol.requests import IdpRequest
 from idp.protocol.tokens import IssuedAccessToken
 from idp.services import Services
-from idp.store import clients, codes
+from idp.store import clients, codes, refresh_tokens
 from idp.store.clients import ClientProtocol
+from idp.store.refresh_tokens import TokenFamily
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -49,6 +52,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()]
         )
         self.register_grant(ClientCredentialsGrant)
+        self.register_grant(RefreshTokenGrant)
         self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(db, self.settings.issuer))
         self.register_token_generator("default", self._generate_token)
 
@@ -61,12 +65,42 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         return ClientProtocol(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: IdpRequest) -> None:
-        # Access tokens are self-contained JWTs: nothing is written for them, except that a code
-        # remembers the token it produced so a replay of the code can revoke it.
-        if request.authorization_code is not None and self.issued is not None:
-            codes.record_issued_token(
-                self.db, request.authorization_code, self.issued.jti, self.issued.expires_at
-            )
+        # Access tokens are self-contained JWTs: nothing is written for them, except links that
+        # let a code replay or a revoked refresh-token family revoke them (by jti).
+        issued = self.issued
+        assert issued is not None
+        code, client = request.authorization_code, request.client
+        if code is not None:
+            family_id = None
+            if client.check_grant_type("refresh_token") and "offline_access" in code.scope.split():
+                family, token["refresh_token"] = start_family(self, client, code)
+                family_id = family.id
+                refresh_tokens.link_access_token(self.db, family.id, issued.jti, issued.expires_at)
+            codes.record_issued_token(self.db, code, issued.jti, issued.expires_at, family_id)
+        elif isinstance(request.refresh_token, Presented):
+            family_id = request.refresh_token.family.id
+            refresh_tokens.link_access_token(self.db, family_id, issued.jti, issued.expires_at)
+
+    def id_token(self, client: ClientProtocol, claims: dict[str, Any], access_token: str) -> str:
+        """An ID token in the client's registered algorithm (OIDC Registration §2)."""
+        alg = client.row.id_token_signed_response_alg or DEFAULT_ALG
+        if alg not in self.settings.enabled_algs:
+            # The operator turned the algorithm off after registering the client.
+            raise ServerError(f"ID token algorithm {alg} is not enabled on this server")
+        return self.services.tokens.id_token(claims, access_token, alg)
+
+    def id_token_for(self, client: ClientProtocol, family: TokenFamily, access_token: str) -> str:
+        """OIDC Core §12.2: a refreshed ID token keeps sub, aud, auth_time, sid, amr and acr."""
+        claims = {
+            "sub": family.user_id,
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "auth_time": family.auth_time,
+            "sid": family.sid,
+            "amr": family.amr,
+            "acr": family.acr,
+        }
+        return self.id_token(client, claims, access_token)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No signal bus; audit events are written where the decision is made."""
@@ -86,10 +120,10 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
 
     def handle_error_response(self, request: IdpRequest, error: OAuth2Error) -> Response:
         if isinstance(error, InvalidClientError):
-            return self._client_auth_failed(request, error)
+            return self.client_auth_failed(request, error)
         return super().handle_error_response(request, error)  # type: ignore[no-any-return]
 
-    def _client_auth_failed(self, request: IdpRequest, error: InvalidClientError) -> Response:
+    def client_auth_failed(self, request: IdpRequest, error: InvalidClientError) -> Response:
         # RFC 6749 §5.2: 401 with WWW-Authenticate. One description for every cause, so the
         # answer does not tell an attacker which client ids exist.
         basic_id, _ = extract_basic_authorization(request.headers)

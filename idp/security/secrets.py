@@ -68,3 +68,19 @@ class Sealer:
             return self._aead.decrypt(sealed[:12], sealed[12:], aad)
         except InvalidTag as exc:
             raise DecryptionError("wrong key-encryption key or corrupted key material") from exc
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A 256-bit key for one purpose, from the key-encryption key (HKDF-SHA256, RFC 5869)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        master
+    )
+
+
+def successor_secret(key: bytes, secret: str) -> str:
+    """The secret that replaces `secret` (HMAC-SHA256 under `key`): deterministic, so a retry
+    can be answered with the same successor although only hashes are stored."""
+    return b64url_encode(hmac.new(key, secret.encode(), hashlib.sha256).digest())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from sqlalchemy import JSON, Connection, String, delete, select
+from sqlalchemy import JSON, Connection, String, delete, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -33,6 +33,10 @@ class Client(Base):
     require_pkce: Mapped[bool] = mapped_column(default=True)
     # First-party apps whose users are not asked for consent.
     trusted: Mapped[bool] = mapped_column(default=False)
+    refresh_token_idle_ttl: Mapped[int | None]
+    refresh_token_absolute_ttl: Mapped[int | None]
+    # A resource server that may introspect tokens issued to other clients (RFC 7662 §2.1).
+    can_introspect: Mapped[bool] = mapped_column(default=False, server_default=false())
     # OIDC Registration §2: the algorithm of this client's ID tokens; None means RS256.
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(default=now)

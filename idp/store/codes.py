@@ -32,6 +32,8 @@ class AuthorizationCode(Base):
     # The access token issued from this code, so a replayed code can revoke it (RFC 6749 §4.1.2).
     token_jti: Mapped[str | None] = mapped_column(String(64))
     token_expires_at: Mapped[int | None]
+    # The refresh-token family started from this code, revoked too if the code is replayed.
+    family_id: Mapped[str | None] = mapped_column(String(43))
 
     # authlib's AuthorizationCodeMixin
     def get_redirect_uri(self) -> str:
@@ -90,10 +92,12 @@ def used_before(db: Session, code: str, client_id: str) -> AuthorizationCode | N
     ).one_or_none()
 
 
-def record_issued_token(db: Session, code: AuthorizationCode, jti: str, expires_at: int) -> None:
+def record_issued_token(
+    db: Session, code: AuthorizationCode, jti: str, expires_at: int, family_id: str | None
+) -> None:
     db.execute(
         update(AuthorizationCode)
         .where(AuthorizationCode.code_hash == code.code_hash)
-        .values(token_jti=jti, token_expires_at=expires_at),
+        .values(token_jti=jti, token_expires_at=expires_at, family_id=family_id),
         execution_options={"synchronize_session": False},
     )

@@ -1,0 +1,89 @@
+"""What a client may learn about and do to tokens after issuance: revoke (RFC 7009) and
+introspect (RFC 7662). Both answer from the token itself plus the revocation records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.audit import AuditEvent, record
+from idp.protocol.tokens import InvalidToken
+from idp.security.secrets import sha256_hex
+from idp.services import Services
+from idp.store import refresh_tokens, revocations
+from idp.store.base import now
+from idp.store.clients import ClientProtocol
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def revoke(
+    db: Session, services: Services, client: ClientProtocol, token: str, ip: str | None
+) -> None:
+    """RFC 7009 §2.1: revoke a token of this client; anything else is silently ignored (§2.2)."""
+    if _looks_like_jwt(token):
+        try:
+            claims = services.tokens.verify_access_token(token)
+        except InvalidToken:
+            return  # unknown, foreign or already expired: nothing left to revoke
+        if claims.get("client_id") != client.client_id:
+            return
+        revocations.revoke(db, claims["jti"], int(claims["exp"]), "revoked_by_client")
+        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=client.client_id, kind="access")
+        return
+    row = refresh_tokens.get(db, sha256_hex(token))
+    if row is None or row.client_id != client.client_id:
+        return
+    # Revoking a refresh token revokes its family: the grant ends, with its access tokens.
+    if refresh_tokens.revoke_family(db, row.family_id, "revoked_by_client"):
+        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=client.client_id, kind="refresh")
+
+
+def introspect(
+    db: Session, services: Services, caller: ClientProtocol, token: str
+) -> dict[str, Any]:
+    """RFC 7662 §2.2: the token's state, for the client it was issued to or a resource server
+    registered to introspect; `{"active": false}` for anything else (§2.2: no reason given)."""
+    if _looks_like_jwt(token):
+        return _introspect_access_token(db, services, caller, token)
+    row = refresh_tokens.get(db, sha256_hex(token))
+    if row is None or row.used_at is not None or row.expires_at <= now():
+        return INACTIVE
+    if not _may_see(caller, row.client_id):
+        return INACTIVE
+    family = refresh_tokens.live_family(db, row.family_id)
+    if family is None:
+        return INACTIVE
+    return {
+        "active": True,
+        "scope": row.scope,
+        "client_id": row.client_id,
+        "sub": family.user_id,
+        "iss": services.settings.issuer,
+        "iat": row.created_at,
+        "exp": row.expires_at,
+    }
+
+
+def _introspect_access_token(
+    db: Session, services: Services, caller: ClientProtocol, token: str
+) -> dict[str, Any]:
+    try:
+        claims = services.tokens.verify_access_token(token)
+    except InvalidToken:
+        return INACTIVE
+    if not _may_see(caller, str(claims.get("client_id"))):
+        return INACTIVE
+    if revocations.is_revoked(db, claims["jti"]):
+        return INACTIVE
+    fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time")
+    return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
+
+
+def _may_see(caller: ClientProtocol, owner: str) -> bool:
+    return caller.client_id == owner or bool(caller.row.can_introspect)

@@ -1,0 +1,135 @@
+"""Refresh tokens (hashes only), grouped in families: one family per authorization grant.
+
+Every use rotates: the presented token is marked used and its successor stored, in one
+conditional UPDATE, so concurrent refreshes cannot both win. The access tokens a family produced
+are remembered (by jti) so that revoking the family can revoke them too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.store import revocations
+from idp.store.base import Base, now
+
+
+class TokenFamily(Base):
+    __tablename__ = "token_families"
+
+    id: Mapped[str] = mapped_column(String(43), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str | None] = mapped_column(String(43), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[int]
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str] = mapped_column(String(64))
+    # The user granted offline_access: the family may outlive the browser session.
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)  # absolute lifetime
+    revoked_at: Mapped[int | None]
+    revoke_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("token_families.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)  # idle lifetime, capped by the family's
+    used_at: Mapped[int | None]
+    successor_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class FamilyAccessToken(Base):
+    __tablename__ = "family_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("token_families.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[int] = mapped_column(index=True)
+
+
+def add_token(db: Session, token_hash: str, family: TokenFamily, scope: str, idle: int) -> None:
+    ts = now()
+    db.add(
+        RefreshToken(
+            token_hash=token_hash,
+            family_id=family.id,
+            client_id=family.client_id,
+            scope=scope,
+            created_at=ts,
+            expires_at=min(ts + idle, family.expires_at),
+        )
+    )
+    db.flush()
+
+
+def link_access_token(db: Session, family_id: str, jti: str, expires_at: int) -> None:
+    db.add(FamilyAccessToken(jti=jti, family_id=family_id, expires_at=expires_at))
+
+
+def rotate(
+    db: Session, token_hash: str, client_id: str, successor_hash: str
+) -> RefreshToken | None:
+    """Mark a live token used and name its successor; None if it is not live for this client.
+
+    One conditional UPDATE: of several concurrent refreshes with one token, exactly one wins.
+    """
+    return db.scalars(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.client_id == client_id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.expires_at > now(),
+        )
+        .values(used_at=now(), successor_hash=successor_hash)
+        .returning(RefreshToken),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+
+
+def get(db: Session, token_hash: str) -> RefreshToken | None:
+    return db.get(RefreshToken, token_hash)
+
+
+def family(db: Session, family_id: str) -> TokenFamily | None:
+    return db.get(TokenFamily, family_id)
+
+
+def live_family(db: Session, family_id: str) -> TokenFamily | None:
+    found = db.get(TokenFamily, family_id)
+    if found is None or found.revoked_at is not None or found.expires_at <= now():
+        return None
+    return found
+
+
+def revoke_family(db: Session, family_id: str, reason: str) -> bool:
+    """Revoke a family, its refresh tokens and the access tokens it produced; False if it was
+    already revoked."""
+    ts = now()
+    changed = db.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=ts, revoke_reason=reason),
+        execution_options={"synchronize_session": False},
+    ).rowcount  # type: ignore[attr-defined]
+    jtis = db.execute(
+        select(FamilyAccessToken.jti, FamilyAccessToken.expires_at).where(
+            FamilyAccessToken.family_id == family_id, FamilyAccessToken.expires_at > ts
+        )
+    ).all()
+    for jti, expires_at in jtis:
+        revocations.revoke(db, jti, expires_at, reason)
+    return bool(changed)
