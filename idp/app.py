@@ -17,9 +17,18 @@ from starlette.staticfiles import StaticFiles
 
 from idp.authn.passwords import Passwords
 from idp.db import make_engine, make_sessionmaker, read_only_engine
+from idp.housekeeping import prune
 from idp.key_rotation import maintain
-from idp.keystore import KeyRing, KeyTicker, load_key_encryption_key
-from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
+from idp.keystore import Chore, KeyRing, Ticker, load_key_encryption_key
+from idp.protocol.endpoints import (
+    authorize,
+    discovery,
+    end_session,
+    jwks,
+    revocation,
+    token,
+    userinfo,
+)
 from idp.protocol.tokens import TokenService
 from idp.resources import static_dir
 from idp.security.headers import SecurityHeaders
@@ -75,7 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # garbage collector's generations, so collections during requests stay short.
         gc.freeze()
-        ticker = KeyTicker(services.keys, settings.key_refresh_seconds)
+        chores = []
+        if settings.prune_interval_seconds:
+            chores.append(Chore(settings.prune_interval_seconds, lambda: prune(services.sessions)))
+        ticker = Ticker(services.keys, settings.key_refresh_seconds, chores)
         ticker.start()
         yield
         ticker.stop()
@@ -86,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = Templates(settings)
     app.state.discovery_json = discovery.encoded(settings)
     # The token endpoint first: routes are matched in order, and it is the hot path.
-    for module in (token, discovery, jwks, authorize, userinfo, revocation, login, consent, home):
+    routers = (token, discovery, jwks, authorize, userinfo, revocation, end_session, login, consent)
+    for module in (*routers, home):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=not settings.is_development)

@@ -20,6 +20,8 @@ _SECRETISH = re.compile(r"secret|password|token|code|assertion|cookie|otp", re.I
 class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "login.succeeded"
     LOGIN_FAILED = "login.failed"
+    LOGOUT = "logout"
+    SESSIONS_REVOKED = "sessions.revoked"  # every session and refresh token of a user
     CLIENT_AUTH_FAILED = "client_auth.failed"
     CLIENT_ASSERTION_REPLAYED = "client_assertion.replayed"
     CODE_REUSED = "code.reused"  # tokens issued from the code were revoked

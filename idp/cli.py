@@ -151,6 +151,34 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     emit(out, args.json, f"created user {out['email']} ({out['id']})")
 
 
+def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.housekeeping import revoke_user_sessions
+    from idp.store import users
+
+    dispose, begin = open_db(settings)
+    try:
+        with begin() as db:
+            user = users.by_email(db, args.email)
+            if user is None:
+                raise CommandError(f"no user {args.email}")
+            ended, families = revoke_user_sessions(db, user.id)
+    finally:
+        dispose()
+    print(f"ended {ended} sessions and {families} refresh-token grants of {args.email}")
+
+
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.db import make_engine, make_sessionmaker
+    from idp.housekeeping import prune
+
+    engine = make_engine(settings)
+    try:
+        counts = prune(make_sessionmaker(engine), batch=args.batch)
+    finally:
+        engine.dispose()
+    emit(counts, args.json, "\n".join(f"{n}: {c} deleted" for n, c in counts.items()))
+
+
 # --- clients -------------------------------------------------------------------------------------
 
 
@@ -281,6 +309,16 @@ def build_parser() -> Parser:
     )
     create_user.add_argument("--json", action="store_true")
     create_user.set_defaults(func=cmd_users_create)
+
+    revoke_sessions = users.add_parser(
+        "revoke-sessions", help="end every session and refresh token of a user"
+    )
+    revoke_sessions.add_argument("email")
+    revoke_sessions.set_defaults(func=cmd_users_revoke_sessions)
+    prune_cmd = sub.add_parser("prune", help="delete expired codes, tokens and sessions")
+    prune_cmd.add_argument("--batch", type=int, default=1000, help="rows per transaction")
+    prune_cmd.add_argument("--json", action="store_true")
+    prune_cmd.set_defaults(func=cmd_prune)
 
     clients = sub.add_parser("clients", help="manage clients").add_subparsers(
         dest="clients_command", required=True, parser_class=Parser

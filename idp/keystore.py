@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,15 +203,26 @@ def _public_key(jwk: dict[str, object]) -> AnyKey:
     return _import(jwk)
 
 
-class KeyTicker:
-    """A worker's background thread: every IDP_KEY_REFRESH_SECONDS, run the key schedule and pick
-    up changes, so requests never wait for key maintenance."""
+@dataclass
+class Chore:
+    period: float
+    run: Callable[[], object]
+    due: float = 0.0
 
-    def __init__(self, keys: KeyRing, interval: float) -> None:
+
+class Ticker:
+    """A worker's background thread: every IDP_KEY_REFRESH_SECONDS it runs the key schedule and
+    picks up key changes (so requests never wait for key maintenance), and runs any other
+    periodic chore when its own period has passed."""
+
+    def __init__(self, keys: KeyRing, interval: float, chores: list[Chore]) -> None:
         self._keys = keys
         self._interval = interval
+        self._chores = chores
+        for chore in chores:
+            chore.due = time.monotonic() + chore.period
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="idp-key-ticker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="idp-ticker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -226,3 +238,11 @@ class KeyTicker:
                     log.info("signing keys: %s", action)
             except Exception:  # the next tick tries again; never let the thread die
                 log.exception("signing key maintenance failed")
+            for chore in self._chores:
+                if time.monotonic() < chore.due:
+                    continue
+                chore.due = time.monotonic() + chore.period
+                try:
+                    log.info("housekeeping: %s", chore.run())
+                except Exception:
+                    log.exception("housekeeping failed")

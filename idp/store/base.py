@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import JSON, MetaData
+from sqlalchemy import JSON, BigInteger, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -18,7 +18,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {list[str]: JSON, dict[str, object]: JSON}
+    # Timestamps are Unix seconds: 64-bit, or PostgreSQL's INTEGER would end in January 2038.
+    type_annotation_map = {
+        list[str]: JSON,
+        dict[str, object]: JSON,
+        int: BigInteger().with_variant(Integer(), "sqlite"),
+    }
 
 
 def now() -> int:

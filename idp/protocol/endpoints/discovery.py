@@ -28,6 +28,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "end_session_endpoint": e("/logout"),
         "revocation_endpoint": e("/revoke"),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint": e("/introspect"),
