@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+)
 
 from idp.audit import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex, successor_secret
@@ -100,6 +105,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             raise InvalidScopeError("the scope may only narrow")
         scope = " ".join(dict.fromkeys(requested.split())) if requested else current.scope
         successor = successor_secret(self.server.services.refresh_key, value)
+        # Everything from here to the answer is undone if the request ends in an error, so the
+        # client keeps a token it can use (only a detected reuse outlives a failed request).
+        self._rotation = db.begin_nested()
         rotated = refresh_tokens.rotate(db, token_hash, client.client_id, sha256_hex(successor))
         if rotated is not None:
             family = refresh_tokens.live_family(db, rotated.family_id)
@@ -119,7 +127,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         grace = self.server.settings.refresh_token_reuse_grace_seconds
         successor_row = refresh_tokens.get(db, sha256_hex(successor))
         if (
-            now() - row.used_at <= grace
+            grace > 0
+            and now() - row.used_at <= grace
             and row.successor_hash == sha256_hex(successor)
             and successor_row is not None
             and successor_row.used_at is None
@@ -152,6 +161,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         return token
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        try:
+            return self._create_token_response()
+        except OAuth2Error:
+            self._rotation.rollback()
+            raise
+
+    def _create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         status, token, headers = super().create_token_response()
         presented: Presented = self.request.refresh_token
         if "openid" in presented.scope.split():

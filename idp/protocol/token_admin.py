@@ -79,7 +79,8 @@ def _introspect_access_token(
         return INACTIVE
     if not _may_see(caller, str(claims.get("client_id"))):
         return INACTIVE
-
+    if revocations.is_revoked(db, claims["jti"]):
+        return INACTIVE
     fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time")
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
 

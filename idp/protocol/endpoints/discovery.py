@@ -32,7 +32,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "revocation_endpoint": e("/revoke"),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint": e("/introspect"),
-        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": [m for m in AUTH_METHODS if m != "none"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": settings.enabled_algs,
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),

@@ -39,12 +39,15 @@ async def _back_channel(request: Request, path: str, action: Action) -> Response
 def _run(
     services: Services, request: Request, params: Params, path: str, action: Action
 ) -> Response:
+    # RFC 7009 §2.1 lets a public client revoke its own tokens by client_id; introspection
+    # needs a client that can really authenticate (RFC 7662 §2.1, RFC 6749 §2.1).
+    methods = AUTH_METHODS if path == "/revoke" else [m for m in AUTH_METHODS if m != "none"]
     oauth_request = IdpRequest("POST", services.settings.endpoint(path), request.headers, params)
     oauth_request.ip = client_ip(request)
     with services.sessions.begin() as db:
         server = IdpServer(services, db)
         try:
-            client = server.authenticate_client(oauth_request, AUTH_METHODS, path.strip("/"))
+            client = server.authenticate_client(oauth_request, methods, path.strip("/"))
         except InvalidClientError as error:
             return server.client_auth_failed(oauth_request, error)
         token = params.get("token")
