@@ -20,6 +20,7 @@ from idp.db import make_engine, make_sessionmaker, read_only_engine
 from idp.housekeeping import prune
 from idp.key_rotation import maintain
 from idp.keystore import Chore, KeyRing, Ticker, load_key_encryption_key
+from idp.protocol.backchannel import deliver_due
 from idp.protocol.endpoints import (
     authorize,
     discovery,
@@ -37,6 +38,8 @@ from idp.services import Services
 from idp.settings import Settings, SettingsError
 from idp.web import consent, home, login
 from idp.web.templating import Templates
+
+BACKCHANNEL_RETRY_SECONDS = 2
 
 
 class NotMigrated(SettingsError):
@@ -84,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # garbage collector's generations, so collections during requests stay short.
         gc.freeze()
-        chores = []
+        # Back-channel logout retries: each attempt is claimed, so workers never double-send.
+        chores = [Chore(BACKCHANNEL_RETRY_SECONDS, lambda: deliver_due(services))]
         if settings.prune_interval_seconds:
             chores.append(Chore(settings.prune_interval_seconds, lambda: prune(services.sessions)))
         ticker = Ticker(services.keys, settings.key_refresh_seconds, chores)

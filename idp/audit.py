@@ -21,6 +21,7 @@ class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "login.succeeded"
     LOGIN_FAILED = "login.failed"
     LOGOUT = "logout"
+    LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"  # a back-channel logout gave up
     SESSIONS_REVOKED = "sessions.revoked"  # every session and refresh token of a user
     CLIENT_AUTH_FAILED = "client_auth.failed"
     CLIENT_ASSERTION_REPLAYED = "client_assertion.replayed"

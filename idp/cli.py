@@ -209,6 +209,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             refresh_token_idle_ttl=args.refresh_token_idle_ttl,
             refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
             can_introspect=args.introspect,
+            backchannel_logout_uri=args.backchannel_logout_uri,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
@@ -354,6 +355,7 @@ def build_parser() -> Parser:
     create.add_argument(
         "--introspect", action="store_true", help="a resource server that may introspect tokens"
     )
+    create.add_argument("--backchannel-logout-uri", metavar="URL")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_clients_create)
     listing = clients.add_parser("list", help="list clients")

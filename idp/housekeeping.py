@@ -12,10 +12,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.audit import AuditEvent, record
+from idp.protocol.backchannel import queue_session_end
 from idp.store import refresh_tokens
 from idp.store.assertions import UsedAssertion
 from idp.store.base import now
 from idp.store.codes import AuthorizationCode
+from idp.store.logout_deliveries import LogoutDelivery
 from idp.store.refresh_tokens import FamilyAccessToken, RefreshToken, TokenFamily
 from idp.store.revocations import RevokedToken
 from idp.store.sessions import BrowserSession
@@ -27,6 +29,8 @@ REPLAY_MEMORY = 86400
 
 def revoke_user_sessions(db: Session, user_id: str) -> tuple[int, int]:
     """End every session and refresh-token family of a user (offline ones included)."""
+    for session in db.scalars(select(BrowserSession).where(BrowserSession.user_id == user_id)):
+        queue_session_end(db, session)
     ended = db.execute(delete(BrowserSession).where(BrowserSession.user_id == user_id))
     families = db.scalars(
         select(TokenFamily.id).where(
@@ -50,6 +54,7 @@ def _targets(ts: int) -> list[tuple[str, Any, Any]]:
         ("revoked tokens", RevokedToken.jti, RevokedToken.expires_at < ts),
         ("sessions", BrowserSession.id_hash, BrowserSession.expires_at < ts),
         ("client assertions", UsedAssertion.jti, UsedAssertion.expires_at < ts),
+        ("logout deliveries", LogoutDelivery.id, LogoutDelivery.created_at < old),
     ]
 
 

@@ -43,6 +43,7 @@ class ClientSpec:
     refresh_token_idle_ttl: int | None = None
     refresh_token_absolute_ttl: int | None = None
     can_introspect: bool = False
+    backchannel_logout_uri: str | None = None
 
 
 @dataclass
@@ -140,6 +141,10 @@ def _validate(spec: ClientSpec) -> str:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
     if spec.jwks_uri:
         _check_url(spec.jwks_uri, "jwks_uri")
+    if spec.backchannel_logout_uri:
+        _check_url(spec.backchannel_logout_uri, "backchannel_logout_uri")
+        if "#" in spec.backchannel_logout_uri:
+            raise InvalidRegistration("backchannel_logout_uri must not have a fragment")
     for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
         if ttl is not None and not 60 <= ttl <= 365 * 86400:
             raise InvalidRegistration("refresh token lifetimes must be 60 s to 365 days")
@@ -179,6 +184,7 @@ def register(db: Session, spec: ClientSpec) -> Registered:
             refresh_token_idle_ttl=spec.refresh_token_idle_ttl,
             refresh_token_absolute_ttl=spec.refresh_token_absolute_ttl,
             can_introspect=spec.can_introspect,
+            backchannel_logout_uri=spec.backchannel_logout_uri,
         ),
     )
     record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name)
@@ -212,5 +218,6 @@ def describe(client: Client) -> dict[str, object]:
         "refresh_token_idle_ttl": client.refresh_token_idle_ttl,
         "refresh_token_absolute_ttl": client.refresh_token_absolute_ttl,
         "can_introspect": client.can_introspect,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
         "created_at": client.created_at,
     }

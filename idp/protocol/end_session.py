@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 from authlib.common.urls import add_params_to_uri
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import AuditEvent, record
+from idp.protocol.backchannel import deliver_soon, queue_session_end
 from idp.protocol.requests import Params, client_ip
 from idp.protocol.tokens import InvalidToken
 from idp.security import cookies
@@ -89,12 +91,14 @@ def end_session(
             end(db, session, cookie, client_ip(request))
     response = _after_logout(templates, request, p, logout, 303 if confirmed else 302)
     cookies.clear(response, settings, cookies.SESSION)
+    response.background = BackgroundTask(deliver_soon, services)
     return response
 
 
 def end(db: Session, session: BrowserSession, cookie: str, ip: str | None) -> None:
     """End a browser session, and the refresh tokens bound to it unless the user granted
     offline access (OIDC Core §11)."""
+    queue_session_end(db, session)
     sessions.end(db, cookie)
     families = db.scalars(
         select(TokenFamily.id).where(

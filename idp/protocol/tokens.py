@@ -94,6 +94,14 @@ class TokenService:
             body["at_hash"] = half_hash(access_token, alg)
         return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, body, key, registry=registry(alg))
 
+    def logout_token(self, claims: dict[str, Any], ttl: int) -> str:
+        """Back-Channel Logout 1.0 §2.4, typed `logout+jwt` so it cannot pass for an ID token."""
+        kid, key = self.keys.signing_key(DEFAULT_ALG)
+        iat = int(time.time())
+        body = {"iss": self.issuer, "iat": iat, "exp": iat + ttl, **claims}
+        header = {"alg": DEFAULT_ALG, "kid": kid, "typ": "logout+jwt"}
+        return jwt.encode(header, body, key, registry=registry(DEFAULT_ALG))
+
     def _decode(self, token: str) -> jwt.Token:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
             raise InvalidToken("malformed token")

@@ -7,6 +7,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     codes,
     consents,
     keys,
+    logout_deliveries,
     refresh_tokens,
     revocations,
     sessions,

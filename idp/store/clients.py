@@ -37,6 +37,8 @@ class Client(Base):
     refresh_token_absolute_ttl: Mapped[int | None]
     # A resource server that may introspect tokens issued to other clients (RFC 7662 §2.1).
     can_introspect: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # OIDC Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     # OIDC Registration §2: the algorithm of this client's ID tokens; None means RS256.
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(default=now)

@@ -196,3 +196,61 @@ def test_prune_deletes_only_what_expired(idp: Harness) -> None:
     assert codes_left == 0
     assert is_signed_in(idp)  # the live session stays
     assert refresh(idp, rp, tokens["refresh_token"]).status_code == 200
+
+
+def test_each_worker_prunes_periodically(database_url: str, tmp_path: Path) -> None:
+    """Issue 3, Housekeeping: "the server can also do it periodically": a running app deletes
+    expired revocation entries by itself."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from tests.conftest import make_settings, migrated_app
+
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        prune_interval_seconds=1,
+        key_refresh_seconds=1,
+        jwks_max_age_seconds=0,
+        key_prepublication_seconds=1,
+    )
+    app = migrated_app(settings)
+    services = app.state.services
+    try:
+        with services.sessions.begin() as db:
+            db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
+        with TestClient(app, base_url=ISSUER):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with services.sessions() as db:
+                    left = db.execute(text("SELECT count(*) FROM revoked_tokens")).scalar()
+                if left == 0:
+                    break
+                time.sleep(0.2)
+        assert left == 0
+    finally:
+        services.engine.dispose()
+
+
+def test_prune_command(database_url: str, tmp_path: Path, idp: Harness) -> None:
+    """Issue 3, Housekeeping: `idp prune --json` reports what it deleted per table."""
+    import json
+
+    with idp.services.sessions.begin() as db:
+        db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "IDP_DATABASE_URL": database_url,
+        "IDP_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "prune", "--batch", "10", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["revoked tokens"] == 1
