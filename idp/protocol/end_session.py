@@ -38,7 +38,6 @@ class LogoutRequest:
     client: Client | None
     redirect_uri: str | None
     hinted_sub: str | None
-    hinted_sid: str | None
 
 
 class Invalid(Exception):
@@ -48,13 +47,13 @@ class Invalid(Exception):
 def _parse(db: Session, services: Services, p: Params) -> LogoutRequest:
     if p.repeated():
         raise Invalid(f"parameter {p.repeated()[0]} is repeated")
-    hinted_sub = hinted_sid = client_id = None
+    hinted_sub = client_id = None
     if hint := p.get("id_token_hint"):
         try:
             claims = services.tokens.verify_id_token_hint(hint)
         except InvalidToken:
             raise Invalid("id_token_hint is not an ID token of this issuer") from None
-        hinted_sub, hinted_sid = claims.get("sub"), claims.get("sid")
+        hinted_sub = claims.get("sub")
         aud = claims.get("aud")
         client_id = aud if isinstance(aud, str) else (aud[0] if aud else None)
     if (given := p.get("client_id")) is not None:
@@ -70,7 +69,7 @@ def _parse(db: Session, services: Services, p: Params) -> LogoutRequest:
             raise Invalid("post_logout_redirect_uri needs id_token_hint or client_id")
         if redirect_uri not in client.post_logout_redirect_uris:
             raise Invalid(f"this post_logout_redirect_uri is not registered for {client.name}")
-    return LogoutRequest(client, redirect_uri, hinted_sub, hinted_sid)
+    return LogoutRequest(client, redirect_uri, hinted_sub)
 
 
 def end_session(
