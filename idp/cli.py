@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -179,103 +178,6 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> None:
     emit(counts, args.json, "\n".join(f"{n}: {c} deleted" for n, c in counts.items()))
 
 
-# --- clients -------------------------------------------------------------------------------------
-
-
-def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import (
-        ClientSpec,
-        InvalidRegistration,
-        describe,
-        load_jwks_file,
-        register,
-    )
-
-    try:
-        spec = ClientSpec(
-            name=args.name,
-            grant_types=args.grant_type or [],
-            scopes=args.scope or [],
-            redirect_uris=args.redirect_uri or [],
-            post_logout_redirect_uris=args.post_logout_redirect_uri or [],
-            public=args.public,
-            auth_method=args.auth_method,
-            jwks_uri=args.jwks_uri,
-            jwks=load_jwks_file(Path(args.jwks_file)) if args.jwks_file else None,
-            access_token_ttl=args.access_token_ttl,
-            require_pkce=not args.no_pkce,
-            trusted=args.trusted,
-            id_token_signed_response_alg=args.id_token_alg,
-            refresh_token_idle_ttl=args.refresh_token_idle_ttl,
-            refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
-            can_introspect=args.introspect,
-            backchannel_logout_uri=args.backchannel_logout_uri,
-        )
-        if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
-            raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
-        dispose, begin = open_db(settings)
-        try:
-            with begin() as db:
-                registered = register(db, spec)
-                out = describe(registered.client)
-        finally:
-            dispose()
-    except InvalidRegistration as exc:
-        raise CommandError(str(exc)) from None
-    if registered.client_secret:
-        out = {"client_id": out["client_id"], "client_secret": registered.client_secret, **out}
-    text = f"client_id: {out['client_id']}"
-    if registered.client_secret:
-        text += f"\nclient_secret: {registered.client_secret}\n(shown this once; store it now)"
-    emit(out, args.json, text)
-
-
-def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import describe
-    from idp.store import clients
-
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            rows = [describe(c) for c in clients.all_clients(db)]
-    finally:
-        dispose()
-    lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
-    emit(rows, args.json, "\n".join(lines) or "no clients")
-
-
-def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import describe
-    from idp.store import clients
-
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            client = clients.get(db, args.client_id)
-            if client is None:
-                raise CommandError(f"no client {args.client_id}")
-            out = describe(client)
-    finally:
-        dispose()
-    print(json.dumps(out, indent=2))
-
-
-def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import remove
-
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            if not remove(db, args.client_id):
-                raise CommandError(f"no client {args.client_id}")
-    finally:
-        dispose()
-    print(f"deleted client {args.client_id}", file=sys.stderr)
-
-
-# --- keys ----------------------------------------------------------------------------------------
-
-
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -321,55 +223,9 @@ def build_parser() -> Parser:
     prune_cmd.add_argument("--json", action="store_true")
     prune_cmd.set_defaults(func=cmd_prune)
 
-    clients = sub.add_parser("clients", help="manage clients").add_subparsers(
-        dest="clients_command", required=True, parser_class=Parser
-    )
-    create = clients.add_parser("create", help="register a client")
-    create.add_argument("--name", required=True)
-    create.add_argument("--redirect-uri", action="append", metavar="URI")
-    create.add_argument("--post-logout-redirect-uri", action="append", metavar="URI")
-    create.add_argument(
-        "--grant-type",
-        action="append",
-        metavar="GRANT",
-        help="authorization_code, refresh_token or client_credentials",
-    )
-    create.add_argument("--scope", action="append", metavar="SCOPE")
-    create.add_argument("--public", action="store_true", help="no secret; PKCE required")
-    create.add_argument(
-        "--auth-method",
-        metavar="METHOD",
-        help="client_secret_basic, client_secret_post, private_key_jwt or none",
-    )
-    keys_source = create.add_mutually_exclusive_group()
-    keys_source.add_argument("--jwks-uri", metavar="URL")
-    keys_source.add_argument("--jwks-file", metavar="FILE")
-    create.add_argument("--access-token-ttl", type=int, metavar="SECONDS")
-    create.add_argument(
-        "--no-pkce", action="store_true", help="let a legacy confidential client omit PKCE"
-    )
-    create.add_argument("--trusted", action="store_true", help="first-party: skip consent")
-    create.add_argument("--id-token-alg", metavar="ALG", help="ID token algorithm (RS256)")
-    create.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
-    create.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")
-    create.add_argument(
-        "--introspect", action="store_true", help="a resource server that may introspect tokens"
-    )
-    create.add_argument("--backchannel-logout-uri", metavar="URL")
-    create.add_argument("--json", action="store_true")
-    create.set_defaults(func=cmd_clients_create)
-    listing = clients.add_parser("list", help="list clients")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=cmd_clients_list)
-    show = clients.add_parser("show", help="show one client as JSON")
-    show.add_argument("client_id")
-    show.set_defaults(func=cmd_clients_show)
-    delete = clients.add_parser("delete", help="delete a client")
-    delete.add_argument("client_id")
-    delete.set_defaults(func=cmd_clients_delete)
+    from idp import cli_clients, cli_keys  # their commands use this module's helpers
 
-    from idp import cli_keys  # its commands use this module's helpers
-
+    cli_clients.add_commands(sub)
     cli_keys.add_commands(sub)
     return parser
 
