@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -28,12 +29,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"idp: error: {message}\n")
 
 
-def open_db(settings: Settings) -> tuple[Callable[[], object], Callable[[], Session]]:
+@contextmanager
+def database(settings: Settings) -> Iterator[Session]:
+    """One transaction on a short-lived engine: commit on success, nothing written on error."""
     from idp.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings)
-    factory = make_sessionmaker(engine)
-    return engine.dispose, factory.begin  # type: ignore[return-value]
+    try:
+        with make_sessionmaker(engine).begin() as db:
+            yield db
+    finally:
+        engine.dispose()
 
 
 def emit(data: object, as_json: bool, text: str) -> None:
@@ -128,9 +134,8 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     if not args.password_stdin:
         raise CommandError("--password-stdin is required (passwords never go on the command line)")
     password = read_password_stdin()
-    dispose, begin = open_db(settings)
     try:
-        with begin() as db:
+        with database(settings) as db:
             user = create_user(
                 db,
                 Passwords(settings),
@@ -145,8 +150,6 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
         raise CommandError(str(exc)) from None
     except IntegrityError:
         raise CommandError(f"a user with email {args.email} already exists") from None
-    finally:
-        dispose()
     emit(out, args.json, f"created user {out['email']} ({out['id']})")
 
 
@@ -154,15 +157,11 @@ def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> N
     from idp.housekeeping import revoke_user_sessions
     from idp.store import users
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            user = users.by_email(db, args.email)
-            if user is None:
-                raise CommandError(f"no user {args.email}")
-            ended, families = revoke_user_sessions(db, user.id)
-    finally:
-        dispose()
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        ended, families = revoke_user_sessions(db, user.id)
     print(f"ended {ended} sessions and {families} refresh-token grants of {args.email}")
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from idp.cli import CommandError, Parser, emit, open_db
+from idp.cli import CommandError, Parser, database, emit
 from idp.settings import Settings
 
 
@@ -43,13 +43,9 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
-        dispose, begin = open_db(settings)
-        try:
-            with begin() as db:
-                registered = register(db, spec)
-                out = describe(registered.client)
-        finally:
-            dispose()
+        with database(settings) as db:
+            registered = register(db, spec)
+            out = describe(registered.client)
     except InvalidRegistration as exc:
         raise CommandError(str(exc)) from None
     if registered.client_secret:
@@ -64,12 +60,8 @@ def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe
     from idp.store import clients
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            rows = [describe(c) for c in clients.all_clients(db)]
-    finally:
-        dispose()
+    with database(settings) as db:
+        rows = [describe(c) for c in clients.all_clients(db)]
     lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
     emit(rows, args.json, "\n".join(lines) or "no clients")
 
@@ -78,28 +70,20 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe
     from idp.store import clients
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            client = clients.get(db, args.client_id)
-            if client is None:
-                raise CommandError(f"no client {args.client_id}")
-            out = describe(client)
-    finally:
-        dispose()
+    with database(settings) as db:
+        client = clients.get(db, args.client_id)
+        if client is None:
+            raise CommandError(f"no client {args.client_id}")
+        out = describe(client)
     print(json.dumps(out, indent=2))
 
 
 def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import remove
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            if not remove(db, args.client_id):
-                raise CommandError(f"no client {args.client_id}")
-    finally:
-        dispose()
+    with database(settings) as db:
+        if not remove(db, args.client_id):
+            raise CommandError(f"no client {args.client_id}")
     print(f"deleted client {args.client_id}", file=sys.stderr)
 
 

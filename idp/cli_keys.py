@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp.cli import CommandError, Parser, emit, open_db
+from idp.cli import CommandError, Parser, database, emit
 from idp.settings import SUPPORTED_ALGS, Settings
 
 
@@ -48,12 +48,8 @@ def describe(key: Any) -> dict[str, Any]:
 def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
     from idp.store import keys
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            rows = [describe(k) for k in keys.all_keys(db)]
-    finally:
-        dispose()
+    with database(settings) as db:
+        rows = [describe(k) for k in keys.all_keys(db)]
     lines = [
         f"{r['kid']}  {r['alg']}  {r['state']:8}  created {r['created_at']}"
         + (f"  activates {r['activates_at']}" if r["state"] == "staged" else "")
@@ -68,13 +64,9 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.alg not in settings.enabled_algs:
         raise CommandError(f"{args.alg} is not enabled (IDP_SIGNING_ALGS)")
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            key = rotate(db, _checked_sealer(db, settings), settings, args.alg, args.now)
-            out = describe(key)
-    finally:
-        dispose()
+    with database(settings) as db:
+        key = rotate(db, _checked_sealer(db, settings), settings, args.alg, args.now)
+        out = describe(key)
     when = "now" if args.now else f"at {out['activates_at']}"
     emit(out, args.json, f"{out['kid']} ({out['alg']}) signs {when}")
 
@@ -82,16 +74,12 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
     from idp.key_rotation import revoke
 
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            try:
-                replacement = revoke(db, _checked_sealer(db, settings), settings, args.kid)
-            except LookupError as exc:
-                raise CommandError(str(exc)) from None
-            taken_over = replacement.kid if replacement else None
-    finally:
-        dispose()
+    with database(settings) as db:
+        try:
+            replacement = revoke(db, _checked_sealer(db, settings), settings, args.kid)
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        taken_over = replacement.kid if replacement else None
     print(f"revoked {args.kid}" + (f"; {taken_over} signs now" if taken_over else ""))
     print(
         "every worker stops publishing it within IDP_KEY_REFRESH_SECONDS "
@@ -111,13 +99,9 @@ def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
         new = Sealer(decode_kek(path.read_text().strip(), str(path)))
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    dispose, begin = open_db(settings)
-    try:
-        with begin() as db:
-            count = rewrap(db, _checked_sealer(db, settings), new)
-            record(db, AuditEvent.KEYS_REWRAPPED, keys=count)
-    finally:
-        dispose()
+    with database(settings) as db:
+        count = rewrap(db, _checked_sealer(db, settings), new)
+        record(db, AuditEvent.KEYS_REWRAPPED, keys=count)
     print(f"re-encrypted {count} keys; restart every server with the new key-encryption key")
 
 
