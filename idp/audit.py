@@ -32,6 +32,8 @@ class AuditEvent(StrEnum):
     CONSENT_DENIED = "consent.denied"
     CSRF_REJECTED = "csrf.rejected"
     USER_CREATED = "user.created"
+    ROLE_GRANTED = "role.granted"  # a permission change: next tokens of the user carry it
+    ROLE_REVOKED = "role.revoked"
     CLIENT_CREATED = "client.created"
     CLIENT_DELETED = "client.deleted"
     KEY_CREATED = "key.created"

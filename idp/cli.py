@@ -144,13 +144,39 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
                 min_length=settings.password_min_length,
                 name=args.name,
                 is_admin=args.admin,
+                roles_granted=args.role or [],
             )
-            out = {"id": user.id, "email": user.email, "name": user.name, "admin": user.is_admin}
+            out = {
+                "id": user.id,
+                "email": user.email,
+                "name": user.name,
+                "admin": user.is_admin,
+                "roles": sorted(set(args.role or [])),
+            }
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
     except IntegrityError:
         raise CommandError(f"a user with email {args.email} already exists") from None
     emit(out, args.json, f"created user {out['email']} ({out['id']})")
+
+
+def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.users import InvalidUser, grant_role, revoke_role
+    from idp.store import roles, users
+
+    try:
+        with database(settings) as db:
+            user = users.by_email(db, args.email)
+            if user is None:
+                raise CommandError(f"no user {args.email}")
+            for role in args.add or []:
+                grant_role(db, user, role)
+            for role in args.remove or []:
+                revoke_role(db, user, role)
+            held = roles.of(db, user.id)
+    except InvalidUser as exc:
+        raise CommandError(str(exc)) from None
+    emit({"email": user.email, "roles": held}, args.json, " ".join(held) or "(no roles)")
 
 
 def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
@@ -205,12 +231,24 @@ def build_parser() -> Parser:
     create_user.add_argument("--name")
     create_user.add_argument("--admin", action="store_true")
     create_user.add_argument(
+        "--role", action="append", metavar="ROLE", help="a role for the `roles` claim (repeat)"
+    )
+    create_user.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from standard input (required)",
     )
     create_user.add_argument("--json", action="store_true")
     create_user.set_defaults(func=cmd_users_create)
+
+    user_roles = users.add_parser(
+        "roles", help="show a user's roles, or change them (--add/--remove, audited)"
+    )
+    user_roles.add_argument("email")
+    user_roles.add_argument("--add", action="append", metavar="ROLE")
+    user_roles.add_argument("--remove", action="append", metavar="ROLE")
+    user_roles.add_argument("--json", action="store_true")
+    user_roles.set_defaults(func=cmd_users_roles)
 
     revoke_sessions = users.add_parser(
         "revoke-sessions", help="end every session and refresh token of a user"
@@ -229,8 +267,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def kid_as_operand(argv: Sequence[str]) -> list[str]:
+    """`idp keys revoke KID`: a kid is a base64url thumbprint (RFC 7638) and starts with '-' one
+    time in 64; argparse would read it as an option, so mark it as an operand with `--`."""
+    args = list(argv)
+    if len(args) == 3 and args[:2] == ["keys", "revoke"]:
+        kid = args[2]
+        if kid.startswith("-") and kid not in ("-h", "--help", "--"):
+            return [*args[:2], "--", kid]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(kid_as_operand(sys.argv[1:] if argv is None else argv))
     try:
         settings = load_settings()
         args.func(settings, args)

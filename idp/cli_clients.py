@@ -40,6 +40,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
             can_introspect=args.introspect,
             backchannel_logout_uri=args.backchannel_logout_uri,
+            access_token_audience=args.audience,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
@@ -123,6 +124,11 @@ def add_commands(sub: Any) -> None:
         "--introspect", action="store_true", help="a resource server that may introspect tokens"
     )
     create.add_argument("--backchannel-logout-uri", metavar="URL")
+    create.add_argument(
+        "--audience",
+        metavar="URI",
+        help="the API its access tokens are for (`aud`; default: the server-wide audience)",
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_clients_create)
     listing = clients.add_parser("list", help="list clients")

@@ -292,6 +292,23 @@ def test_clients_list_show_delete(cli: Cli) -> None:
     assert [c["client_id"] for c in listed] == [b["client_id"]]
 
 
+def test_client_audience_is_registered(cli: Cli) -> None:
+    """RFC 9068 §3 / RFC 8707 §2: `--audience` names the API (an absolute URI) the client's
+    access tokens are for; `clients show` reports it, and it defaults to none (server-wide)."""
+    api = create_client(
+        cli, "--grant-type", "client_credentials", "--scope", "notes.read",
+        "--audience", "https://api.example/notes",
+    )  # fmt: skip
+    plain = create_client(cli, "--grant-type", "client_credentials", "--scope", "api")
+    shown = json.loads(cli.ok("clients", "show", str(api["client_id"])).stdout)
+    assert shown["access_token_audience"] == "https://api.example/notes"
+    assert plain["access_token_audience"] is None
+    urn = create_client(
+        cli, "--grant-type", "client_credentials", "--audience", "urn:example:notes"
+    )
+    assert urn["access_token_audience"] == "urn:example:notes"
+
+
 BAD_CLIENTS = {
     "unknown-grant": ["--grant-type", "implicit", "--redirect-uri", REDIRECT],
     "password-grant": ["--grant-type", "password"],
@@ -330,6 +347,14 @@ BAD_CLIENTS = {
     ],
     "unknown-auth-method": ["--auth-method", "magic", "--grant-type", "client_credentials"],
     "no-grant": ["--redirect-uri", REDIRECT],
+    "relative-audience": ["--grant-type", "client_credentials", "--audience", "/notes"],
+    "audience-fragment": [
+        "--grant-type",
+        "client_credentials",
+        "--audience",
+        "https://api.example/#x",
+    ],
+    "audience-with-space": ["--grant-type", "client_credentials", "--audience", "https://a b"],
 }
 
 
@@ -340,6 +365,77 @@ def test_bad_client_registration_is_refused(cli: Cli, args: list[str]) -> None:
     client_credentials. Anything else exits non-zero with one line, and nothing is written."""
     before = cli.counts()
     one_line_error(cli.run("clients", "create", "--name", "Bad", "--scope", "openid", *args))
+    assert cli.counts() == before
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+
+def roles_of(cli: Cli, email: str) -> list[str]:
+    result = cli.ok("users", "roles", email, "--json")
+    return json.loads(result.stdout)["roles"]  # type: ignore[no-any-return]
+
+
+def test_users_roles_are_granted_listed_and_revoked(cli: Cli) -> None:
+    """`users create --role`, `users roles EMAIL [--add R] [--remove R]`: each change is one
+    audited permission change (role.granted / role.revoked), and the listing is sorted."""
+    created = json.loads(
+        cli.ok(
+            "users", "create", "rita@example.com", "--role", "reader", "--role", "auditor",
+            "--password-stdin", "--json", stdin=PASSWORD + "\n",
+        ).stdout
+    )  # fmt: skip
+    assert created["roles"] == ["auditor", "reader"]
+    assert roles_of(cli, "rita@example.com") == ["auditor", "reader"]
+    changed = cli.ok(
+        "users", "roles", "Rita@Example.com", "--add", "writer", "--remove", "reader", "--json"
+    )
+    assert json.loads(changed.stdout) == {
+        "email": "rita@example.com",
+        "roles": ["auditor", "writer"],
+    }
+    plain = cli.ok("users", "roles", "rita@example.com")
+    assert plain.stdout.strip() == "auditor writer"
+    with cli.engine.connect() as conn:
+        events = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT event FROM audit_events WHERE event LIKE 'role.%' ORDER BY id")
+            )
+        ]
+    assert events == ["role.granted", "role.granted", "role.granted", "role.revoked"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--add", "Bad Role"], ["--add", "ok", "--add", "UPPER"], ["--remove", "ok", "--add", ""]],
+    ids=["space", "second-bad", "empty"],
+)
+def test_bad_role_change_writes_nothing(cli: Cli, args: list[str]) -> None:
+    """A bad role name anywhere in the command: one line on stderr, exit 1, and no change at all
+    (the good parts of the same command are not applied either)."""
+    cli.ok(
+        "users", "create", "sam@example.com", "--role", "ok", "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    before = cli.counts()
+    one_line_error(cli.run("users", "roles", "sam@example.com", *args))
+    assert cli.counts() == before
+    assert roles_of(cli, "sam@example.com") == ["ok"]
+
+
+def test_roles_of_an_unknown_user_fail(cli: Cli) -> None:
+    one_line_error(cli.run("users", "roles", "nobody@example.com", "--add", "x"))
+
+
+def test_user_with_a_bad_role_is_not_created(cli: Cli) -> None:
+    before = cli.counts()
+    one_line_error(
+        cli.run(
+            "users", "create", "tom@example.com", "--role", "Nope!", "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
+    )  # fmt: skip
     assert cli.counts() == before
 
 

@@ -884,6 +884,14 @@ def test_cli_keys_revoke_withdraws_the_key(keys_cli: KeysCli) -> None:
     assert len(by_state(keys, "active")) == 1
 
 
+def test_cli_keys_revoke_takes_a_kid_that_starts_with_a_dash(keys_cli: KeysCli) -> None:
+    """A kid is base64url (RFC 7638 thumbprint) and may start with '-': `idp keys revoke -abc`
+    treats it as the kid (here an unknown one: the kid's own error, not argparse's)."""
+    result = keys_cli.run("keys", "revoke", "-no-such-kid")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["idp: error: no published key -no-such-kid"]
+
+
 def test_cli_keys_revoke_unknown_kid_fails_with_one_line(keys_cli: KeysCli) -> None:
     """Issue 4, `idp keys revoke KID` and the command line's habit (bad input exits non-zero with
     one line on stderr, writes nothing): an unknown kid exits 1."""

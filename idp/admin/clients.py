@@ -19,6 +19,7 @@ from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
 MIN_TTL, MAX_TTL = 30, 86400
+ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 
 
 class InvalidRegistration(ValueError):
@@ -44,6 +45,7 @@ class ClientSpec:
     refresh_token_absolute_ttl: int | None = None
     can_introspect: bool = False
     backchannel_logout_uri: str | None = None
+    access_token_audience: str | None = None
 
 
 @dataclass
@@ -89,6 +91,19 @@ def _check_url(uri: str, what: str) -> None:
     if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
         return
     raise InvalidRegistration(f"{what} {uri!r} must be https (or http on a loopback host)")
+
+
+def _check_audience(audience: str) -> None:
+    """RFC 8707 §2: a resource is an absolute URI (https://api.example, urn:example:api) without
+    a fragment."""
+    parts = urlsplit(audience)
+    if (
+        not ABSOLUTE_URI.match(audience)
+        or not (parts.netloc or parts.path)
+        or "#" in audience
+        or len(audience) > 2000
+    ):
+        raise InvalidRegistration(f"audience {audience!r} must be an absolute URI without fragment")
 
 
 def load_jwks_file(path: Path) -> dict[str, object]:
@@ -152,6 +167,8 @@ def _validate(spec: ClientSpec) -> str:
         spec.refresh_token_idle_ttl or spec.refresh_token_absolute_ttl
     ) and "refresh_token" not in grants:
         raise InvalidRegistration("refresh token lifetimes need the refresh_token grant")
+    if spec.access_token_audience is not None:
+        _check_audience(spec.access_token_audience)
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
         raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")
@@ -185,6 +202,7 @@ def register(db: Session, spec: ClientSpec) -> Registered:
             refresh_token_absolute_ttl=spec.refresh_token_absolute_ttl,
             can_introspect=spec.can_introspect,
             backchannel_logout_uri=spec.backchannel_logout_uri,
+            access_token_audience=spec.access_token_audience,
         ),
     )
     record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name)
@@ -219,5 +237,6 @@ def describe(client: Client) -> dict[str, object]:
         "refresh_token_absolute_ttl": client.refresh_token_absolute_ttl,
         "can_introspect": client.can_introspect,
         "backchannel_logout_uri": client.backchannel_logout_uri,
+        "access_token_audience": client.access_token_audience,
         "created_at": client.created_at,
     }

@@ -24,7 +24,7 @@ from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
 from idp.protocol.requests import IdpRequest
 from idp.protocol.tokens import IssuedAccessToken
 from idp.services import Services
-from idp.store import clients, codes, refresh_tokens
+from idp.store import clients, codes, refresh_tokens, roles
 from idp.store.clients import ClientProtocol
 from idp.store.refresh_tokens import TokenFamily
 
@@ -162,6 +162,10 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             client_id=client.client_id,
             scope=scope or "",
             ttl=ttl,
+            audience=client.row.access_token_audience,
+            # Read at every issue, so a role change reaches the next refresh; client_credentials
+            # tokens (no user) skip the query and stay one read.
+            roles=roles.of(self.db, user.id) if user is not None else None,
         )
         self.issued = issued
         token: dict[str, Any] = {

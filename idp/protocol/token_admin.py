@@ -28,7 +28,7 @@ def revoke(
     """RFC 7009 §2.1: revoke a token of this client; anything else is silently ignored (§2.2)."""
     if _looks_like_jwt(token):
         try:
-            claims = services.tokens.verify_access_token(token)
+            claims = services.tokens.verify_access_token(token, any_audience=True)
         except InvalidToken:
             return  # unknown, foreign or already expired: nothing left to revoke
         if claims.get("client_id") != client.client_id:
@@ -74,14 +74,14 @@ def _introspect_access_token(
     db: Session, services: Services, caller: ClientProtocol, token: str
 ) -> dict[str, Any]:
     try:
-        claims = services.tokens.verify_access_token(token)
+        claims = services.tokens.verify_access_token(token, any_audience=True)
     except InvalidToken:
         return INACTIVE
     if not _may_see(caller, str(claims.get("client_id"))):
         return INACTIVE
     if revocations.is_revoked(db, claims["jti"]):
         return INACTIVE
-    fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time")
+    fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time", "roles")
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
 
 

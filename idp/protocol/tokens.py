@@ -56,8 +56,11 @@ class TokenService:
         scope: str,
         ttl: int,
         auth_time: int | None = None,
+        audience: str | None = None,
+        roles: list[str] | None = None,
     ) -> IssuedAccessToken:
-        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope."""
+        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope, and the user's
+        roles (§2.2.3.1) when there are any."""
         alg = self.settings.access_token_alg
         kid, key = self.keys.signing_key(alg)
         iat = int(time.time())
@@ -65,7 +68,7 @@ class TokenService:
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
-            "aud": self.audience,
+            "aud": self._audience_of(audience, scope),
             "exp": iat + ttl,
             "iat": iat,
             "jti": jti,
@@ -74,9 +77,20 @@ class TokenService:
         }
         if auth_time is not None:
             claims["auth_time"] = auth_time
+        if roles:
+            claims["roles"] = roles
         header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
         token = jwt.encode(header, claims, key, registry=registry(alg))
         return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
+
+    def _audience_of(self, registered: str | None, scope: str) -> str | list[str]:
+        """The client's registered resource server, plus this server's own audience when the
+        token also has to open the userinfo endpoint (scope openid)."""
+        if registered is None or registered == self.audience:
+            return self.audience
+        if "openid" in scope.split():
+            return [registered, self.audience]
+        return registered
 
     def id_token(
         self, claims: dict[str, Any], access_token: str | None, alg: str = DEFAULT_ALG
@@ -112,8 +126,11 @@ class TokenService:
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidToken("signature or format not valid") from exc
 
-    def verify_access_token(self, token: str) -> dict[str, Any]:
-        """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation."""
+    def verify_access_token(self, token: str, any_audience: bool = False) -> dict[str, Any]:
+        """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation.
+
+        Userinfo needs a token meant for this server; introspection and revocation act on tokens
+        for any audience (RFC 7662 §2.2 returns `aud` for the resource server to check)."""
         decoded = self._decode(token)
         typ = str(decoded.header.get("typ", "")).lower()
         if typ not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
@@ -122,7 +139,7 @@ class TokenService:
         rules = jwt.JWTClaimsRegistry(
             leeway=5,
             iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
+            aud={"essential": True, **({} if any_audience else {"value": self.audience})},
             exp={"essential": True},
             sub={"essential": True},
             jti={"essential": True},

@@ -10,6 +10,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     logout_deliveries,
     refresh_tokens,
     revocations,
+    roles,
     sessions,
     users,
 )

@@ -41,6 +41,9 @@ class Client(Base):
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     # OIDC Registration §2: the algorithm of this client's ID tokens; None means RS256.
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    # RFC 9068 §3: the resource server this client's access tokens are for; None means the
+    # server-wide default (IDP_ACCESS_TOKEN_AUDIENCE, else the issuer).
+    access_token_audience: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[int] = mapped_column(default=now)
 
 

@@ -1,0 +1,39 @@
+"""Roles held by users: named permissions a resource server checks in the `roles` claim."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.store.base import Base, now
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    granted_at: Mapped[int]
+
+
+def of(db: Session, user_id: str) -> list[str]:
+    return list(
+        db.scalars(select(UserRole.role).where(UserRole.user_id == user_id).order_by(UserRole.role))
+    )
+
+
+def add(db: Session, user_id: str, role: str) -> bool:
+    """True if the user did not hold the role before."""
+    if db.get(UserRole, (user_id, role)) is not None:
+        return False
+    db.add(UserRole(user_id=user_id, role=role, granted_at=now()))
+    db.flush()
+    return True
+
+
+def remove(db: Session, user_id: str, role: str) -> bool:
+    """True if the user held the role."""
+    result = db.execute(delete(UserRole).where(UserRole.user_id == user_id, UserRole.role == role))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
