@@ -7,16 +7,20 @@ VENV = .venv
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+# The example app's registration (client id and secret), made once by `make example-rp`.
+EXAMPLE_CLIENT = examples/.rp-client.json
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help venv run test lint bench clean
+.PHONY: help venv run test lint bench clean example-api example-rp
 
 help:
 	@echo "make run    start the IdP on http://localhost:8000 (SQLite, dev key-encryption key)"
 	@echo "make test   ruff, mypy and the whole pytest suite (PYTEST_ARGS=... to pass options)"
 	@echo "make lint   ruff and mypy only"
 	@echo "make bench  token endpoint benchmark"
+	@echo "make example-api  the example protected API on http://localhost:8001 (IdP running)"
+	@echo "make example-rp   register and run the example web app on http://localhost:8002"
 	@echo "make venv   create/refresh $(VENV)"
 	@echo "make clean  remove $(VENV), caches and build output (keeps idp.db and keys/)"
 
@@ -34,12 +38,27 @@ run: venv
 	$(VENV)/bin/idp serve $(SERVE_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check idp tests bench
+	$(VENV)/bin/ruff check idp tests bench examples
 	$(VENV)/bin/mypy
 
 # pytest's own exit code decides: 1 (failures), 2 (interrupted), 5 (no tests collected), ...
 test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+example-api: venv
+	$(VENV)/bin/python -m examples.api
+
+example-rp: venv $(EXAMPLE_CLIENT)
+	$(VENV)/bin/python -m examples.rp
+
+# The secret is the app's own credential: readable by this user only, git-ignored.
+$(EXAMPLE_CLIENT): | venv
+	umask 077 && $(VENV)/bin/idp clients create --name "Example app" \
+	    --redirect-uri http://localhost:8002/callback \
+	    --post-logout-redirect-uri http://localhost:8002/signed-out \
+	    --grant-type authorization_code --grant-type refresh_token \
+	    --scope openid --scope profile --scope email --scope offline_access --scope notes.read \
+	    --audience http://localhost:8001 --json > $@
 
 bench: venv
 	$(VENV)/bin/python bench/token_bench.py

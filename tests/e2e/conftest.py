@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,14 +107,16 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], url: str, log_path: Path, name: str = "idp serve"
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     last_error = "no attempt"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(
-                f"idp serve exited with {process.returncode} before it answered\n"
-                f"--- server log ---\n{log_path.read_text(errors='replace')}"
+                f"{name} exited with {process.returncode} before it answered\n"
+                f"--- log ---\n{log_path.read_text(errors='replace')}"
             )
         try:
             response = httpx.get(url, timeout=2.0)
@@ -124,13 +127,13 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path
             last_error = repr(exc)
         time.sleep(0.1)
     raise AssertionError(
-        f"idp serve did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
-        f"--- server log ---\n{log_path.read_text(errors='replace')}"
+        f"{name} did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
+        f"--- log ---\n{log_path.read_text(errors='replace')}"
     )
 
 
-def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
-    """SIGTERM, then SIGKILL; a server that needed the second one fails the teardown."""
+def _stop(process: subprocess.Popen[bytes], log_path: Path, name: str = "idp serve") -> None:
+    """SIGTERM, then SIGKILL; a process that needed the second one fails the teardown."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -140,9 +143,26 @@ def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
         process.kill()
         process.wait(timeout=STOP_TIMEOUT)
         raise AssertionError(
-            f"idp serve ignored SIGTERM for {STOP_TIMEOUT:.0f} s and was killed\n"
-            f"--- server log ---\n{log_path.read_text(errors='replace')}"
+            f"{name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s and was killed\n"
+            f"--- log ---\n{log_path.read_text(errors='replace')}"
         ) from None
+
+
+@contextmanager
+def running(
+    name: str, args: list[str], env: dict[str, str], cwd: Path, ready_url: str, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a process with its output in `log_path`, wait until `ready_url` answers 200, and
+    stop it (SIGTERM, then SIGKILL) however the block ends."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_until_ready(process, ready_url, log_path, name)
+        yield process
+    finally:
+        _stop(process, log_path, name)
 
 
 @pytest.fixture(scope="module")
@@ -168,17 +188,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     assert client["client_id"] and client["client_secret"], client
 
     log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "idp", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=cli.env,
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_ready(process, f"{issuer}/.well-known/openid-configuration", log_path)
+    with running(
+        "idp serve",
+        [sys.executable, "-m", "idp", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cli.env,
+        tmp,
+        f"{issuer}/.well-known/openid-configuration",
+        log_path,
+    ) as process:
         yield RunningServer(
             issuer=issuer,
             port=port,
@@ -191,8 +208,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
             client_id=client["client_id"],
             client_secret=client["client_secret"],
         )
-    finally:
-        _stop(process, log_path)
 
 
 @pytest.fixture
