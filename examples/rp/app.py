@@ -74,7 +74,8 @@ class Config:
 
 def page(title: str, body: str) -> HTMLResponse:
     return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
+        "<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+        f"<title>{escape(title)}</title></head>"
         f"<body><h1>{escape(title)}</h1>{body}</body></html>",
         headers={"Cache-Control": "no-store"},
     )

@@ -20,11 +20,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; a browser is never downloaded
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 STARTUP_TIMEOUT = 30.0
 CLI_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -215,3 +228,28 @@ def browser(server: RunningServer) -> Iterator[httpx.Client]:
     """A cookie-keeping client that, like a test reading Location headers, never follows."""
     with httpx.Client(base_url=server.issuer, follow_redirects=False, timeout=10.0) as client:
         yield client
+
+
+def _unavailable(reason: str) -> None:
+    """Skip with the reason; under CI fail instead, since CI must run every browser test."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, headless, one process for the whole session."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser.new_context().close()  # fail here, once, if the browser cannot open a page
+        try:
+            yield browser
+        finally:
+            browser.close()

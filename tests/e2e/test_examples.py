@@ -6,11 +6,13 @@ sign out through the end-session endpoint. A service with client credentials cal
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -18,6 +20,9 @@ import pytest
 
 from tests.e2e.conftest import RunningServer, free_port, running
 from tests.interop.test_authlib_client import sign_in_and_consent
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.e2e
 
@@ -170,3 +175,46 @@ def test_a_service_with_client_credentials_reads_notes_but_not_reports(
     assert notes.json()["client_id"] == service["client_id"]
     report = httpx.get(f"{examples.api}/reports", headers=bearer)
     assert report.status_code == 403 and report.json()["error"] == "insufficient_role"
+
+
+def test_sign_in_and_out_in_a_real_browser(
+    server: RunningServer, examples: Examples, chromium: Browser
+) -> None:
+    """The whole journey in Chromium, with the IdP's real CSP, cookies and redirects: sign in at
+    the app, the IdP's login and consent pages, the claims, an API call, a refresh, and sign-out
+    through the end-session endpoint. No page logs a CSP violation or any other error."""
+    email, password = "browser@example.com", "browser " + secrets.token_urlsafe(12)
+    server.cli.run("users", "create", email, "--password-stdin", stdin=password + "\n")
+    context = chromium.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda m: errors.append(f"{m.text} ({m.location['url']})") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{examples.rp}/")
+        page.click("text=Sign in")
+        page.wait_for_url(f"{server.issuer}/login?**")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.issuer}/authorize?**")
+        assert "Example RP" in page.inner_text("h1")  # the consent page names the app
+        page.click("button[value=allow]")
+        page.wait_for_url(f"{examples.rp}/")
+        assert page.inner_text("h1") == f"Signed in as {email}"
+
+        page.click("text=Call the API")
+        assert page.inner_text("h1") == "API answered 200"
+        page.go_back()
+        page.click("text=Refresh tokens")
+        page.wait_for_url(f"{examples.rp}/")
+        assert page.inner_text("h1") == f"Signed in as {email}"
+        page.click("text=Sign out")
+        page.wait_for_url(f"{examples.rp}/signed-out?**")
+        assert page.inner_text("h1") == "Signed out"
+    finally:
+        context.close()
+    assert errors == [], errors
