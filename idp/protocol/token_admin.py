@@ -11,7 +11,7 @@ from idp.audit import AuditEvent, record
 from idp.protocol.tokens import InvalidToken
 from idp.security.secrets import sha256_hex
 from idp.services import Services
-from idp.store import refresh_tokens, revocations
+from idp.store import refresh_tokens, revocations, users
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
 
@@ -57,7 +57,7 @@ def introspect(
     if not _may_see(caller, row.client_id):
         return INACTIVE
     family = refresh_tokens.live_family(db, row.family_id)
-    if family is None:
+    if family is None or not _user_active(db, family.user_id):
         return INACTIVE
     return {
         "active": True,
@@ -81,8 +81,16 @@ def _introspect_access_token(
         return INACTIVE
     if revocations.is_revoked(db, claims["jti"]):
         return INACTIVE
+    if claims["sub"] != claims.get("client_id") and not _user_active(db, str(claims["sub"])):
+        return INACTIVE  # the token outlived its user's access (userinfo refuses it too)
     fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time", "roles")
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
+
+
+def _user_active(db: Session, user_id: str) -> bool:
+    """The user still exists and may sign in (a service token's sub is its client, no user)."""
+    user = users.get(db, user_id)
+    return user is not None and not user.disabled
 
 
 def _may_see(caller: ClientProtocol, owner: str) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.authorize_helpers import disable_user
 from tests.helpers import RP, Harness, basic
 from tests.refresh_helpers import (
     OFFLINE_SCOPE,
@@ -171,6 +172,21 @@ def test_revoked_refresh_token_is_inactive(idp: Harness, rp: RP, offline: dict[s
     assert revoke(idp, rp, offline["refresh_token"]).status_code == 200
     assert introspected(idp, rp, offline["refresh_token"]) == INACTIVE
     assert introspected(idp, rp, offline["access_token"]) == INACTIVE
+
+
+def test_tokens_of_a_disabled_user_are_inactive(
+    idp: Harness, rp: RP, offline: dict[str, Any]
+) -> None:
+    """RFC 7662 §2.2 ("active" means the token may be used): once the user is disabled, their
+    access and refresh tokens are inactive, as userinfo and the refresh grant already refuse
+    them; a service's client_credentials token (no user) is unaffected."""
+    service = resource_server(idp)
+    service_token = idp.client_credentials(service, scope="api").json()["access_token"]
+    assert introspected(idp, rp, offline["access_token"])["active"] is True
+    disable_user(idp, subject(idp, offline))
+    assert introspected(idp, rp, offline["access_token"]) == INACTIVE
+    assert introspected(idp, rp, offline["refresh_token"]) == INACTIVE
+    assert introspected(idp, service, service_token)["active"] is True
 
 
 def test_expired_access_token_is_inactive(idp: Harness, rp: RP, offline: dict[str, Any]) -> None:
