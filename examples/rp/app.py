@@ -117,7 +117,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     def signed_in(request: Request) -> dict[str, Any] | None:
         return tokens.get(request.session.get("sid", ""))
 
-    async def token_client() -> AsyncOAuth2Client:
+    def token_client() -> AsyncOAuth2Client:
         return AsyncOAuth2Client(
             client_id=config.client_id,
             client_secret=config.client_secret,
@@ -194,7 +194,7 @@ def create_app(config: Config | None = None) -> FastAPI:
         if token is None:
             return RedirectResponse("/", status_code=303)
         metadata = await idp.load_server_metadata()
-        async with await token_client() as client:
+        async with token_client() as client:
             try:
                 fresh = await client.refresh_token(
                     metadata["token_endpoint"], refresh_token=token["refresh_token"]
@@ -219,7 +219,7 @@ def create_app(config: Config | None = None) -> FastAPI:
             return RedirectResponse("/", status_code=303)
         metadata = await idp.load_server_metadata()
         # The refresh token outlives the IdP session (offline access): revoke it (RFC 7009).
-        async with await token_client() as client:
+        async with token_client() as client:
             await client.revoke_token(
                 metadata["revocation_endpoint"],
                 token=token["refresh_token"],
