@@ -25,21 +25,31 @@ ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 # An assertion is meant to be used at once; refusing long-lived ones bounds the replay table.
 MAX_ASSERTION_LIFETIME = 600
 JWKS_CACHE_SECONDS = 300
+JWKS_MIN_REFETCH_SECONDS = 10
 JWKS_MAX_BYTES = 64 * 1024
 
 
 class _RemoteJwksCache:
-    """Clients' jwks_uri documents, cached per process (a cache of remote data, not our state)."""
+    """Clients' jwks_uri documents, cached per process (a cache of remote data, not our state).
+
+    An assertion whose kid the cached document lacks triggers one early refetch, so a client
+    that rotates its key is accepted at once rather than after JWKS_CACHE_SECONDS; refetches
+    are at most one per JWKS_MIN_REFETCH_SECONDS per URI, so unknown kids cannot make this
+    server hammer the client's host."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # uri -> (fetched at, document), times from time.monotonic()
         self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    def get(self, uri: str) -> dict[str, Any]:
+    def get(self, uri: str, kid: str | None = None) -> dict[str, Any]:
         with self._lock:
             hit = self._entries.get(uri)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            age = time.monotonic() - hit[0]
+            fresh = age < JWKS_CACHE_SECONDS
+            if fresh and (kid is None or _has_kid(hit[1], kid) or age < JWKS_MIN_REFETCH_SECONDS):
+                return hit[1]
         try:
             with httpx.Client(timeout=5.0, follow_redirects=False) as http:
                 response = http.get(uri, headers={"Accept": "application/json"})
@@ -51,8 +61,13 @@ class _RemoteJwksCache:
                 description="The client's jwks_uri could not be read."
             ) from exc
         with self._lock:
-            self._entries[uri] = (time.monotonic() + JWKS_CACHE_SECONDS, document)
+            self._entries[uri] = (time.monotonic(), document)
         return document
+
+
+def _has_kid(document: dict[str, Any], kid: str) -> bool:
+    keys = document.get("keys")
+    return isinstance(keys, list) and any(isinstance(k, dict) and k.get("kid") == kid for k in keys)
 
 
 REMOTE_JWKS = _RemoteJwksCache()
@@ -66,15 +81,28 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         self.db = db
         self.issuer = issuer
         self._ip: str | None = None
+        self._kid: str | None = None
 
     def get_audiences(self) -> list[str]:
         # OIDC Core §9: the audience SHOULD be the token endpoint URL; the issuer is also accepted
         # (RFC 7523 §3, and what many client libraries send).
         return [self.issuer + "/token", self.issuer]
 
+    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        headers, claims = super().extract_assertion(assertion)
+        kid = headers.get("kid") if isinstance(headers, dict) else None
+        self._kid = kid if isinstance(kid, str) else None  # for a jwks_uri refetch on a new key
+        return headers, claims
+
     def resolve_client_public_key(self, client: ClientProtocol) -> KeySet:
         row = client.row
-        document = row.jwks if row.jwks else REMOTE_JWKS.get(row.jwks_uri) if row.jwks_uri else None
+        document = (
+            row.jwks
+            if row.jwks
+            else REMOTE_JWKS.get(row.jwks_uri, self._kid)
+            if row.jwks_uri
+            else None
+        )
         if not document:
             raise InvalidClientError(description="The client has no registered keys.")
         try:

@@ -1,15 +1,18 @@
 """Client authentication at the token endpoint: RFC 6749 §2.3 and §3.2.1, RFC 7523 §2.2 and §3,
-OIDC Core §9.
-
-Clients registered with a jwks_uri are not tested here: that would need an HTTP server for the
-client's keys, and these tests start nothing external.
+OIDC Core §9. Clients registered with a jwks_uri get their keys served by a small HTTP server on
+127.0.0.1, started by the test.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -17,6 +20,7 @@ import pytest
 from joserfc.jwk import OctKey
 
 from idp.admin.clients import ClientSpec, InvalidRegistration, register
+from idp.protocol import client_auth
 from tests.helpers import RP, Harness, basic
 from tests.token_helpers import (
     ISSUER,
@@ -341,3 +345,91 @@ def test_private_key_jwt_needs_keys_at_registration(idp: Harness) -> None:
     spec = ClientSpec(name="No keys", auth_method="private_key_jwt", **SERVICE)  # type: ignore[arg-type]
     with idp.services.sessions.begin() as db, pytest.raises(InvalidRegistration):
         register(db, spec)
+
+
+# --- jwks_uri: the client's keys fetched over HTTP ---------------------------------------------
+
+
+@dataclass
+class KeyHost:
+    """A client's jwks_uri: serves `document` on 127.0.0.1 and counts the fetches."""
+
+    document: dict[str, object]
+    fetches: int = 0
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def key_host() -> Iterator[KeyHost]:
+    host = KeyHost(document=public_jwks(client_key()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with host.lock:
+                host.fetches += 1
+                body = json.dumps(host.document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    host.url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield host
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_keys_from_jwks_uri_are_fetched_and_cached(idp: Harness, key_host: KeyHost) -> None:
+    """OIDC Registration §2 (jwks_uri): the client's keys are fetched from its URL and cached,
+    so a second token request does not fetch them again."""
+    rp = idp.client(auth_method="private_key_jwt", jwks_uri=key_host.url, **SERVICE)
+    for _ in range(2):
+        response = with_assertion(idp, client_assertion(rp.client_id, client_key()))
+        assert response.status_code == 200, response.text
+    assert key_host.fetches == 1
+
+
+def test_a_rotated_client_key_is_fetched_at_once(
+    idp: Harness, key_host: KeyHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that rotates its key (publishes a new kid, signs with it) is accepted at once:
+    an assertion whose kid the cached keys lack fetches the jwks_uri again, long before the
+    cache expires. A second unknown kid soon after that fetch does not fetch again (at most one
+    refetch per JWKS_MIN_REFETCH_SECONDS), and is refused."""
+    rp = idp.client(auth_method="private_key_jwt", jwks_uri=key_host.url, **SERVICE)
+    assert with_assertion(idp, client_assertion(rp.client_id, client_key())).status_code == 200
+    # The refetch spacing has passed (instead of waiting 10 s); the cache itself is still fresh.
+    monkeypatch.setattr(client_auth, "JWKS_MIN_REFETCH_SECONDS", 0)
+    assert with_assertion(idp, client_assertion(rp.client_id, client_key())).status_code == 200
+    assert key_host.fetches == 1  # a known kid never refetches
+    new_key = client_key("client-key-rotated")
+    with key_host.lock:
+        key_host.document = {"keys": [client_key().as_dict(private=False),
+                                      new_key.as_dict(private=False)]}  # fmt: skip
+    response = with_assertion(idp, client_assertion(rp.client_id, new_key))
+    assert response.status_code == 200, response.text
+    assert key_host.fetches == 2
+    monkeypatch.setattr(client_auth, "JWKS_MIN_REFETCH_SECONDS", 10)
+    stranger = client_key("client-key-never-published")
+    assert_invalid_client(with_assertion(idp, client_assertion(rp.client_id, stranger)))
+    assert key_host.fetches == 2
+
+
+def test_an_unreachable_jwks_uri_is_invalid_client(idp: Harness, key_host: KeyHost) -> None:
+    """RFC 6749 §5.2: keys that cannot be fetched authenticate nobody (invalid_client, not a
+    server error)."""
+    rp = idp.client(
+        auth_method="private_key_jwt", jwks_uri="http://127.0.0.1:9/jwks.json", **SERVICE
+    )
+    assert_invalid_client(with_assertion(idp, client_assertion(rp.client_id, client_key())))
