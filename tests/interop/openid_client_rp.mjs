@@ -4,8 +4,9 @@
 // plays the browser in the middle of the code flow, while this process keeps openid-client's own
 // state (PKCE verifier, nonce, state) in memory, as a real relying party would in its session.
 //
-// Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, MODE ("code" or "client_credentials"), and for
-// "code" also REDIRECT_URI and POST_LOGOUT_REDIRECT_URI.
+// Environment: ISSUER, MODE ("code", "client_credentials" or "private_key_jwt"), CLIENT_ID and
+// CLIENT_SECRET (not for "private_key_jwt", which registers itself), and for "code" also
+// REDIRECT_URI and POST_LOGOUT_REDIRECT_URI.
 //
 // Any failure prints {"error": ..., "code": ..., "stack": ...} as the last line and exits 1.
 
@@ -38,10 +39,10 @@ const failure = (err) => ({
   cause: err?.cause instanceof Error ? String(err.cause) : (err?.cause ?? null),
 });
 
-async function discover(authentication) {
+async function discover(authentication, clientId = env("CLIENT_ID")) {
   return client.discovery(
     new URL(env("ISSUER")),
-    env("CLIENT_ID"),
+    clientId,
     undefined,
     authentication,
     // The test server is plain http on loopback; openid-client refuses http unless told.
@@ -134,7 +135,33 @@ async function clientCredentials() {
   });
 }
 
-const modes = { code: codeFlow, client_credentials: clientCredentials };
+// A service without any shared secret (RFC 7523 private_key_jwt): it makes its own key pair,
+// the test registers the public half with `idp clients create --jwks-file`, and every token
+// request is authenticated by a fresh assertion signed with the private half.
+async function privateKeyJwt() {
+  const { privateKey, publicKey } = await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    false, // the private key cannot be exported: only its public half leaves this process
+    ["sign", "verify"],
+  );
+  const kid = client.randomState();
+  const jwk = { ...(await crypto.subtle.exportKey("jwk", publicKey)), kid, alg: "ES256", use: "sig" };
+  delete jwk.key_ops;
+  delete jwk.ext;
+  send({ jwks: { keys: [jwk] } });
+
+  const { client_id: clientId } = await receive();
+  const config = await discover(client.PrivateKeyJwt({ key: privateKey, kid }), clientId);
+  const tokens = await client.clientCredentialsGrant(config, { scope: "api.read" });
+  const introspection = await client.tokenIntrospection(config, tokens.access_token);
+  send({ token_type: tokens.token_type, scope: tokens.scope, introspection });
+}
+
+const modes = {
+  code: codeFlow,
+  client_credentials: clientCredentials,
+  private_key_jwt: privateKeyJwt,
+};
 
 try {
   const mode = modes[env("MODE")];

@@ -180,8 +180,8 @@ def start_driver(node: str, server: RunningServer, tmp_path: Path) -> Iterator[S
         env = {
             "MODE": mode,
             "ISSUER": server.issuer,
-            "CLIENT_ID": registered["client_id"],
-            "CLIENT_SECRET": registered["client_secret"],
+            "CLIENT_ID": registered.get("client_id", ""),
+            "CLIENT_SECRET": registered.get("client_secret", ""),
             "REDIRECT_URI": REDIRECT_URI,
             "POST_LOGOUT_REDIRECT_URI": POST_LOGOUT_REDIRECT_URI,
         }
@@ -329,3 +329,29 @@ def test_openid_client_client_credentials(server: RunningServer, start_driver: S
     introspection = result["introspection"]
     assert introspection["active"] is True and introspection["client_id"] == registered["client_id"]
     assert introspection["scope"] == "api.read"
+
+
+def test_openid_client_private_key_jwt(
+    server: RunningServer, start_driver: StartDriver, tmp_path: Path
+) -> None:
+    """RFC 7523 §2.2 / OIDC Core §9 private_key_jwt with openid-client: a service with no shared
+    secret. Its ES256 key pair is made in node (the private key cannot even be exported); only
+    the public JWK is registered, and the token and introspection requests are authenticated by
+    assertions openid-client signs."""
+    driver = start_driver("private_key_jwt", {})
+    jwks = driver.expect("jwks")["jwks"]
+    assert [set(k) for k in jwks["keys"]] == [{"kty", "crv", "x", "y", "kid", "alg", "use"}]
+    jwks_file = tmp_path / "service.jwks"
+    jwks_file.write_text(json.dumps(jwks))
+    registered = server.cli.json(
+        "clients", "create", "--name", "openid-client keyed service",
+        "--grant-type", "client_credentials", "--scope", "api.read",
+        "--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file), "--json",
+    )  # fmt: skip
+    assert "client_secret" not in registered
+    driver.write({"client_id": registered["client_id"]})
+    result = driver.expect("token_type")
+    assert driver.wait() == 0, driver.stderr()
+    assert result["token_type"].lower() == "bearer" and result["scope"] == "api.read"
+    assert result["introspection"]["active"] is True
+    assert result["introspection"]["client_id"] == registered["client_id"]
