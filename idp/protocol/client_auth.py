@@ -22,8 +22,10 @@ from idp.store.base import now
 from idp.store.clients import ClientProtocol
 
 ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
-# An assertion is meant to be used at once; refusing long-lived ones bounds the replay table.
-MAX_ASSERTION_LIFETIME = 600
+# An assertion is meant to be used at once, and its jti is remembered until it expires, so a
+# cap bounds the replay table. One hour, because authlib (a widely used client) signs its
+# assertions for exactly that long; a replay is refused however long the assertion lives.
+MAX_ASSERTION_LIFETIME = 3600
 JWKS_CACHE_SECONDS = 300
 JWKS_MIN_REFETCH_SECONDS = 10
 JWKS_MAX_BYTES = 64 * 1024

@@ -11,11 +11,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 
 from tests.e2e.conftest import REDIRECT_URI, RunningServer
 from tests.e2e.test_server import follow, only_form, submit
+from tests.key_host import serve_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +142,25 @@ def test_authlib_client_credentials(server: RunningServer) -> None:
         token = client.fetch_token(f"{server.issuer}/token", grant_type="client_credentials")
     assert token["token_type"] == "Bearer" and token["scope"] == "api.read"
     assert "refresh_token" not in token
+
+
+def test_authlib_private_key_jwt_with_keys_at_a_jwks_uri(server: RunningServer) -> None:
+    """RFC 7523 §2.2 / OIDC Core §9 with authlib's PrivateKeyJWT: a service with no shared
+    secret, whose public key the real server fetches from the service's own jwks_uri."""
+    key = RSAKey.generate_key(2048, parameters={"kid": "svc-1", "alg": "RS256", "use": "sig"})
+    with serve_keys({"keys": [key.as_dict(private=False)]}) as host:
+        registered = server.cli.json(
+            "clients", "create", "--name", "authlib keyed service",
+            "--grant-type", "client_credentials", "--scope", "api.read",
+            "--auth-method", "private_key_jwt", "--jwks-uri", host.url, "--json",
+        )  # fmt: skip
+        token_endpoint = f"{server.issuer}/token"
+        with OAuth2Client(
+            client_id=registered["client_id"],
+            client_secret=key,  # authlib's name for the private key it signs assertions with
+            token_endpoint_auth_method="private_key_jwt",
+        ) as client:
+            client.register_client_auth_method(PrivateKeyJWT(token_endpoint))
+            token = client.fetch_token(token_endpoint, grant_type="client_credentials")
+        assert host.fetches == 1
+    assert token["token_type"] == "Bearer" and token["scope"] == "api.read"

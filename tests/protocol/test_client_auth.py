@@ -6,13 +6,9 @@ OIDC Core §9. Clients registered with a jwks_uri get their keys served by a sma
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -22,6 +18,7 @@ from joserfc.jwk import OctKey
 from idp.admin.clients import ClientSpec, InvalidRegistration, register
 from idp.protocol import client_auth
 from tests.helpers import RP, Harness, basic
+from tests.key_host import KeyHost, serve_keys
 from tests.token_helpers import (
     ISSUER,
     assertion_form,
@@ -255,6 +252,16 @@ def test_private_key_jwt_for_authorization_code(idp: Harness) -> None:
     assert idp.decode(response.json()["id_token"]).claims["aud"] == rp.client_id
 
 
+def test_assertion_lifetime_up_to_one_hour(idp: Harness, jwt_client: RP) -> None:
+    """RFC 7523 §3 item 4 leaves the lifetime to the server: one hour is accepted (authlib's
+    default for the assertions it signs), two minutes more is refused."""
+    now = int(time.time())
+    hour = client_assertion(jwt_client.client_id, client_key(), iat=now, exp=now + 3600)
+    assert with_assertion(idp, hour).status_code == 200
+    longer = client_assertion(jwt_client.client_id, client_key(), iat=now, exp=now + 3720)
+    assert_invalid_client(with_assertion(idp, longer))
+
+
 def test_replayed_assertion_is_refused(idp: Harness, jwt_client: RP) -> None:
     """RFC 7523 §3 item 7 and OIDC Core §9: the jti is used once; a replay is invalid_client."""
     assertion = client_assertion(jwt_client.client_id, client_key())
@@ -350,44 +357,10 @@ def test_private_key_jwt_needs_keys_at_registration(idp: Harness) -> None:
 # --- jwks_uri: the client's keys fetched over HTTP ---------------------------------------------
 
 
-@dataclass
-class KeyHost:
-    """A client's jwks_uri: serves `document` on 127.0.0.1 and counts the fetches."""
-
-    document: dict[str, object]
-    fetches: int = 0
-    url: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
 def key_host() -> Iterator[KeyHost]:
-    host = KeyHost(document=public_jwks(client_key()))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with host.lock:
-                host.fetches += 1
-                body = json.dumps(host.document).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    host.url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_keys(public_jwks(client_key())) as host:
         yield host
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_keys_from_jwks_uri_are_fetched_and_cached(idp: Harness, key_host: KeyHost) -> None:
