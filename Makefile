@@ -9,6 +9,10 @@ PYTEST_ARGS ?=
 SERVE_ARGS ?=
 # The example app's registration (client id and secret), made once by `make example-rp`.
 EXAMPLE_CLIENT = examples/.rp-client.json
+# Where the examples listen (the example programs read the same variables).
+EXAMPLE_API_URL ?= http://localhost:8001
+EXAMPLE_RP_URL ?= http://localhost:8002
+EXAMPLE_ENV = EXAMPLE_API_URL=$(EXAMPLE_API_URL) EXAMPLE_RP_URL=$(EXAMPLE_RP_URL)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -46,19 +50,19 @@ test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 example-api: venv
-	$(VENV)/bin/python -m examples.api
+	$(EXAMPLE_ENV) $(VENV)/bin/python -m examples.api
 
 example-rp: venv $(EXAMPLE_CLIENT)
-	$(VENV)/bin/python -m examples.rp
+	$(EXAMPLE_ENV) EXAMPLE_CLIENT_FILE=$(EXAMPLE_CLIENT) $(VENV)/bin/python -m examples.rp
 
 # The secret is the app's own credential: readable by this user only, git-ignored.
 $(EXAMPLE_CLIENT): | venv
 	umask 077 && $(VENV)/bin/idp clients create --name "Example app" \
-	    --redirect-uri http://localhost:8002/callback \
-	    --post-logout-redirect-uri http://localhost:8002/signed-out \
+	    --redirect-uri $(EXAMPLE_RP_URL)/callback \
+	    --post-logout-redirect-uri $(EXAMPLE_RP_URL)/signed-out \
 	    --grant-type authorization_code --grant-type refresh_token \
 	    --scope openid --scope profile --scope email --scope offline_access --scope notes.read \
-	    --audience http://localhost:8001 --json > $@
+	    --audience $(EXAMPLE_API_URL) --json > $@
 
 bench: venv
 	$(VENV)/bin/python bench/token_bench.py

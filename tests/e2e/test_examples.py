@@ -6,8 +6,10 @@ sign out through the end-session endpoint. A service with client credentials cal
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,32 +39,42 @@ class Examples:
 
 
 def example_env(server: RunningServer, **values: str) -> dict[str, str]:
-    env = {k: v for k, v in server.cli.env.items() if not k.startswith("IDP_")}
+    env = {k: v for k, v in server.cli.env.items() if not k.startswith(("IDP_", "EXAMPLE_"))}
     env.update(EXAMPLE_ISSUER=server.issuer, **values)
     return env
+
+
+def register_with_make(server: RunningServer, rp: str, api: str) -> Path:
+    """`make example-rp`'s registration step, run by make itself (its `venv` prerequisite taken
+    as done: this interpreter's environment is the one to use)."""
+    client_file = server.tmp / "rp-client.json"
+    result = subprocess.run(
+        [
+            "make", "--no-print-directory", "-o", "venv", f"VENV={Path(sys.prefix)}",
+            f"EXAMPLE_CLIENT={client_file}", f"EXAMPLE_RP_URL={rp}", f"EXAMPLE_API_URL={api}",
+            str(client_file),
+        ],
+        cwd=REPO, env=server.cli.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"make: {result.stdout}\n{result.stderr}"
+    assert client_file.stat().st_mode & 0o077 == 0  # the app's secret: readable by its user only
+    return client_file
 
 
 @pytest.fixture(scope="module")
 def examples(server: RunningServer) -> Iterator[Examples]:
     """The README's steps: give the user the auditor role, register the example app for the
-    API's audience, then start the API and the app, each with one command."""
+    API's audience (the Makefile's recipe), then start the API and the app, each with one
+    command (what `make example-api` and `make example-rp` run)."""
     api = f"http://127.0.0.1:{free_port()}"
     rp = f"http://127.0.0.1:{free_port()}"
     server.cli.run("users", "roles", server.email, "--add", "auditor")
-    client = server.cli.json(
-        "clients", "create", "--name", "Example RP",
-        "--redirect-uri", f"{rp}/callback", "--post-logout-redirect-uri", f"{rp}/signed-out",
-        "--grant-type", "authorization_code", "--grant-type", "refresh_token",
-        "--scope", "openid", "--scope", "profile", "--scope", "email",
-        "--scope", "offline_access", "--scope", "notes.read",
-        "--audience", api, "--json",
-    )  # fmt: skip
+    client_file = register_with_make(server, rp, api)
+    client = json.loads(client_file.read_text())
+    assert client["access_token_audience"] == api
+    assert client["redirect_uris"] == [f"{rp}/callback"]
     env = example_env(
-        server,
-        EXAMPLE_API_URL=api,
-        EXAMPLE_RP_URL=rp,
-        EXAMPLE_CLIENT_ID=client["client_id"],
-        EXAMPLE_CLIENT_SECRET=client["client_secret"],
+        server, EXAMPLE_API_URL=api, EXAMPLE_RP_URL=rp, EXAMPLE_CLIENT_FILE=str(client_file)
     )
     python = sys.executable
     with (
@@ -201,7 +213,7 @@ def test_sign_in_and_out_in_a_real_browser(
         page.fill("#password", password)
         page.click("button[type=submit]")
         page.wait_for_url(f"{server.issuer}/authorize?**")
-        assert "Example RP" in page.inner_text("h1")  # the consent page names the app
+        assert "Example app" in page.inner_text("h1")  # the consent page names the app
         page.click("button[value=allow]")
         page.wait_for_url(f"{examples.rp}/")
         assert page.inner_text("h1") == f"Signed in as {email}"
