@@ -245,4 +245,10 @@ def create_app(config: Config | None = None) -> FastAPI:
 def main() -> None:
     config = Config.from_env()
     url = urlsplit(config.base_url)
-    uvicorn.run(create_app(config), host=url.hostname or "localhost", port=url.port or 8002)
+    # No access log: /callback's query string carries the authorization code.
+    uvicorn.run(
+        create_app(config),
+        host=url.hostname or "localhost",
+        port=url.port or 8002,
+        access_log=False,
+    )

@@ -399,7 +399,7 @@ def test_a_rotated_client_key_is_fetched_at_once(
     assert key_host.fetches == 2
 
 
-def test_an_unreachable_jwks_uri_is_invalid_client(idp: Harness, key_host: KeyHost) -> None:
+def test_an_unreachable_jwks_uri_is_invalid_client(idp: Harness) -> None:
     """RFC 6749 §5.2: keys that cannot be fetched authenticate nobody (invalid_client, not a
     server error)."""
     rp = idp.client(

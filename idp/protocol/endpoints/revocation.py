@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse, Response
 
 from idp import deps
 from idp.protocol import token_admin
-from idp.protocol.endpoints.token import invalid_request
+from idp.protocol.endpoints.token import invalid_request, read_oauth_form
 from idp.protocol.refresh import AUTH_METHODS
-from idp.protocol.requests import BadParameters, IdpRequest, Params, client_ip, read_form
+from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import NO_STORE, IdpServer
 from idp.services import Services
 
@@ -24,13 +24,9 @@ Action = Callable[[IdpServer, object, str, str | None], Response]
 
 async def _back_channel(request: Request, path: str, action: Action) -> Response:
     services = deps.services(request)
-    settings = services.settings
-    try:
-        params = await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
-    except BadParameters as exc:
-        return invalid_request(str(exc))
-    if repeated := params.repeated():
-        return invalid_request(f"parameter {repeated[0]} is repeated")
+    params = await read_oauth_form(request, services)
+    if isinstance(params, JSONResponse):
+        return params
     if request.query_params:
         return invalid_request("parameters must be sent in the body, not the query string")
     return await run_in_threadpool(_run, services, request, params, path, action)

@@ -44,8 +44,9 @@ def auth_methods_used(request: Request, params: Params) -> list[str]:
     return used
 
 
-async def token_endpoint(request: Request) -> Response:
-    services = deps.services(request)
+async def read_oauth_form(request: Request, services: Services) -> Params | JSONResponse:
+    """The form body of a back-channel OAuth request, or the RFC 6749 §5.2 answer refusing it
+    (too large, malformed, or a parameter sent twice, §3.1)."""
     settings = services.settings
     try:
         params = await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
@@ -53,6 +54,14 @@ async def token_endpoint(request: Request) -> Response:
         return invalid_request(str(exc))
     if repeated := params.repeated():
         return invalid_request(f"parameter {repeated[0]} is repeated")
+    return params
+
+
+async def token_endpoint(request: Request) -> Response:
+    services = deps.services(request)
+    params = await read_oauth_form(request, services)
+    if isinstance(params, JSONResponse):
+        return params
     if not params.get("grant_type"):
         return invalid_request("grant_type is required")
     if len(auth_methods_used(request, params)) > 1:
