@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV = .venv
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core of the 2-core machines this runs on.
+TEST_WORKERS ?= 2
 SERVE_ARGS ?=
 # The example app's registration (client id and secret), made once by `make example-rp`.
 EXAMPLE_CLIENT = examples/.rp-client.json
@@ -47,7 +49,7 @@ lint: venv
 
 # pytest's own exit code decides: 1 (failures), 2 (interrupted), 5 (no tests collected), ...
 test: lint
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 example-api: venv
 	$(EXAMPLE_ENV) $(VENV)/bin/python -m examples.api

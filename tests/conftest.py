@@ -1,18 +1,28 @@
 """Fixtures: a fresh database (SQLite always, PostgreSQL when IDP_TEST_DATABASE_URL is set), an
-app built on it, and an HTTP client speaking to the app as https://testserver."""
+app built on it, and an HTTP client speaking to the app as https://testserver.
+
+Speed: a SQLite database is migrated once per test process, with its first signing key, and
+copied per test; parsed signing keys are shared by every app of the process; pytest-xdist runs
+the suite on every core, each worker on a PostgreSQL database of its own.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from idp.app import create_app
+from idp import keystore as keystore_module
+from idp.app import build_services, create_app
 from idp.db import make_engine, normalize_url
 from idp.migrate import upgrade
 from idp.settings import Settings
@@ -23,6 +33,26 @@ TEST_KEK = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtb2Yta2V5ISE"  # 32 bytes, tests only
 PG_URL = os.environ.get("IDP_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
+# Set once per test process by the `_templates` fixture.
+_TEMPLATES: dict[str, Path] = {}
+
+
+def _worker_database_url(url: str) -> str:
+    """This xdist worker's own database on the server IDP_TEST_DATABASE_URL names, created on
+    first use: two workers sharing one schema would drop each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(normalize_url(url))
+    name = f"{parsed.database}_{worker}"
+    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if exists.first() is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
 
 def reset_postgres(url: str) -> None:
     engine = create_engine(normalize_url(url))
@@ -32,12 +62,19 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    assert PG_URL
+    return _worker_database_url(PG_URL)
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: nothing migrated yet."""
     if request.param == "postgresql":
-        assert PG_URL
-        reset_postgres(PG_URL)
-        return PG_URL
+        url: str = request.getfixturevalue("postgres_url")
+        reset_postgres(url)
+        return url
     return f"sqlite:///{tmp_path}/idp.db"
 
 
@@ -62,11 +99,59 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
 
 
-def migrated_app(settings: Settings) -> FastAPI:
+@pytest.fixture(scope="session", autouse=True)
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Two SQLite files made once per process: the migrated schema, and the schema with the
+    signing key a first start creates (sealed with TEST_KEK)."""
+    folder = tmp_path_factory.mktemp("templates")
+    schema, keyed = folder / "schema.db", folder / "keyed.db"
+    settings = make_settings(f"sqlite:///{schema}", folder)
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
+    shutil.copyfile(schema, keyed)
+    build_services(make_settings(f"sqlite:///{keyed}", folder)).engine.dispose()
+    _TEMPLATES.update(schema=schema, keyed=keyed)
+    yield
+    _TEMPLATES.clear()
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the settings' database to the latest schema: a copy of the template when it is a
+    new SQLite file (with the first signing key, when the settings' KEK can open it)."""
+    url = make_url(normalize_url(settings.database_url))
+    target = Path(url.database or "")
+    if url.get_backend_name() == "sqlite" and not target.exists() and _TEMPLATES:
+        kek = settings.key_encryption_key
+        keyed = kek is not None and kek.get_secret_value() == TEST_KEK
+        shutil.copyfile(_TEMPLATES["keyed" if keyed else "schema"], target)
+        return
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+
+
+def migrated_app(settings: Settings) -> FastAPI:
+    migrate(settings)
     return create_app(settings)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_parsed_keys() -> Iterator[None]:
+    """Parse each signing key once per process, not once per app: an RSA private key costs
+    about 40 ms to load, and every test builds an app. Keys are immutable once parsed."""
+    original = keystore_module._import
+    parsed: dict[str, Any] = {}
+
+    def shared(data: dict[str, object]) -> Any:
+        fingerprint = json.dumps(data, sort_keys=True)
+        if fingerprint not in parsed:
+            parsed[fingerprint] = original(data)
+        return parsed[fingerprint]
+
+    keystore_module._import = shared  # type: ignore[assignment]
+    yield
+    keystore_module._import = original  # type: ignore[assignment]
 
 
 @pytest.fixture

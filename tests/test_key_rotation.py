@@ -34,7 +34,7 @@ from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_
 from idp.services import Services
 from idp.settings import Settings
 from idp.store.keys import KeyState
-from tests.conftest import TEST_KEK, make_settings
+from tests.conftest import TEST_KEK, make_settings, migrate
 from tests.helpers import Harness
 from tests.key_helpers import (
     SERVICE_SCOPES,
@@ -824,10 +824,10 @@ class KeysCli:
 @pytest.fixture
 def keys_cli(database_url: str, tmp_path: Path) -> KeysCli:
     cli = KeysCli(database_url, tmp_path)
-    cli.ok("migrate")
     settings = make_settings(
         database_url, tmp_path, key_encryption_key=None, key_encryption_key_file=cli.kek_file
     )
+    migrate(settings)
     create_app(settings).state.services.engine.dispose()  # the first start makes the first key
     return cli
 
