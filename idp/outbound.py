@@ -2,9 +2,10 @@
 redirects, no credentials in URLs, and never a cloud metadata address.
 
 httpx's timeout is per read and restarts with every byte, so a dripping host is never timed
-out. Here each socket operation (connect, TLS handshake, write, read) gets at most what is left
-of one deadline per call, through a network backend for httpcore, the engine under httpx.
-Proxy variables are not honoured: the address policy must see the address connected to."""
+out. Here the name lookup and each socket operation (connect, TLS handshake, write, read) get
+at most what is left of one deadline per call, through a network backend for httpcore, the
+engine under httpx. Proxy variables are not honoured: the address policy must see the address
+connected to."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -30,8 +31,6 @@ LOGOUT_MAX_BYTES = 16 * 1024  # a logout endpoint's answer is its status; its bo
 
 # Clouds' instance metadata outside 169.254.0.0/16: AWS over IPv6, Alibaba Cloud.
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
-# getaddrinfo has no timeout of its own: a lookup that outlives the deadline is abandoned.
-_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outbound-dns")
 
 
 class OutboundError(Exception):
@@ -59,15 +58,24 @@ def refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def check_address(host: str, port: int, timeout: float) -> list[str]:
     """Resolve host to the addresses to connect to; "refused address" if any is refused."""
-    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        infos = lookup.result(timeout=timeout)
-    except TimeoutError as exc:
-        lookup.cancel()
-        raise OutboundError("timed out") from exc
-    except (OSError, UnicodeError) as exc:
-        raise OutboundError("connection failed") from exc
-    addresses = [str(info[4][0]) for info in infos]
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            answer.append(exc)
+
+    # getaddrinfo has no timeout of its own: a lookup that outlives the deadline is left to
+    # finish alone. A thread per lookup, so one host's dead name server cannot delay another's.
+    thread = threading.Thread(target=lookup, name="outbound-lookup", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not answer:
+        raise OutboundError("timed out")
+    if isinstance(answer[0], Exception):
+        raise OutboundError("connection failed") from answer[0]
+    addresses = [str(info[4][0]) for info in answer[0]]
     if not addresses or any(refused(ipaddress.ip_address(a)) for a in addresses):
         raise OutboundError("refused address")
     return addresses

@@ -272,6 +272,16 @@ def test_a_name_is_connected_to_at_the_address_checked_with_its_own_host_header(
     assert host.requests[0].headers["host"] == f"{ascii_name}:{host.port}"
 
 
+def test_a_name_whose_first_address_refuses_is_reached_at_the_next(
+    names: dict[str, list[str]],
+) -> None:
+    """Like socket.create_connection, each approved address is tried in turn."""
+    with serve_slow("ok", document={"keys": []}) as host:
+        names["rp.example"] = ["127.0.0.2", "127.0.0.1"]  # nothing listens on 127.0.0.2
+        assert fetch_json(f"http://rp.example:{host.port}/") == {"keys": []}
+    assert host.connections == 1
+
+
 @pytest.mark.parametrize(
     ("address", "refused"),
     [
