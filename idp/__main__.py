@@ -1,5 +1,5 @@
 """`python -m idp` is the `idp` command."""
 
-from idp.cli import main
+from idp.cli.main import main
 
 raise SystemExit(main())

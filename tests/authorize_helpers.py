@@ -86,7 +86,7 @@ def signed_in_with_consent(idp: Harness, rp: RP, **overrides: Any) -> None:
 
 def age_sessions(idp: Harness, seconds: int) -> None:
     """Pretend every browser session signed in `seconds` earlier than it did."""
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(
             update(BrowserSession).values(
                 auth_time=BrowserSession.auth_time - seconds,
@@ -96,7 +96,7 @@ def age_sessions(idp: Harness, seconds: int) -> None:
 
 
 def disable_user(idp: Harness, user_id: str) -> None:
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(update(User).where(User.id == user_id).values(disabled=True))
 
 
@@ -105,7 +105,7 @@ def access_token_claims(idp: Harness, **overrides: Any) -> dict[str, Any]:
     iat = int(time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,
-        "aud": idp.services.settings.audience,
+        "aud": idp.runtime.settings.audience,
         "sub": "someone",
         "client_id": "some-client",
         "scope": "openid",
@@ -127,6 +127,6 @@ def sign(
 
 
 def sign_with_idp_key(idp: Harness, claims: dict[str, Any], typ: str = "at+jwt") -> str:
-    kid, key = idp.services.keys.signing_key()
+    kid, key = idp.runtime.keys.signing_key()
     assert isinstance(key, RSAKey)
     return sign(claims, key, kid, typ)

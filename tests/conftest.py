@@ -21,10 +21,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from idp import keystore as keystore_module
-from idp.app import build_services, create_app
-from idp.db import make_engine, normalize_url
-from idp.migrate import upgrade
+from idp.app import create_app
+from idp.db.engine import make_engine, normalize_url
+from idp.db.migrate import upgrade
+from idp.keys import ring as keystore_module
+from idp.runtime import build_runtime
 from idp.settings import Settings
 from tests.helpers import Harness
 
@@ -110,7 +111,7 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     upgrade(engine)
     engine.dispose()
     shutil.copyfile(schema, keyed)
-    build_services(make_settings(f"sqlite:///{keyed}", folder)).engine.dispose()
+    build_runtime(make_settings(f"sqlite:///{keyed}", folder)).engine.dispose()
     _TEMPLATES.update(schema=schema, keyed=keyed)
     yield
     _TEMPLATES.clear()
@@ -158,7 +159,7 @@ def _shared_parsed_keys() -> Iterator[None]:
 def app(settings: Settings) -> Iterator[FastAPI]:
     application = migrated_app(settings)
     yield application
-    application.state.services.engine.dispose()
+    application.state.runtime.engine.dispose()
 
 
 @pytest.fixture

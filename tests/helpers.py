@@ -6,6 +6,8 @@ import base64
 import hashlib
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
@@ -19,7 +21,7 @@ from starlette.testclient import TestClient
 
 from idp.admin.clients import ClientSpec, register
 from idp.admin.users import create_user
-from idp.services import Services
+from idp.runtime import Runtime
 
 PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "https://rp.example/callback"
@@ -92,15 +94,15 @@ class Harness:
         self.http = http
 
     @property
-    def services(self) -> Services:
-        return self.app.state.services  # type: ignore[no-any-return]
+    def runtime(self) -> Runtime:
+        return self.app.state.runtime  # type: ignore[no-any-return]
 
     def user(
         self, email: str = "alice@example.com", password: str = PASSWORD, **kwargs: Any
     ) -> str:
-        with self.services.sessions.begin() as db:
+        with self.runtime.sessions.begin() as db:
             user = create_user(
-                db, self.services.passwords, email=email, password=password, min_length=8, **kwargs
+                db, self.runtime.passwords, email=email, password=password, min_length=8, **kwargs
             )
             return user.id
 
@@ -112,7 +114,7 @@ class Harness:
             "redirect_uris": [REDIRECT_URI],
         }
         spec.update(kwargs)
-        with self.services.sessions.begin() as db:
+        with self.runtime.sessions.begin() as db:
             registered = register(db, ClientSpec(**spec))  # type: ignore[arg-type]
             return RP(
                 registered.client.client_id,
@@ -200,6 +202,16 @@ class Harness:
 
     def decode(self, token: str) -> jwt.Token:
         return jwt.decode(token, self.jwks(), algorithms=["RS256"])
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll until `done()` holds (work the server does in the background), at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def urlencoded(data: dict[str, str]) -> str:

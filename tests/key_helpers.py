@@ -14,12 +14,12 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-import idp.key_rotation
-import idp.keystore
-from idp import key_rotation
-from idp.keystore import load_key_encryption_key
+import idp.keys.ring
+import idp.keys.rotation
+from idp.keys import rotation as key_rotation
+from idp.keys.kek import load_key_encryption_key
+from idp.runtime import Runtime
 from idp.security.secrets import Sealer
-from idp.services import Services
 from idp.settings import Settings
 from idp.store.audit import AuditRecord
 from idp.store.keys import PUBLISHED_STATES, KeyState, SigningKey
@@ -30,15 +30,15 @@ SERVICE_SCOPES = ["api.read"]
 
 
 class Clock:
-    """The key lifecycle's clock (idp.key_rotation.now and idp.keystore.now), moved by hand.
+    """The key lifecycle's clock (idp.keys.rotation.now and idp.keys.ring.now), moved by hand.
 
     Tokens keep the real clock: a token signed "before" a rotation is simply one signed before
     the clock was moved, and stays unexpired."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.t = int(time.time())
-        monkeypatch.setattr(idp.key_rotation, "now", self)
-        monkeypatch.setattr(idp.keystore, "now", self)
+        monkeypatch.setattr(idp.keys.rotation, "now", self)
+        monkeypatch.setattr(idp.keys.ring, "now", self)
 
     def __call__(self) -> int:
         return self.t
@@ -54,37 +54,37 @@ def sealer_for(settings: Settings) -> Sealer:
     return Sealer(load_key_encryption_key(settings))
 
 
-def all_rows(services: Services) -> list[SigningKey]:
+def all_rows(services: Runtime) -> list[SigningKey]:
     with services.sessions() as db:
         return list(db.scalars(select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)))
 
 
-def row(services: Services, kid: str) -> SigningKey:
+def row(services: Runtime, kid: str) -> SigningKey:
     found = [r for r in all_rows(services) if r.kid == kid]
     assert found, f"no row for {kid}"
     return found[0]
 
 
-def in_state(services: Services, state: KeyState, alg: str = "RS256") -> list[SigningKey]:
+def in_state(services: Runtime, state: KeyState, alg: str = "RS256") -> list[SigningKey]:
     return [r for r in all_rows(services) if r.state == state and r.alg == alg]
 
 
-def the_active(services: Services, alg: str = "RS256") -> SigningKey:
+def the_active(services: Runtime, alg: str = "RS256") -> SigningKey:
     active = in_state(services, KeyState.ACTIVE, alg)
     assert len(active) == 1, [(r.kid, r.state) for r in all_rows(services)]
     return active[0]
 
 
-def published_kids(services: Services) -> set[str]:
+def published_kids(services: Runtime) -> set[str]:
     return {r.kid for r in all_rows(services) if r.state in PUBLISHED_STATES}
 
 
-def maintain(services: Services) -> list[str]:
+def maintain(services: Runtime) -> list[str]:
     with services.sessions.begin() as db:
         return key_rotation.maintain(db, sealer_for(services.settings), services.settings)
 
 
-def rotate(services: Services, alg: str = "RS256", immediately: bool = False) -> str:
+def rotate(services: Runtime, alg: str = "RS256", immediately: bool = False) -> str:
     with services.sessions.begin() as db:
         key = key_rotation.rotate(
             db, sealer_for(services.settings), services.settings, alg, immediately=immediately
@@ -92,13 +92,13 @@ def rotate(services: Services, alg: str = "RS256", immediately: bool = False) ->
         return key.kid
 
 
-def revoke(services: Services, kid: str) -> str | None:
+def revoke(services: Runtime, kid: str) -> str | None:
     with services.sessions.begin() as db:
         replacement = key_rotation.revoke(db, sealer_for(services.settings), services.settings, kid)
         return replacement.kid if replacement else None
 
 
-def audit(services: Services, event: str) -> list[dict[str, object]]:
+def audit(services: Runtime, event: str) -> list[dict[str, object]]:
     with services.sessions() as db:
         return [
             dict(r.detail or {})
@@ -135,7 +135,7 @@ class Apps:
 
     def harness(self, settings: Settings, migrate: bool = True) -> Harness:
         app = migrated_app(settings) if migrate else _create(settings)
-        self._stack.callback(app.state.services.engine.dispose)
+        self._stack.callback(app.state.runtime.engine.dispose)
         client = TestClient(app, base_url=ISSUER, follow_redirects=False)
         self._stack.enter_context(client)
         return Harness(app, client)

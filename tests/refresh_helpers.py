@@ -128,17 +128,17 @@ def harness(database_url: str, tmp_path: Path, **overrides: object) -> Iterator[
         with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
             yield Harness(app, http)
     finally:
-        app.state.services.engine.dispose()
+        app.state.runtime.engine.dispose()
 
 
 def signed_access_token(idp: Harness, client_id: str, sub: str, exp_offset: int) -> str:
     """An RFC 9068 access token signed with the IdP's own key, expiring `exp_offset` s from now."""
-    kid, key = idp.services.keys.signing_key()
+    kid, key = idp.runtime.keys.signing_key()
     iat = int(time.time())
     claims = {
         "iss": ISSUER,
         "sub": sub,
-        "aud": idp.services.settings.audience,
+        "aud": idp.runtime.settings.audience,
         "iat": iat - 7200,
         "exp": iat + exp_offset,
         "jti": secrets.token_urlsafe(16),

@@ -19,8 +19,8 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 
-from idp.app import build_services
-from idp.db import make_engine
+from idp.db.engine import make_engine
+from idp.runtime import build_runtime
 from tests.conftest import make_settings, migrate
 
 PASSWORD = "a long and unusual passphrase"
@@ -446,7 +446,7 @@ def test_keys_list(cli: Cli, database_url: str, tmp_path: Path) -> None:
     """`idp keys list --json` shows the signing keys the server created on its first start,
     public facts only."""
     assert json.loads(cli.ok("keys", "list", "--json").stdout) == []
-    services = build_services(make_settings(database_url, tmp_path))
+    services = build_runtime(make_settings(database_url, tmp_path))
     try:
         kid, _ = services.keys.signing_key()
     finally:

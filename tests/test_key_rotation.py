@@ -24,14 +24,15 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import text
 
-from idp import key_rotation
-from idp import keystore as keystore_module
 from idp.app import create_app
-from idp.db import make_engine
-from idp.keystore import KeyMaterialError, KeyRing, new_key_encryption_key
-from idp.migrate import upgrade
+from idp.db.engine import make_engine
+from idp.db.migrate import upgrade
+from idp.keys import ring as keystore_module
+from idp.keys import rotation as key_rotation
+from idp.keys.kek import KeyMaterialError, new_key_encryption_key
+from idp.keys.ring import KeyRing
+from idp.runtime import Runtime
 from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_encode
-from idp.services import Services
 from idp.settings import Settings
 from idp.store.keys import KeyState
 from tests.conftest import TEST_KEK, make_settings, migrate
@@ -82,8 +83,8 @@ def userinfo(idp: Harness, access_token: str) -> Any:
 
 def activate_staged(idp: Harness, clock: Clock, kid: str) -> list[str]:
     """Move the clock to the staged key's activation time and let the key ring's tick do it."""
-    clock.set(row(idp.services, kid).activates_at or 0)
-    return idp.services.keys.tick()
+    clock.set(row(idp.runtime, kid).activates_at or 0)
+    return idp.runtime.keys.tick()
 
 
 def verifies(token: str, jwks: Any) -> bool:
@@ -100,7 +101,7 @@ def verifies(token: str, jwks: Any) -> bool:
 def test_fresh_app_has_exactly_one_active_rs256_key(idp: Harness, service: Any) -> None:
     """Issue 4, Lifecycle ("active: signs new tokens, exactly one per algorithm"; RS256 always):
     a fresh app has one key, ACTIVE, RS256; it is the one published and the one signing."""
-    rows = all_rows(idp.services)
+    rows = all_rows(idp.runtime)
     assert [(r.alg, r.state) for r in rows] == [("RS256", KeyState.ACTIVE)]
     assert rows[0].activated_at is not None
     assert jwks_kids(idp.http) == {rows[0].kid}
@@ -113,7 +114,7 @@ def test_rotate_stages_a_published_key_that_does_not_sign_yet(
     """Issue 4, Lifecycle ("staged: published in the JWKS, not yet signing") and `idp keys
     rotate` ("stage now, activate after the window"): the new key is in /jwks.json at once, new
     tokens still carry the old kid, and it activates one pre-publication window from now."""
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     new = rotate(services)
     services.keys.load()
@@ -136,7 +137,7 @@ def test_staged_key_activates_on_time_and_the_old_key_retires(
     published, verifies only"): one second before activates_at nothing changes; at activates_at
     the key ring's tick activates the staged key, new tokens carry its kid, and the old key is
     RETIRED but still in /jwks.json."""
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     new = rotate(services)
     services.keys.load()
@@ -163,7 +164,7 @@ def test_retired_key_is_removed_after_its_tokens_expire(
     """Issue 4, Lifecycle ("retired ... until every token it signed has expired; then
     removed"): maintain keeps the retired key until remove_after, then removes it from the JWKS
     and from the table, with a key.removed audit row."""
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     new = rotate(services, immediately=True)
     services.keys.load()
@@ -194,7 +195,7 @@ def test_retirement_outlasts_the_longest_token_lifetime(idp: Harness, clock: Clo
         redirect_uris=[],
         access_token_ttl=7200,
     )
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     rotate(services, immediately=True)
     retired = row(services, old)
@@ -214,15 +215,15 @@ def test_retirement_covers_workers_that_have_not_reloaded_yet(
     settings = make_settings(database_url, tmp_path, key_refresh_seconds=900)
     worker_a = apps.harness(settings)
     worker_b = apps.harness(settings, migrate=False)
-    old = the_active(worker_a.services).kid
+    old = the_active(worker_a.runtime).kid
     rp = worker_b.client(
         grant_types=["client_credentials"], scopes=SERVICE_SCOPES, redirect_uris=[]
     )
-    new = rotate(worker_a.services, immediately=True)
-    worker_a.services.keys.load()
+    new = rotate(worker_a.runtime, immediately=True)
+    worker_a.runtime.keys.load()
     # Worker B has not reached its next refresh: it still signs with the retired key.
     assert header(service_token(worker_b, rp))["kid"] == old
-    retired = row(worker_a.services, old)
+    retired = row(worker_a.runtime, old)
     longest = max(settings.access_token_ttl_seconds, settings.id_token_ttl_seconds)
     assert (retired.remove_after or 0) - (retired.retired_at or 0) >= (
         settings.key_refresh_seconds + longest
@@ -244,7 +245,7 @@ def test_token_signed_before_rotation_verifies_with_jwks_fetched_after(
     idp.user()
     rp = idp.client()
     before = idp.tokens(rp)
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     if how == "scheduled":
         new = rotate(services)
@@ -271,7 +272,7 @@ def test_rp_with_jwks_fetched_after_staging_verifies_tokens_signed_after_activat
     copy fetched before staging does not: the staging is what makes it work.)"""
     idp.user()
     rp = idp.client()
-    services = idp.services
+    services = idp.runtime
     before_staging = fetch_jwks(idp.http)
     new = rotate(services)
     services.keys.load()
@@ -307,7 +308,7 @@ def test_schedule_stages_one_key_a_window_before_rotation_then_activates_it(
     activates_at at least a window away; running it again does nothing; once activates_at passes
     the key activates and the old one retires."""
     h = apps.harness(schedule_settings(database_url, tmp_path))
-    services = h.services
+    services = h.runtime
     first = the_active(services)
     window = 3600
     due = (first.activated_at or 0) + 86400 - window
@@ -343,7 +344,7 @@ def test_key_ring_tick_runs_the_schedule_end_to_end(
     once, tokens keep the old kid), then activates it when its time comes (tokens carry the new
     kid), and the pre-publication it gave relying parties is at least the window."""
     h = apps.harness(schedule_settings(database_url, tmp_path))
-    services = h.services
+    services = h.runtime
     rp = h.client(grant_types=["client_credentials"], scopes=SERVICE_SCOPES, redirect_uris=[])
     first = the_active(services)
     clock.set((first.activated_at or 0) + 86400 - 3600)
@@ -390,7 +391,7 @@ def test_racing_workers_stage_exactly_one_key(idp: Harness, clock: Clock, how: s
     several race (a database lock, tested on PostgreSQL)") and Tests ("two workers racing to
     rotate produce exactly one new key"): four workers, each in its own transaction, run the
     schedule (or `rotate`) at the moment a rotation is due; one key is staged, three rounds."""
-    services = idp.services
+    services = idp.runtime
     settings = services.settings
     sealer = sealer_for(settings)
 
@@ -431,24 +432,24 @@ def test_two_app_instances_ticking_together_rotate_once(
     both sign with it."""
     a = apps.harness(settings)
     b = apps.harness(settings, migrate=False)
-    first = the_active(a.services)
-    assert len(all_rows(a.services)) == 1  # the second start made no key
+    first = the_active(a.runtime)
+    assert len(all_rows(a.runtime)) == 1  # the second start made no key
     nodes = [a, b]
     clock.set(
         (first.activated_at or 0) + settings.rotation_seconds - settings.key_prepublication_seconds
     )
-    race(2, lambda i: nodes[i].services.keys.tick())
-    staged = in_state(a.services, KeyState.STAGED)
+    race(2, lambda i: nodes[i].runtime.keys.tick())
+    staged = in_state(a.runtime, KeyState.STAGED)
     assert len(staged) == 1
     assert jwks_kids(a.http) == jwks_kids(b.http) == {first.kid, staged[0].kid}
     # Both nodes serve the same bytes, so one ETag: a relying party revalidates against either.
     assert a.http.get("/jwks.json").headers["etag"] == b.http.get("/jwks.json").headers["etag"]
 
-    activations = len(audit(a.services, "key.activated"))
+    activations = len(audit(a.runtime, "key.activated"))
     clock.set(staged[0].activates_at or 0)
-    race(2, lambda i: nodes[i].services.keys.tick())
-    assert len(audit(a.services, "key.activated")) == activations + 1
-    assert the_active(a.services).kid == staged[0].kid
+    race(2, lambda i: nodes[i].runtime.keys.tick())
+    assert len(audit(a.runtime, "key.activated")) == activations + 1
+    assert the_active(a.runtime).kid == staged[0].kid
     for node in nodes:
         rp = node.client(
             grant_types=["client_credentials"], scopes=SERVICE_SCOPES, redirect_uris=[]
@@ -468,7 +469,7 @@ def test_workers_starting_together_make_one_key_per_algorithm(
     engine.dispose()
 
     def start(_: int) -> object:
-        services = create_app(settings).state.services
+        services = create_app(settings).state.runtime
         try:
             return {alg: services.keys.signing_key(alg)[0] for alg in settings.enabled_algs}
         finally:
@@ -502,7 +503,7 @@ def test_revoking_the_active_key_withdraws_it_and_activates_a_new_one(
     idp.user()
     before = idp.tokens(idp.client())
     assert userinfo(idp, before["access_token"]).status_code == 200
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     replacement = revoke(services, old)
     services.keys.load()
@@ -528,7 +529,7 @@ def test_revoking_the_active_key_withdraws_it_and_activates_a_new_one(
 def test_revoking_the_active_key_promotes_the_staged_one(idp: Harness, clock: Clock) -> None:
     """Issue 4, Lifecycle (emergency revoke activates a replacement): when a key is staged, it is
     the replacement (relying parties have had it since staging); no further key is made."""
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     staged = rotate(services)
     assert revoke(services, old) == staged
@@ -542,7 +543,7 @@ def test_revoking_the_active_key_promotes_the_staged_one(idp: Harness, clock: Cl
 def test_revoking_a_staged_key_only_withdraws_it(idp: Harness, clock: Clock, service: Any) -> None:
     """Issue 4, Lifecycle (emergency revoke; a replacement only "if it was active"): a staged
     key leaves /jwks.json; the active key keeps signing; no key is created or activated."""
-    services = idp.services
+    services = idp.runtime
     active = the_active(services).kid
     staged = rotate(services)
     services.keys.load()
@@ -564,7 +565,7 @@ def test_revoking_a_retired_key_withdraws_it_and_its_tokens_fail(
     /userinfo; the active key is untouched."""
     idp.user()
     before = idp.tokens(idp.client())
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     new = rotate(services, immediately=True)
     services.keys.load()
@@ -581,7 +582,7 @@ def test_revoking_a_retired_key_withdraws_it_and_its_tokens_fail(
 def test_revoked_key_is_not_brought_back(idp: Harness, clock: Clock) -> None:
     """Issue 4, Lifecycle (a revoked key is "neither published nor trusted"): the schedule, run
     after a revoke, leaves it revoked and unpublished."""
-    services = idp.services
+    services = idp.runtime
     old = the_active(services).kid
     revoke(services, old)
     clock.advance(services.settings.rotation_seconds * 2)
@@ -596,7 +597,7 @@ def test_revoked_key_is_not_brought_back(idp: Harness, clock: Clock) -> None:
 def test_revoking_an_unknown_or_already_revoked_kid_raises_lookup_error(idp: Harness) -> None:
     """Issue 4, `idp keys revoke KID`: a kid that names no published key is an error
     (LookupError), and nothing changes."""
-    services = idp.services
+    services = idp.runtime
     with pytest.raises(LookupError):
         revoke(services, "no-such-kid")
     old = the_active(services).kid
@@ -630,7 +631,7 @@ def test_issuing_tokens_never_opens_or_parses_a_key(
     for _ in range(20):
         service_token(idp, service)
     assert idp.tokens(idp.client())["id_token"]
-    idp.services.keys.tick()  # a refresh of an unchanged set
+    idp.runtime.keys.tick()  # a refresh of an unchanged set
     assert idp.http.get("/jwks.json").status_code == 200
     service_token(idp, service)
 
@@ -640,7 +641,7 @@ def test_a_changed_key_set_decrypts_only_the_new_key(
 ) -> None:
     """Issue 4, Algorithms ("refreshed cheaply when the set changes"): after a key is staged, the
     reload decrypts that key alone; the keys already parsed are kept."""
-    services = idp.services
+    services = idp.runtime
     opened: list[str] = []
     real = KeyRing._open
 
@@ -657,7 +658,7 @@ def test_a_changed_key_set_decrypts_only_the_new_key(
 # --- keys at rest -------------------------------------------------------------------------------
 
 
-def sealed_blobs(services: Services) -> dict[str, bytes]:
+def sealed_blobs(services: Runtime) -> dict[str, bytes]:
     return {r.kid: bytes(r.private_jwk_sealed) for r in all_rows(services)}
 
 
@@ -671,7 +672,7 @@ def test_rewrap_moves_every_key_to_the_new_kek(
     with the old one refuses to start with KeyMaterialError."""
     settings = make_settings(database_url, tmp_path, signing_algs="RS256,ES256")
     h = apps.harness(settings)
-    services = h.services
+    services = h.runtime
     rotate(services, immediately=True)  # one retired RS256 key
     revoke(services, rotate(services, "ES256"))  # one revoked ES256 key
     rotate(services)  # one staged RS256 key
@@ -709,7 +710,7 @@ def test_a_sealed_key_cannot_be_moved_onto_another_kid(
     """Issue 4, Keys at rest (AES-GCM with the kid as associated data): one key's sealed blob
     copied onto another row does not open; the app refuses to start with KeyMaterialError
     rather than serve with a key under the wrong kid."""
-    services = idp.services
+    services = idp.runtime
     active = the_active(services).kid
     staged = rotate(services)
     blob = sealed_blobs(services)[active]
@@ -732,7 +733,7 @@ def test_a_worker_left_on_the_old_kek_does_not_lock_out_the_next_start(
     the new KEK cannot open would stop every restarted server from starting."""
     settings = make_settings(database_url, tmp_path)
     stale = apps.harness(settings)
-    services = stale.services
+    services = stale.runtime
     new_kek = b64url_decode(new_key_encryption_key())
     with services.sessions.begin() as db:
         key_rotation.rewrap(db, Sealer(b64url_decode(TEST_KEK)), Sealer(new_kek))
@@ -828,7 +829,7 @@ def keys_cli(database_url: str, tmp_path: Path) -> KeysCli:
         database_url, tmp_path, key_encryption_key=None, key_encryption_key_file=cli.kek_file
     )
     migrate(settings)
-    create_app(settings).state.services.engine.dispose()  # the first start makes the first key
+    create_app(settings).state.runtime.engine.dispose()  # the first start makes the first key
     return cli
 
 
@@ -981,7 +982,7 @@ def test_each_worker_runs_the_schedule_in_the_background(database_url: str, tmp_
         key_prepublication_seconds=1,
     )
     app = migrated_app(settings)
-    services: Services = app.state.services
+    services: Runtime = app.state.runtime
     try:
         with services.sessions.begin() as db:
             staged = key_rotation.rotate(db, services.keys._sealer, settings, "RS256")

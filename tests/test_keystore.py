@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-import idp.app
-from idp.app import build_services, create_app
-from idp.db import make_engine
-from idp.keystore import KeyMaterialError, load_key_encryption_key, new_key_encryption_key
-from idp.migrate import upgrade
+import idp.runtime
+from idp.app import build_runtime, create_app
+from idp.db.engine import make_engine
+from idp.db.migrate import upgrade
+from idp.keys.kek import KeyMaterialError, load_key_encryption_key, new_key_encryption_key
+from idp.runtime import Runtime
 from idp.security.secrets import b64url_decode
-from idp.services import Services
 from idp.settings import Settings, SettingsError
 from tests.conftest import make_settings
 from tests.helpers import Harness
@@ -37,14 +37,14 @@ def app_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
     """Every engine create_app builds, disposed after the test even if the start failed (so a
     leak shows up in test_failed_start_releases_its_connections, not in an unrelated test)."""
     engines: list[Engine] = []
-    real = idp.app.make_engine
+    real = idp.runtime.make_engine
 
     def recording(settings: Settings) -> Engine:
         engine = real(settings)
         engines.append(engine)
         return engine
 
-    monkeypatch.setattr(idp.app, "make_engine", recording)
+    monkeypatch.setattr(idp.runtime, "make_engine", recording)
     yield engines
     for engine in engines:
         engine.dispose()
@@ -68,8 +68,8 @@ def key_rows(settings: Settings) -> list[dict[str, Any]]:
         engine.dispose()
 
 
-def services_for(settings: Settings) -> Services:
-    services = build_services(settings)
+def services_for(settings: Settings) -> Runtime:
+    services = build_runtime(settings)
     services.engine.dispose()
     return services
 
@@ -81,7 +81,7 @@ def as_dict(value: object) -> dict[str, Any]:
 def test_private_keys_are_stored_encrypted(idp: Harness, settings: Settings) -> None:
     """Issue, Keys / ARCHITECTURE habit 7: the private JWK is sealed with AES-GCM under the
     key-encryption key; the table holds no private member in the clear, and the public JWK none."""
-    _, private = idp.services.keys.signing_key()
+    _, private = idp.runtime.keys.signing_key()
     secret_values = {
         name: str(value)
         for name, value in private.as_dict(private=True).items()

@@ -18,10 +18,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from idp.app import NotMigrated, create_app
-from idp.db import make_engine
-from idp.migrate import alembic_config, upgrade
+from idp.app import create_app
+from idp.db.engine import make_engine
+from idp.db.migrate import alembic_config, upgrade
 from idp.resources import PACKAGE_DIR
+from idp.runtime import NotMigrated
 from idp.store import metadata
 from tests.conftest import make_settings
 

@@ -27,7 +27,7 @@ def workers(database_url: str, tmp_path: Path) -> Iterator[tuple[Harness, Harnes
     ):
         yield Harness(apps[0], a), Harness(apps[1], b)
     for app in apps:
-        app.state.services.engine.dispose()
+        app.state.runtime.engine.dispose()
 
 
 def test_code_from_one_worker_is_redeemed_on_another(workers: tuple[Harness, Harness]) -> None:

@@ -27,7 +27,7 @@ FRAMING = ("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE")
 
 def sql(idp: Harness, statement: str, **params: Any) -> list[Any]:
     """Run one SQL statement in its own committed transaction; rows for a SELECT."""
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         result = db.execute(text(statement), params)
         return list(result) if result.returns_rows else []
 

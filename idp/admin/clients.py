@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.settings import LOOPBACK_HOSTS, SUPPORTED_ALGS
 from idp.store import clients

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.authn.passwords import Passwords, check_policy
 from idp.store import roles, users
 from idp.store.users import User

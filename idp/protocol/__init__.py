@@ -1,1 +1,1 @@
-"""OAuth 2.0 and OpenID Connect: what relying parties and services talk to."""
+"""OAuth 2.0 and OpenID Connect: what relying parties and runtime talk to."""

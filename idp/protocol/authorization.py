@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.protocol.claims import describe
 from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import IdpServer
-from idp.protocol.tokens import InvalidToken
+from idp.protocol.tokens import BadToken, token_service
+from idp.runtime import Runtime
 from idp.security import cookies
-from idp.services import Services
 from idp.store import clients, consents, sessions, users
 from idp.store.base import now
 from idp.store.clients import Client
@@ -35,7 +35,7 @@ KNOWN_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 
 @dataclass
 class AuthorizationContext:
-    services: Services
+    runtime: Runtime
     templates: Templates
     request: Request
     params: Params
@@ -57,7 +57,7 @@ class Refused(Exception):
 
 
 def authorize(ctx: AuthorizationContext, decision: str | None = None) -> Response:
-    with ctx.services.sessions.begin() as db:
+    with ctx.runtime.sessions.begin() as db:
         target = _target(ctx, db)
         if isinstance(target, Response):
             return target
@@ -102,7 +102,7 @@ def _redirect_error(ctx: AuthorizationContext, redirect_uri: str, refused: Refus
         params.append(("error_description", refused.description))
     if (state := ctx.params.get("state")) is not None:
         params.append(("state", state))
-    params.append(("iss", ctx.services.settings.issuer))  # RFC 9207 §2
+    params.append(("iss", ctx.runtime.settings.issuer))  # RFC 9207 §2
     return RedirectResponse(
         add_params_to_uri(redirect_uri, params), status_code=ctx.redirect_status
     )
@@ -139,15 +139,15 @@ def _hinted_subject(ctx: AuthorizationContext) -> str | None:
     if not hint:
         return None
     try:
-        return str(ctx.services.tokens.verify_id_token_hint(hint)["sub"])
-    except InvalidToken:
+        return str(token_service(ctx.runtime).verify_id_token_hint(hint)["sub"])
+    except BadToken:
         raise Refused(
             "invalid_request", "id_token_hint is not an ID token of this issuer"
         ) from None
 
 
 def _signed_in(ctx: AuthorizationContext, db: Session) -> tuple[BrowserSession, User] | None:
-    session = session_of(db, ctx.request, ctx.services)
+    session = session_of(db, ctx.request, ctx.runtime)
     user = users.get(db, session.user_id) if session else None
     if session is None or user is None or user.disabled:
         return None
@@ -159,9 +159,9 @@ def _authorize(
 ) -> Response:
     p = ctx.params
     _check_unsupported(p)
-    server = IdpServer(ctx.services, db)
+    server = IdpServer(ctx.runtime, db)
     oauth_request = IdpRequest(
-        "GET", ctx.services.settings.endpoint("/authorize"), ctx.request.headers, p
+        "GET", ctx.runtime.settings.endpoint("/authorize"), ctx.request.headers, p
     )
     oauth_request.ip = client_ip(ctx.request)
     try:
@@ -196,7 +196,7 @@ def _authorize(
         _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
     except OAuth2Error as error:
         raise Refused(error.error, error.description) from None
-    location = add_params_to_uri(dict(headers)["Location"], [("iss", ctx.services.settings.issuer)])
+    location = add_params_to_uri(dict(headers)["Location"], [("iss", ctx.runtime.settings.issuer)])
     return RedirectResponse(location, status_code=ctx.redirect_status)
 
 
@@ -268,8 +268,8 @@ def _consent_page(
     )
 
 
-def session_of(db: Session, request: Request, services: Services) -> BrowserSession | None:
-    settings = services.settings
+def session_of(db: Session, request: Request, runtime: Runtime) -> BrowserSession | None:
+    settings = runtime.settings
     return sessions.current(
         db, cookies.read(request, settings, cookies.SESSION), settings.session_idle_timeout_seconds
     )

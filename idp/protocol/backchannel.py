@@ -1,59 +1,37 @@
 """OpenID Connect Back-Channel Logout 1.0: tell relying parties that a session ended.
 
-Ending a session only queues notifications (store.logout_deliveries); they are sent after the
-response, and retried by each worker's ticker with a timeout per attempt and bounded, growing
-delays. A relying party that stays down gets `logout.delivery_failed` on the audit trail.
+Ending a session only queues notifications (store.logout_deliveries); each server's worker
+sends them from a bounded pool of its own, with an overall deadline per attempt and bounded,
+growing delays between attempts. A relying party that stays down gets `logout.delivery_failed`
+on the audit trail; one that never answers holds one pool thread for one deadline, never the
+worker's maintenance.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from idp.audit import AuditEvent, record
+from idp import outbound
+from idp.audit.events import AuditEvent, record
+from idp.protocol.tokens import token_service
+from idp.runtime import Runtime
 from idp.security.secrets import new_id
-from idp.services import Services
 from idp.store import logout_deliveries
-from idp.store.base import now
-from idp.store.clients import Client
-from idp.store.codes import AuthorizationCode
-from idp.store.sessions import BrowserSession
 
 log = logging.getLogger("idp.backchannel")
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
-TIMEOUT_SECONDS = 5.0
+DEADLINE_SECONDS = outbound.LOGOUT_DEADLINE  # the whole attempt, not each read
+LEASE_SECONDS = int(DEADLINE_SECONDS) * 2
 MAX_ATTEMPTS = 5
 LOGOUT_TOKEN_TTL = 120
 
 
-def queue_session_end(db: Session, session: BrowserSession) -> int:
-    """Queue a logout token for every client this session signed in to that asked for them."""
-    client_ids = select(AuthorizationCode.client_id).where(AuthorizationCode.sid == session.sid)
-    targets = db.scalars(
-        select(Client).where(
-            Client.client_id.in_(client_ids), Client.backchannel_logout_uri.is_not(None)
-        )
-    ).all()
-    for client in targets:
-        assert client.backchannel_logout_uri is not None
-        logout_deliveries.enqueue(
-            db,
-            client.client_id,
-            client.backchannel_logout_uri,
-            {"sub": session.user_id, "sid": session.sid},
-        )
-    return len(targets)
-
-
-def logout_token(services: Services, client_id: str, claims: dict[str, Any]) -> str:
+def logout_token(runtime: Runtime, client_id: str, claims: dict[str, Any]) -> str:
     """Back-Channel Logout §2.4: iss, aud, iat, exp, jti, events, sub and sid; never a nonce."""
-    return services.tokens.logout_token(
+    return token_service(runtime).logout_token(
         {
             "aud": client_id,
             "jti": new_id(),
@@ -64,60 +42,74 @@ def logout_token(services: Services, client_id: str, claims: dict[str, Any]) -> 
     )
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """One attempt of one delivery, taken by this worker until its lease ends."""
+
+    id: int
+    uri: str
+    client_id: str
+    claims: dict[str, Any]
+    attempts: int
+
+
+def claim_due(runtime: Runtime, limit: int) -> list[Claimed]:
+    """Take up to `limit` due deliveries; each is one conditional UPDATE, so two workers never
+    send the same attempt. The lease outlives one attempt's whole deadline."""
+    claimed: list[Claimed] = []
+    with runtime.reads.begin() as db:
+        ids = logout_deliveries.due(db, limit)
+    for delivery_id in ids:
+        with runtime.sessions.begin() as db:
+            row = logout_deliveries.claim(db, delivery_id, lease=LEASE_SECONDS)
+            if row is not None:  # else another worker took it
+                claimed.append(
+                    Claimed(row.id, row.uri, row.client_id, dict(row.claims), row.attempts)
+                )
+    return claimed
+
+
 def _post(uri: str, token: str) -> str | None:
     """Send one logout token; None on success, else a short reason."""
     try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as http:
-            response = http.post(uri, data={"logout_token": token})
-    except httpx.HTTPError as exc:
-        return type(exc).__name__
+        response = outbound.post_form(uri, {"logout_token": token}, deadline=DEADLINE_SECONDS)
+    except outbound.OutboundError as exc:
+        return str(exc)
     # §2.8: the RP answers 200 (204 is accepted too); anything else is a failed attempt.
-    return None if response.status_code in (200, 204) else f"HTTP {response.status_code}"
+    return None if response.status in (200, 204) else f"HTTP {response.status}"
 
 
-def deliver_due(services: Services, limit: int = 50) -> dict[str, int]:
-    """Send what is due; called after a logout response and by the ticker."""
+def send(runtime: Runtime, delivery: Claimed) -> bool:
+    """One attempt, with no transaction open while the relying party answers; then its
+    outcome: delivered, retried later (2, 4, 8, 16 s) or given up and recorded."""
+    error = _post(delivery.uri, logout_token(runtime, delivery.client_id, delivery.claims))
+    with runtime.sessions.begin() as db:
+        if error is None:
+            logout_deliveries.delivered(db, delivery.id)
+            return True
+        gave_up = delivery.attempts >= MAX_ATTEMPTS
+        logout_deliveries.failed_attempt(
+            db, delivery.id, error[:200], gave_up, 2**delivery.attempts
+        )
+        if gave_up:
+            record(
+                db,
+                AuditEvent.LOGOUT_DELIVERY_FAILED,
+                client_id=delivery.client_id,
+                user_id=str(delivery.claims.get("sub")),
+                reason=error[:200],
+            )
+    log.warning("back-channel logout to %s failed: %s", delivery.client_id, error)
+    return False
+
+
+def deliver_due(runtime: Runtime, limit: int = 50) -> dict[str, int]:
+    """Claim and send what is due, one after the other (for tests and `idp` commands; servers
+    send through the worker's delivery pool)."""
     sent = failed = 0
-    with services.sessions.begin() as db:
-        ids = logout_deliveries.due(db, limit)
-    for delivery_id in ids:
-        with services.sessions.begin() as db:
-            delivery = logout_deliveries.claim(db, delivery_id, lease=int(TIMEOUT_SECONDS) * 2)
-            if delivery is None:
-                continue  # another worker took it
-            uri, client_id, claims = delivery.uri, delivery.client_id, dict(delivery.claims)
-            attempts = delivery.attempts
-        error = _post(uri, logout_token(services, client_id, claims))
-        with services.sessions.begin() as db:
-            row = db.get(logout_deliveries.LogoutDelivery, delivery_id)
-            if row is None:
-                continue
-            if error is None:
-                row.delivered_at = now()
-                sent += 1
-                continue
-            row.last_error = error[:200]
-            if attempts >= MAX_ATTEMPTS:
-                row.failed_at = now()
-                failed += 1
-                record(
-                    db,
-                    AuditEvent.LOGOUT_DELIVERY_FAILED,
-                    client_id=client_id,
-                    user_id=str(claims.get("sub")),
-                    reason=error[:200],
-                )
-            else:
-                row.next_attempt_at = now() + 2**attempts  # 2, 4, 8, 16 s
-            log.warning("back-channel logout to %s failed: %s", client_id, error)
+    for delivery in claim_due(runtime, limit):
+        if send(runtime, delivery):
+            sent += 1
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            failed += 1
     return {"sent": sent, "failed": failed}
-
-
-def deliver_soon(services: Services) -> None:
-    """Run after a response has been sent: the user never waits for a relying party."""
-    started = time.monotonic()
-    try:
-        deliver_due(services)
-    except Exception:  # the ticker retries
-        log.exception("back-channel logout delivery failed")
-    log.debug("back-channel delivery took %.3f s", time.monotonic() - started)

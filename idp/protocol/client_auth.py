@@ -3,11 +3,13 @@ checker: we supply the keys, the audiences and the replay store."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
@@ -15,11 +17,19 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
-from idp.audit import AuditEvent, record
+from idp import outbound
+from idp.audit.events import AuditEvent, record
 from idp.protocol.jose import registry
-from idp.store import assertions
+from idp.protocol.requests import Params
+from idp.security.secrets import b64url_decode
+from idp.store import assertions, clients
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
+
+if TYPE_CHECKING:
+    from idp.runtime import Runtime
+
+log = logging.getLogger("idp.client_auth")
 
 ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 # An assertion is meant to be used at once, and its jti is remembered until it expires, so a
@@ -27,8 +37,9 @@ ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 # assertions for exactly that long; a replay is refused however long the assertion lives.
 MAX_ASSERTION_LIFETIME = 3600
 JWKS_CACHE_SECONDS = 300
+# Also how long a failed fetch is remembered: a client whose host is down or dripping fails fast
+# instead of holding a thread for the whole deadline on every request.
 JWKS_MIN_REFETCH_SECONDS = 10
-JWKS_MAX_BYTES = 64 * 1024
 
 
 class _RemoteJwksCache:
@@ -37,34 +48,55 @@ class _RemoteJwksCache:
     An assertion whose kid the cached document lacks triggers one early refetch, so a client
     that rotates its key is accepted at once rather than after JWKS_CACHE_SECONDS; refetches
     are at most one per JWKS_MIN_REFETCH_SECONDS per URI, so unknown kids cannot make this
-    server hammer the client's host."""
+    server hammer the client's host. One fetch per URI at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # uri -> (fetched at, document), times from time.monotonic()
-        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+        # uri -> (fetched at, document or the error), times from time.monotonic()
+        self._entries: dict[str, tuple[float, dict[str, Any] | str]] = {}
+        self._fetching: dict[str, threading.Lock] = {}
 
     def get(self, uri: str, kid: str | None = None) -> dict[str, Any]:
+        """The document, or InvalidClientError; fetched through idp.outbound when due."""
+        if (hit := self._fresh(uri, kid)) is not None:
+            return self._answer(hit)
+        with self._lock:
+            fetching = self._fetching.setdefault(uri, threading.Lock())
+        with fetching:
+            if (hit := self._fresh(uri, kid, just_fetched=True)) is not None:
+                return self._answer(hit)
+            try:
+                entry: dict[str, Any] | str = outbound.fetch_json(uri)
+            except outbound.OutboundError as exc:
+                log.warning("jwks_uri %s: %s", uri, exc)
+                entry = str(exc)
+            with self._lock:
+                self._entries[uri] = (time.monotonic(), entry)
+        return self._answer(entry)
+
+    def _fresh(
+        self, uri: str, kid: str | None, just_fetched: bool = False
+    ) -> dict[str, Any] | str | None:
         with self._lock:
             hit = self._entries.get(uri)
-        if hit is not None:
-            age = time.monotonic() - hit[0]
-            fresh = age < JWKS_CACHE_SECONDS
-            if fresh and (kid is None or _has_kid(hit[1], kid) or age < JWKS_MIN_REFETCH_SECONDS):
-                return hit[1]
-        try:
-            with httpx.Client(timeout=5.0, follow_redirects=False) as http:
-                response = http.get(uri, headers={"Accept": "application/json"})
-            if response.status_code != 200 or len(response.content) > JWKS_MAX_BYTES:
-                raise ValueError(f"jwks_uri answered {response.status_code}")
-            document: dict[str, Any] = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise InvalidClientError(
-                description="The client's jwks_uri could not be read."
-            ) from exc
+        if hit is None:
+            return None
+        age, entry = time.monotonic() - hit[0], hit[1]
+        if age < JWKS_MIN_REFETCH_SECONDS:
+            return entry  # fetched a moment ago (perhaps by the thread we waited for)
+        if just_fetched or age >= JWKS_CACHE_SECONDS or isinstance(entry, str):
+            return None
+        return entry if kid is None or _has_kid(entry, kid) else None
+
+    @staticmethod
+    def _answer(entry: dict[str, Any] | str) -> dict[str, Any]:
+        if isinstance(entry, str):
+            raise InvalidClientError(description="The client's jwks_uri could not be read.")
+        return entry
+
+    def clear(self) -> None:
         with self._lock:
-            self._entries[uri] = (time.monotonic(), document)
-        return document
+            self._entries.clear()
 
 
 def _has_kid(document: dict[str, Any], kid: str) -> bool:
@@ -75,36 +107,77 @@ def _has_kid(document: dict[str, Any], kid: str) -> bool:
 REMOTE_JWKS = _RemoteJwksCache()
 
 
+@dataclass(frozen=True)
+class RemoteKeys:
+    """The jwks_uri document of the client an assertion names, read before any transaction."""
+
+    client_id: str
+    document: dict[str, Any] | None  # None: the fetch failed
+    reason: str = ""
+
+
+def _unverified(assertion: str) -> tuple[str | None, str | None]:
+    """The assertion's client (`iss`, RFC 7523 §3) and `kid`, read without checking anything:
+    they only pick which keys to fetch, and the signature is checked against those keys later."""
+    try:
+        parts = assertion.split(".")
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+    except (ValueError, IndexError, UnicodeDecodeError, RecursionError):
+        return None, None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None, None
+    iss, kid = claims.get("iss"), header.get("kid")
+    return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
+
+
+def prefetch_client_keys(runtime: Runtime, form: Params) -> RemoteKeys | None:
+    """Fetch the remote keys of the client a client_assertion names, when it has a jwks_uri.
+
+    Runs before the request's transaction opens: the client row is read in a read-only unit of
+    work (no write lock), and the network wait holds no database resource at all."""
+    assertion = form.get("client_assertion") or ""
+    client_id, kid = _unverified(assertion)
+    client_id = form.get("client_id") or client_id
+    if not client_id or len(client_id) > 64 or len(assertion) > 8192:
+        return None
+    with runtime.reads.begin() as db:
+        row = clients.get_record(db, client_id)
+        jwks_uri = row.jwks_uri if row is not None and not row.jwks else None
+    if not jwks_uri:
+        return None
+    try:
+        return RemoteKeys(client_id, REMOTE_JWKS.get(jwks_uri, kid))
+    except InvalidClientError as error:
+        return RemoteKeys(client_id, None, error.description or "")
+
+
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, db: Session, issuer: str) -> None:
+    def __init__(self, db: Session, issuer: str, remote: RemoteKeys | None) -> None:
         super().__init__(validate_jti=True, leeway=30)
         self.db = db
         self.issuer = issuer
+        self.remote = remote
         self._ip: str | None = None
-        self._kid: str | None = None
 
     def get_audiences(self) -> list[str]:
         # OIDC Core §9: the audience SHOULD be the token endpoint URL; the issuer is also accepted
         # (RFC 7523 §3, and what many client libraries send).
         return [self.issuer + "/token", self.issuer]
 
-    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        headers, claims = super().extract_assertion(assertion)
-        kid = headers.get("kid") if isinstance(headers, dict) else None
-        self._kid = kid if isinstance(kid, str) else None  # for a jwks_uri refetch on a new key
-        return headers, claims
-
     def resolve_client_public_key(self, client: ClientProtocol) -> KeySet:
         row = client.row
-        document = (
-            row.jwks
-            if row.jwks
-            else REMOTE_JWKS.get(row.jwks_uri, self._kid)
-            if row.jwks_uri
-            else None
-        )
+        document = row.jwks
+        if not document and row.jwks_uri:
+            # Fetched before the transaction began (deps.ClientKeys): never a network wait here.
+            remote = self.remote
+            if remote is None or remote.client_id != client.client_id:
+                raise InvalidClientError(description="The client's keys were not fetched.")
+            if remote.document is None:
+                raise InvalidClientError(description="The client's jwks_uri could not be read.")
+            document = remote.document
         if not document:
             raise InvalidClientError(description="The client has no registered keys.")
         try:

@@ -12,21 +12,17 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.audit import AuditEvent, record
-from idp.protocol.backchannel import deliver_soon, queue_session_end
+from idp.authn import sessions as authn_sessions
 from idp.protocol.requests import Params, client_ip
-from idp.protocol.tokens import InvalidToken
+from idp.protocol.tokens import BadToken, token_service
+from idp.runtime import Runtime
 from idp.security import cookies
-from idp.services import Services
-from idp.store import clients, refresh_tokens, sessions, users
+from idp.store import clients, sessions, users
 from idp.store.clients import Client
-from idp.store.refresh_tokens import TokenFamily
 from idp.store.sessions import BrowserSession
 from idp.web.templating import Templates
 
@@ -44,14 +40,14 @@ class Invalid(Exception):
     """The request cannot be honoured; shown as a page."""
 
 
-def _parse(db: Session, services: Services, p: Params) -> LogoutRequest:
+def _parse(db: Session, runtime: Runtime, p: Params) -> LogoutRequest:
     if p.repeated():
         raise Invalid(f"parameter {p.repeated()[0]} is repeated")
     hinted_sub = client_id = None
     if hint := p.get("id_token_hint"):
         try:
-            claims = services.tokens.verify_id_token_hint(hint)
-        except InvalidToken:
+            claims = token_service(runtime).verify_id_token_hint(hint)
+        except BadToken:
             raise Invalid("id_token_hint is not an ID token of this issuer") from None
         hinted_sub = claims.get("sub")
         aud = claims.get("aud")
@@ -73,13 +69,13 @@ def _parse(db: Session, services: Services, p: Params) -> LogoutRequest:
 
 
 def end_session(
-    services: Services, templates: Templates, request: Request, p: Params, confirmed: bool
+    runtime: Runtime, templates: Templates, request: Request, p: Params, confirmed: bool
 ) -> Response:
-    settings = services.settings
+    settings = runtime.settings
     cookie = cookies.read(request, settings, cookies.SESSION)
-    with services.sessions.begin() as db:
+    with runtime.sessions.begin() as db:
         try:
-            logout = _parse(db, services, p)
+            logout = _parse(db, runtime, p)
         except Invalid as exc:
             return templates.error(request, "Cannot sign out", str(exc))
         session = sessions.current(db, cookie, settings.session_idle_timeout_seconds)
@@ -87,28 +83,10 @@ def end_session(
         if session is not None and not (vouched or confirmed):
             return _confirm_page(db, templates, request, p, logout, session)
         if session is not None and cookie:
-            end(db, session, cookie, client_ip(request))
+            authn_sessions.end(db, session, client_ip(request))
     response = _after_logout(templates, request, p, logout, 303 if confirmed else 302)
     cookies.clear(response, settings, cookies.SESSION)
-    response.background = BackgroundTask(deliver_soon, services)
     return response
-
-
-def end(db: Session, session: BrowserSession, cookie: str, ip: str | None) -> None:
-    """End a browser session, and the refresh tokens bound to it unless the user granted
-    offline access (OIDC Core §11)."""
-    queue_session_end(db, session)
-    sessions.end(db, cookie)
-    families = db.scalars(
-        select(TokenFamily.id).where(
-            TokenFamily.sid == session.sid,
-            TokenFamily.offline.is_(False),
-            TokenFamily.revoked_at.is_(None),
-        )
-    ).all()
-    for family_id in families:
-        refresh_tokens.revoke_family(db, family_id, "logout")
-    record(db, AuditEvent.LOGOUT, ip=ip, user_id=session.user_id, families=len(families))
 
 
 def _confirm_page(

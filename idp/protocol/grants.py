@@ -8,7 +8,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.protocol.claims import USER_SCOPES
 from idp.store import codes, refresh_tokens, revocations, sessions, users
 from idp.store.base import now

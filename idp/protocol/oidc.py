@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.core.grants import OpenIDCode as AuthlibOpenIDCode
-
-
-class ServerError(OAuth2Error):  # type: ignore[misc]
-    """RFC 6749 §5.2 has no code for this; §4.1.2.1's server_error is the closest."""
-
-    error = "server_error"
-    status_code = 500
 
 
 class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]

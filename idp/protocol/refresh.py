@@ -21,7 +21,7 @@ from authlib.oauth2.rfc6749.errors import (
     OAuth2Error,
 )
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex, successor_secret
 from idp.store import refresh_tokens, users
 from idp.store.base import now
@@ -104,7 +104,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if requested and not set(requested.split()) <= set(current.scope.split()):
             raise InvalidScopeError("the scope may only narrow")
         scope = " ".join(dict.fromkeys(requested.split())) if requested else current.scope
-        successor = successor_secret(self.server.services.refresh_key, value)
+        successor = successor_secret(self.server.runtime.refresh_key, value)
         # Everything from here to the answer is undone if the request ends in an error, so the
         # client keeps a token it can use (only a detected reuse outlives a failed request).
         self._rotation = db.begin_nested()

@@ -11,39 +11,37 @@ from typing import Any
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
-from idp.audit import AuditEvent, record
-from idp.keystore import DEFAULT_ALG
-from idp.protocol.client_auth import PrivateKeyJwt
+from idp.audit.events import AuditEvent, record
+from idp.errors import NO_STORE, ServerError, oauth_json
+from idp.keys.ring import DEFAULT_ALG
+from idp.protocol.client_auth import PrivateKeyJwt, RemoteKeys
 from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, S256CodeChallenge
-from idp.protocol.oidc import OpenIDCode, ServerError
+from idp.protocol.oidc import OpenIDCode
 from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
 from idp.protocol.requests import IdpRequest
-from idp.protocol.tokens import IssuedAccessToken
-from idp.services import Services
+from idp.protocol.tokens import IssuedAccessToken, token_service
+from idp.runtime import Runtime
 from idp.store import clients, codes, refresh_tokens, roles
 from idp.store.clients import ClientProtocol
 from idp.store.refresh_tokens import TokenFamily
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class IdpServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(
         self,
-        services: Services,
+        runtime: Runtime,
         db: Session,
-        reader: Session | Connection | None = None,
+        remote_keys: RemoteKeys | None = None,
         read_only: bool = False,
     ) -> None:
         super().__init__()
-        self.services = services
-        self.settings = services.settings
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.tokens = token_service(runtime)
         self.db = db
-        self.reader = reader if reader is not None else db
         # A read-only unit of work keeps its audit events for the caller to write afterwards.
         self.read_only = read_only
         self.deferred_events: list[dict[str, Any]] = []
@@ -53,7 +51,9 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         )
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(RefreshTokenGrant)
-        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(db, self.settings.issuer))
+        self.register_client_auth_method(
+            "private_key_jwt", PrivateKeyJwt(db, self.settings.issuer, remote_keys)
+        )
         self.register_token_generator("default", self._generate_token)
 
     # --- the questions authlib asks -------------------------------------------------------------
@@ -61,7 +61,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> ClientProtocol | None:
         if not isinstance(client_id, str) or len(client_id) > 64:
             return None
-        row = clients.get_record(self.reader, client_id)
+        row = clients.get_record(self.db, client_id)
         return ClientProtocol(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: IdpRequest) -> None:
@@ -87,7 +87,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         if alg not in self.settings.enabled_algs:
             # The operator turned the algorithm off after registering the client.
             raise ServerError(f"ID token algorithm {alg} is not enabled on this server")
-        return self.services.tokens.id_token(claims, access_token, alg)
+        return self.tokens.id_token(claims, access_token, alg)
 
     def id_token_for(self, client: ClientProtocol, family: TokenFamily, access_token: str) -> str:
         """OIDC Core §12.2: a refreshed ID token keeps sub, aud, auth_time, sid, amr and acr."""
@@ -138,12 +138,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             self.deferred_events.append(event)
         else:
             record(self.db, **event)
-        body = {"error": "invalid_client", "error_description": "Client authentication failed."}
-        headers = {
-            "WWW-Authenticate": 'Basic realm="idp", error="invalid_client"',
-            **NO_STORE,
-        }
-        return JSONResponse(body, status_code=401, headers=headers)
+        return oauth_json(error)
 
     # --- tokens -----------------------------------------------------------------------------------
 
@@ -157,7 +152,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         ttl = client.row.access_token_ttl or self.settings.access_token_ttl_seconds
-        issued = self.services.tokens.access_token(
+        issued = self.tokens.access_token(
             subject=user.id if user is not None else client.client_id,
             client_id=client.client_id,
             scope=scope or "",

@@ -3,14 +3,15 @@ introspect (RFC 7662). Both answer from the token itself plus the revocation rec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp.audit import AuditEvent, record
-from idp.protocol.tokens import InvalidToken
+from idp.audit.events import AuditEvent, record
+from idp.protocol.tokens import BadToken, token_service
+from idp.runtime import Runtime
 from idp.security.secrets import sha256_hex
-from idp.services import Services
 from idp.store import refresh_tokens, revocations, users
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
@@ -22,35 +23,51 @@ def _looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def revoke(
-    db: Session, services: Services, client: ClientProtocol, token: str, ip: str | None
-) -> None:
-    """RFC 7009 §2.1: revoke a token of this client; anything else is silently ignored (§2.2)."""
+@dataclass(frozen=True)
+class Revocation:
+    """What revoking a presented token will do: revoke one access token, or a refresh family."""
+
+    client_id: str
+    jti: str | None = None
+    expires_at: int = 0
+    family_id: str | None = None
+
+
+def find_revocable(
+    db: Session, runtime: Runtime, client: ClientProtocol, token: str
+) -> Revocation | None:
+    """RFC 7009 §2.1: the token to revoke, if it is this client's; anything else is silently
+    ignored (§2.2). Only reads, so an unknown token never takes the write lock."""
     if _looks_like_jwt(token):
         try:
-            claims = services.tokens.verify_access_token(token, any_audience=True)
-        except InvalidToken:
-            return  # unknown, foreign or already expired: nothing left to revoke
+            claims = token_service(runtime).verify_access_token(token, any_audience=True)
+        except BadToken:
+            return None  # unknown, foreign or already expired: nothing left to revoke
         if claims.get("client_id") != client.client_id:
-            return
-        revocations.revoke(db, claims["jti"], int(claims["exp"]), "revoked_by_client")
-        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=client.client_id, kind="access")
-        return
+            return None
+        return Revocation(client.client_id, jti=claims["jti"], expires_at=int(claims["exp"]))
     row = refresh_tokens.get(db, sha256_hex(token))
     if row is None or row.client_id != client.client_id:
-        return
+        return None
     # Revoking a refresh token revokes its family: the grant ends, with its access tokens.
-    if refresh_tokens.revoke_family(db, row.family_id, "revoked_by_client"):
-        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=client.client_id, kind="refresh")
+    return Revocation(client.client_id, family_id=row.family_id)
 
 
-def introspect(
-    db: Session, services: Services, caller: ClientProtocol, token: str
-) -> dict[str, Any]:
+def revoke(db: Session, revocation: Revocation, ip: str | None) -> None:
+    if revocation.jti is not None:
+        revocations.revoke(db, revocation.jti, revocation.expires_at, "revoked_by_client")
+        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=revocation.client_id, kind="access")
+    elif revocation.family_id is not None and refresh_tokens.revoke_family(
+        db, revocation.family_id, "revoked_by_client"
+    ):
+        record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=revocation.client_id, kind="refresh")
+
+
+def introspect(db: Session, runtime: Runtime, caller: ClientProtocol, token: str) -> dict[str, Any]:
     """RFC 7662 §2.2: the token's state, for the client it was issued to or a resource server
     registered to introspect; `{"active": false}` for anything else (§2.2: no reason given)."""
     if _looks_like_jwt(token):
-        return _introspect_access_token(db, services, caller, token)
+        return _introspect_access_token(db, runtime, caller, token)
     row = refresh_tokens.get(db, sha256_hex(token))
     if row is None or row.used_at is not None or row.expires_at <= now():
         return INACTIVE
@@ -64,18 +81,18 @@ def introspect(
         "scope": row.scope,
         "client_id": row.client_id,
         "sub": family.user_id,
-        "iss": services.settings.issuer,
+        "iss": runtime.settings.issuer,
         "iat": row.created_at,
         "exp": row.expires_at,
     }
 
 
 def _introspect_access_token(
-    db: Session, services: Services, caller: ClientProtocol, token: str
+    db: Session, runtime: Runtime, caller: ClientProtocol, token: str
 ) -> dict[str, Any]:
     try:
-        claims = services.tokens.verify_access_token(token, any_audience=True)
-    except InvalidToken:
+        claims = token_service(runtime).verify_access_token(token, any_audience=True)
+    except BadToken:
         return INACTIVE
     if not _may_see(caller, str(claims.get("client_id"))):
         return INACTIVE

@@ -6,15 +6,18 @@ import base64
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from idp.keystore import DEFAULT_ALG, KeyRing
+from idp.keys.ring import DEFAULT_ALG, KeyRing
 from idp.protocol.jose import registry
 from idp.security.secrets import new_id
 from idp.settings import Settings
+
+if TYPE_CHECKING:
+    from idp.runtime import Runtime
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
 # Every algorithm a token of ours may carry; a token claiming another is refused outright.
@@ -29,7 +32,7 @@ class IssuedAccessToken:
     expires_at: int
 
 
-class InvalidToken(Exception):
+class BadToken(Exception):
     """A token that is malformed, not ours, expired or of the wrong type."""
 
 
@@ -118,13 +121,13 @@ class TokenService:
 
     def _decode(self, token: str) -> jwt.Token:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
-            raise InvalidToken("malformed token")
+            raise BadToken("malformed token")
         try:
             return jwt.decode(
                 token, self.keys.snapshot().verifying, registry=registry(*VERIFY_ALGS)
             )
         except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidToken("signature or format not valid") from exc
+            raise BadToken("signature or format not valid") from exc
 
     def verify_access_token(self, token: str, any_audience: bool = False) -> dict[str, Any]:
         """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation.
@@ -134,7 +137,7 @@ class TokenService:
         decoded = self._decode(token)
         typ = str(decoded.header.get("typ", "")).lower()
         if typ not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
-            raise InvalidToken("not an access token")
+            raise BadToken("not an access token")
         claims = decoded.claims
         rules = jwt.JWTClaimsRegistry(
             leeway=5,
@@ -147,15 +150,20 @@ class TokenService:
         try:
             rules.validate(claims)
         except JoseError as exc:
-            raise InvalidToken(exc.description or "claims not valid") from exc
+            raise BadToken(exc.description or "claims not valid") from exc
         return claims
 
     def verify_id_token_hint(self, token: str) -> dict[str, Any]:
         """OIDC Core §3.1.2.1: an ID token we issued; it may have expired."""
         decoded = self._decode(token)
         if str(decoded.header.get("typ", "JWT")).lower() == ACCESS_TOKEN_TYP:
-            raise InvalidToken("an access token is not an ID token")
+            raise BadToken("an access token is not an ID token")
         claims = decoded.claims
         if claims.get("iss") != self.issuer or not isinstance(claims.get("sub"), str):
-            raise InvalidToken("not an ID token of this issuer")
+            raise BadToken("not an ID token of this issuer")
         return claims
+
+
+def token_service(runtime: Runtime) -> TokenService:
+    """The signer and verifier of this process's tokens; a few attributes, cheap to build."""
+    return TokenService(runtime.settings, runtime.keys)

@@ -23,20 +23,32 @@ def page_csp(form_action_origins: list[str] | None = None) -> str:
     )
 
 
+def baseline_headers(https: bool) -> dict[str, str]:
+    """The headers every response carries, unless it sets its own."""
+    headers = {
+        "x-frame-options": "DENY",
+        "x-content-type-options": "nosniff",
+        # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on
+        # same-origin form posts, and the CSRF check must see the real origin to refuse null.
+        "referrer-policy": "same-origin",
+        "cross-origin-opener-policy": "same-origin",
+        "permissions-policy": "camera=(), microphone=(), geolocation=()",
+        "content-security-policy": DEFAULT_CSP,
+    }
+    if https:
+        # RFC 6797; only when served over https, or browsers would pin a broken dev setup.
+        headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+    return headers
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, https: bool) -> None:
         self.app = app
-        static: list[tuple[bytes, bytes]] = [
-            (b"x-frame-options", b"DENY"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+        self.static = [
+            (name.encode(), value.encode())
+            for name, value in baseline_headers(https).items()
+            if name != "content-security-policy"
         ]
-        if https:
-            # RFC 6797; only when served over https, or browsers would pin a broken dev setup.
-            static.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
-        self.static = static
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -11,6 +11,8 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, sele
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
+from idp.store.clients import Client
+from idp.store.codes import AuthorizationCode
 
 
 class LogoutDelivery(Base):
@@ -73,3 +75,39 @@ def claim(db: Session, delivery_id: int, lease: int) -> LogoutDelivery | None:
         .returning(LogoutDelivery),
         execution_options={"synchronize_session": False},
     ).one_or_none()
+
+
+def backchannel_targets(db: Session, sid: str) -> list[tuple[str, str]]:
+    """(client_id, backchannel_logout_uri) of every client the session `sid` signed in to."""
+    client_ids = select(AuthorizationCode.client_id).where(AuthorizationCode.sid == sid)
+    rows = db.execute(
+        select(Client.client_id, Client.backchannel_logout_uri).where(
+            Client.client_id.in_(client_ids), Client.backchannel_logout_uri.is_not(None)
+        )
+    ).all()
+    return [(client_id, uri) for client_id, uri in rows if uri]
+
+
+def delivered(db: Session, delivery_id: int) -> None:
+    db.execute(
+        update(LogoutDelivery).where(LogoutDelivery.id == delivery_id).values(delivered_at=now())
+    )
+
+
+def failed_attempt(db: Session, delivery_id: int, error: str, gave_up: bool, retry_in: int) -> None:
+    ts = now()
+    values: dict[str, object] = {"last_error": error}
+    if gave_up:
+        values["failed_at"] = ts
+    else:
+        values["next_attempt_at"] = ts + retry_in
+    db.execute(update(LogoutDelivery).where(LogoutDelivery.id == delivery_id).values(**values))
+
+
+def queue_session_end(db: Session, sid: str, user_id: str) -> int:
+    """Queue a logout token for every client the session `sid` signed in to that asked for
+    them; returns how many."""
+    targets = backchannel_targets(db, sid)
+    for client_id, uri in targets:
+        enqueue(db, client_id, uri, {"sub": user_id, "sid": sid})
+    return len(targets)

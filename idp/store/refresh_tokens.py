@@ -133,3 +133,27 @@ def revoke_family(db: Session, family_id: str, reason: str) -> bool:
     for jti, expires_at in jtis:
         revocations.revoke(db, jti, expires_at, reason)
     return bool(changed)
+
+
+def live_families_of_session(db: Session, sid: str) -> list[str]:
+    """The unrevoked families a session started, except offline ones (OIDC Core §11: they
+    outlive the session)."""
+    return list(
+        db.scalars(
+            select(TokenFamily.id).where(
+                TokenFamily.sid == sid,
+                TokenFamily.offline.is_(False),
+                TokenFamily.revoked_at.is_(None),
+            )
+        )
+    )
+
+
+def live_families_of_user(db: Session, user_id: str) -> list[str]:
+    return list(
+        db.scalars(
+            select(TokenFamily.id).where(
+                TokenFamily.user_id == user_id, TokenFamily.revoked_at.is_(None)
+            )
+        )
+    )

@@ -50,8 +50,11 @@ def start(
     return cookie, row
 
 
-def current(db: Session, cookie: str | None, idle_timeout: int) -> BrowserSession | None:
-    """The live session for this cookie, touched; None if unknown, idle too long or expired."""
+def current(
+    db: Session, cookie: str | None, idle_timeout: int, touch: bool = True
+) -> BrowserSession | None:
+    """The live session for this cookie (touched, unless `touch` is False); None if unknown,
+    idle too long or expired."""
     if not cookie:
         return None
     ts = now()
@@ -62,7 +65,7 @@ def current(db: Session, cookie: str | None, idle_timeout: int) -> BrowserSessio
             BrowserSession.last_seen_at > ts - idle_timeout,
         )
     ).one_or_none()
-    if row is not None and ts - row.last_seen_at >= TOUCH_GRANULARITY:
+    if touch and row is not None and ts - row.last_seen_at >= TOUCH_GRANULARITY:
         row.last_seen_at = ts
     return row
 
@@ -91,3 +94,11 @@ def is_live(db: Session, sid: str, idle_timeout: int) -> bool:
         )
         is not None
     )
+
+
+def end_by_sid(db: Session, sid: str) -> None:
+    db.execute(delete(BrowserSession).where(BrowserSession.sid == sid))
+
+
+def of_user(db: Session, user_id: str) -> list[BrowserSession]:
+    return list(db.scalars(select(BrowserSession).where(BrowserSession.user_id == user_id)))

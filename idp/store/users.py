@@ -58,3 +58,7 @@ def by_email(db: Session, email: str) -> User | None:
 def set_password_hash(db: Session, user: User, password_hash: str) -> None:
     user.password_hash = password_hash
     user.updated_at = now()
+
+
+def any_user(db: Session) -> bool:
+    return db.scalar(select(User.id).limit(1)) is not None

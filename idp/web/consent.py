@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.protocol.authorization import AuthorizationContext, authorize
 from idp.protocol.requests import BadParameters, client_ip, parse, read_form
 from idp.security import csrf
@@ -17,8 +17,8 @@ router = APIRouter()
 
 @router.post("/consent", include_in_schema=False)
 async def consent_submit(request: Request) -> Response:
-    services, templates = deps.services(request), deps.templates(request)
-    settings = services.settings
+    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
+    settings = runtime.settings
     try:
         form = await read_form(request, settings.max_body_bytes, settings.max_param_bytes * 8)
         original = parse(form.get("request") or "", settings.max_param_bytes)
@@ -26,7 +26,7 @@ async def consent_submit(request: Request) -> Response:
         return templates.error(request, "Invalid request", str(exc))
 
     if not csrf.verify(request, settings, form.get("csrf_token")):
-        with services.sessions.begin() as db:
+        with runtime.sessions.begin() as db:
             record(db, AuditEvent.CSRF_REJECTED, ip=client_ip(request), path="/consent")
         return templates.error(
             request,
@@ -37,5 +37,5 @@ async def consent_submit(request: Request) -> Response:
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         return templates.error(request, "Invalid request", "Choose Allow or Deny.")
-    ctx = AuthorizationContext(services, templates, request, original, redirect_status=303)
+    ctx = AuthorizationContext(runtime, templates, request, original, redirect_status=303)
     return await run_in_threadpool(authorize, ctx, decision)

@@ -17,7 +17,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from idp.app import build_services
+from idp.runtime import build_runtime
 from idp.settings import load_settings
 from tests.e2e.conftest import RunningServer, free_port, running
 from tests.e2e.test_examples import REPO, example_env
@@ -38,7 +38,7 @@ def idp_signing_key(server: RunningServer) -> tuple[str, RSAKey]:
         for name, value in server.cli.env.items():
             if name.startswith("IDP_"):
                 env.setenv(name, value)
-        services = build_services(load_settings())
+        services = build_runtime(load_settings())
     try:
         kid, key = services.keys.signing_key("RS256")
     finally:

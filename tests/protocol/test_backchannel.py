@@ -16,7 +16,7 @@ from sqlalchemy import text
 from idp.protocol.backchannel import EVENT, MAX_ATTEMPTS, deliver_due
 from idp.protocol.jose import registry
 from tests.conftest import ISSUER
-from tests.helpers import RP, Harness
+from tests.helpers import RP, Harness, wait_until
 
 
 class Receiver:
@@ -62,6 +62,18 @@ def signed_in(idp: Harness, uri: str) -> tuple[RP, dict[str, str]]:
     return rp, idp.tokens(rp)
 
 
+def failed_attempts(idp: Harness) -> int:
+    """Attempts whose outcome is recorded as a failure (claimed attempts still in flight are
+    not counted)."""
+    with idp.runtime.sessions() as db:
+        return int(
+            db.execute(
+                text("SELECT count(*) FROM logout_deliveries WHERE last_error IS NOT NULL")
+            ).scalar()
+            or 0
+        )
+
+
 def test_logout_token_reaches_the_relying_party(idp: Harness, receiver: Receiver) -> None:
     """§2.4-§2.6: when the session ends, the RP receives a signed logout token with iss, aud,
     iat, exp, jti, sid, sub and the back-channel event, and no nonce."""
@@ -69,7 +81,8 @@ def test_logout_token_reaches_the_relying_party(idp: Harness, receiver: Receiver
     id_token = idp.decode(tokens["id_token"]).claims
     response = idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
     assert response.status_code in (200, 302)
-    assert len(receiver.tokens) == 1
+    # Sent by the worker's delivery pool right after the response.
+    assert wait_until(lambda: len(receiver.tokens) == 1)
     decoded = jwt.decode(receiver.tokens[0], idp.jwks(), registry=registry("RS256"))
     assert decoded.header["typ"] == "logout+jwt"
     claims = decoded.claims
@@ -89,13 +102,14 @@ def test_clients_without_a_backchannel_uri_get_nothing(idp: Harness, receiver: R
     tokens = idp.tokens(rp)
     idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
     assert receiver.tokens == []
-    with idp.services.sessions() as db:
+    with idp.runtime.sessions() as db:
         assert db.execute(text("SELECT count(*) FROM logout_deliveries")).scalar() == 0
 
 
 def test_a_failing_relying_party_is_retried_then_recorded(idp: Harness) -> None:
     """Issue 3: delivery has a timeout and bounded retries, and failures are recorded; the
     user's logout itself succeeds whatever the relying party does."""
+    idp.app.state.worker.stop()  # this test sends each attempt itself
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/logout"
@@ -104,10 +118,10 @@ def test_a_failing_relying_party_is_retried_then_recorded(idp: Harness) -> None:
     assert response.status_code in (200, 302)
     assert "signed in as" not in idp.http.get("/").text
     for _ in range(MAX_ATTEMPTS):
-        with idp.services.sessions.begin() as db:
+        with idp.runtime.sessions.begin() as db:
             db.execute(text("UPDATE logout_deliveries SET next_attempt_at = 0"))
-        deliver_due(idp.services)
-    with idp.services.sessions() as db:
+        deliver_due(idp.runtime)
+    with idp.runtime.sessions() as db:
         attempts, failed_at, error = db.execute(
             text("SELECT attempts, failed_at, last_error FROM logout_deliveries")
         ).one()
@@ -116,9 +130,9 @@ def test_a_failing_relying_party_is_retried_then_recorded(idp: Harness) -> None:
     assert failed_at is not None and error
     assert "logout.delivery_failed" in events
     # Given up: no further attempt.
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(text("UPDATE logout_deliveries SET next_attempt_at = 0"))
-    assert deliver_due(idp.services) == {"sent": 0, "failed": 0}
+    assert deliver_due(idp.runtime) == {"sent": 0, "failed": 0}
 
 
 def test_an_error_answer_is_retried_until_it_succeeds(idp: Harness) -> None:
@@ -128,12 +142,14 @@ def test_an_error_answer_is_retried_until_it_succeeds(idp: Harness) -> None:
     try:
         _, tokens = signed_in(idp, receiver.uri)
         idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
-        assert len(receiver.tokens) == 1  # tried once, refused
+        assert wait_until(lambda: failed_attempts(idp) == 1)  # tried once, refused
+        idp.app.state.worker.stop()  # the next attempt is this test's own
+        assert len(receiver.tokens) == 1
         receiver.status = 200
-        with idp.services.sessions.begin() as db:
+        with idp.runtime.sessions.begin() as db:
             db.execute(text("UPDATE logout_deliveries SET next_attempt_at = 0"))
-        assert deliver_due(idp.services) == {"sent": 1, "failed": 0}
-        assert deliver_due(idp.services) == {"sent": 0, "failed": 0}
+        assert deliver_due(idp.runtime) == {"sent": 1, "failed": 0}
+        assert deliver_due(idp.runtime) == {"sent": 0, "failed": 0}
         assert len(receiver.tokens) == 2
     finally:
         receiver.close()
@@ -142,13 +158,14 @@ def test_an_error_answer_is_retried_until_it_succeeds(idp: Harness) -> None:
 def test_revoke_sessions_notifies_too(idp: Harness, receiver: Receiver) -> None:
     """Issue 3: ending every session of a user (`idp users revoke-sessions`) queues the same
     notifications, delivered by the workers."""
-    from idp.housekeeping import revoke_user_sessions
+    from idp.authn.sessions import end_all
 
     _, tokens = signed_in(idp, receiver.uri)
     user_id = idp.decode(tokens["id_token"]).claims["sub"]
-    with idp.services.sessions.begin() as db:
-        revoke_user_sessions(db, user_id)
-    assert deliver_due(idp.services) == {"sent": 1, "failed": 0}
+    idp.app.state.worker.stop()  # delivered below, by this test
+    with idp.runtime.sessions.begin() as db:
+        end_all(db, user_id)
+    assert deliver_due(idp.runtime) == {"sent": 1, "failed": 0}
     assert len(receiver.tokens) == 1
 
 

@@ -198,7 +198,7 @@ def test_public_client_cannot_use_client_credentials_at_registration(idp: Harnes
     spec = ClientSpec(
         name="SPA", grant_types=["client_credentials"], scopes=["api.read"], public=True
     )
-    with idp.services.sessions.begin() as db, pytest.raises(InvalidRegistration):
+    with idp.runtime.sessions.begin() as db, pytest.raises(InvalidRegistration):
         register(db, spec)
     assert sql(idp, "SELECT client_id FROM clients") == []
 
@@ -350,7 +350,7 @@ def test_assertion_for_secret_client_is_refused(idp: Harness, basic_client: RP) 
 def test_private_key_jwt_needs_keys_at_registration(idp: Harness) -> None:
     """RFC 7591 §2: private_key_jwt requires jwks or jwks_uri."""
     spec = ClientSpec(name="No keys", auth_method="private_key_jwt", **SERVICE)  # type: ignore[arg-type]
-    with idp.services.sessions.begin() as db, pytest.raises(InvalidRegistration):
+    with idp.runtime.sessions.begin() as db, pytest.raises(InvalidRegistration):
         register(db, spec)
 
 

@@ -170,7 +170,7 @@ def test_refresh_tokens_are_stored_only_as_sha256(
     second = refreshed(idp, rp, first)["refresh_token"]
     hashes = {row.token_hash for row in sql(idp, "SELECT token_hash FROM refresh_tokens")}
     assert hashes == {hashed(first), hashed(second)}
-    with idp.services.engine.connect() as conn:
+    with idp.runtime.engine.connect() as conn:
         tables = inspect(conn).get_table_names()
         for table in tables:
             for row in conn.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608 (table names)
@@ -298,7 +298,7 @@ def test_wider_scope_is_invalid_scope_and_does_not_consume(
 def test_default_lifetimes(idp: Harness, rp: RP, offline: dict[str, Any]) -> None:
     """Issue 3, Refresh tokens ("idle and absolute lifetimes ... with documented defaults"):
     14 days idle per token, 30 days absolute per family (settings defaults)."""
-    settings = idp.services.settings
+    settings = idp.runtime.settings
     assert settings.refresh_token_idle_ttl_seconds == 14 * DAY
     assert settings.refresh_token_absolute_ttl_seconds == 30 * DAY
     row = token_row(idp, offline["refresh_token"])

@@ -27,7 +27,7 @@ API = "https://api.example/notes"
 def change_roles(
     idp: Harness, user_id: str, add: tuple[str, ...] = (), drop: tuple[str, ...] = ()
 ) -> None:
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         user = users.get(db, user_id)
         assert user is not None
         for role in add:
@@ -55,7 +55,7 @@ def test_access_token_carries_the_users_roles(idp: Harness) -> None:
     tokens = idp.tokens(idp.client())
     assert access_claims(idp, tokens)["roles"] == ["auditor", "notes.editor"]
     assert "roles" not in idp.decode(tokens["id_token"]).claims
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         assert roles.of(db, user_id) == ["auditor", "notes.editor"]
 
 

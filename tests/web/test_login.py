@@ -31,7 +31,7 @@ DEV_ISSUER = "http://localhost:8000"
 
 def sql(app: FastAPI, statement: str, **params: Any) -> list[Any]:
     """Run one statement on the app's database, committed; returns the rows (if any)."""
-    with app.state.services.engine.begin() as conn:
+    with app.state.runtime.engine.begin() as conn:
         result = conn.execute(text(statement), params)
         return list(result) if result.returns_rows else []
 
@@ -89,7 +89,7 @@ def dev_app(database_url: str, tmp_path: Path) -> Iterator[FastAPI]:
     """The same IdP with a development issuer, http://localhost:8000."""
     application = migrated_app(make_settings(database_url, tmp_path, issuer=DEV_ISSUER))
     yield application
-    application.state.services.engine.dispose()
+    application.state.runtime.engine.dispose()
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def test_password_is_rehashed_at_login_when_parameters_change(
             r = Harness(stronger, http).login()
             assert r.status_code == 303, r.text
     finally:
-        stronger.state.services.engine.dispose()
+        stronger.state.runtime.engine.dispose()
     (new_hash,) = sql(idp.app, "SELECT password_hash FROM users WHERE id = :i", i=user_id)[0]
     assert new_hash != old_hash
     assert new_hash.startswith("$argon2id$")
@@ -377,7 +377,7 @@ def test_failed_login_does_not_rehash(idp: Harness, database_url: str, tmp_path:
             r = Harness(stronger, http).login(password="not the right passphrase")
             assert r.status_code not in (302, 303)
     finally:
-        stronger.state.services.engine.dispose()
+        stronger.state.runtime.engine.dispose()
     (new_hash,) = sql(idp.app, "SELECT password_hash FROM users WHERE id = :i", i=user_id)[0]
     assert new_hash == old_hash
 
@@ -391,7 +391,7 @@ def test_idle_session_times_out(idp: Harness) -> None:
     idp.user()
     rp = idp.client()
     cookie, _ = cookie_attributes(set_cookies(idp.login())[SESSION_COOKIE])
-    idle = idp.services.settings.session_idle_timeout_seconds
+    idle = idp.runtime.settings.session_idle_timeout_seconds
     # Just inside the idle window: still signed in.
     sql(idp.app, "UPDATE sessions SET last_seen_at = :t", t=now() - idle + 30)
     assert session_counts(idp.app, rp, SESSION_COOKIE, cookie)
@@ -410,7 +410,7 @@ def test_absolute_session_lifetime_ends_an_active_session(idp: Harness) -> None:
     r = idp.login()
     cookie, _ = cookie_attributes(set_cookies(r)[SESSION_COOKIE])
     ((created, expires),) = sql(idp.app, "SELECT created_at, expires_at FROM sessions")
-    assert expires - created == idp.services.settings.session_absolute_timeout_seconds
+    assert expires - created == idp.runtime.settings.session_absolute_timeout_seconds
     assert session_counts(idp.app, rp, SESSION_COOKIE, cookie)
     sql(idp.app, "UPDATE sessions SET expires_at = :t, last_seen_at = :n", t=now() - 1, n=now())
     r = idp.http.get("/authorize", params=rp.authorize_params())
@@ -438,4 +438,4 @@ def test_session_timeouts_follow_settings(database_url: str, tmp_path: Path) -> 
             sql(app, "UPDATE sessions SET last_seen_at = :t", t=now() - 61)
             assert not session_counts(app, rp, SESSION_COOKIE, cookie)
     finally:
-        app.state.services.engine.dispose()
+        app.state.runtime.engine.dispose()

@@ -15,8 +15,8 @@ router = APIRouter()
 
 @router.api_route("/authorize", methods=["GET", "POST"], include_in_schema=False)
 async def authorization_endpoint(request: Request) -> Response:
-    services, templates = deps.services(request), deps.templates(request)
-    settings = services.settings
+    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
+    settings = runtime.settings
     try:
         params: Params = (
             await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
@@ -26,7 +26,7 @@ async def authorization_endpoint(request: Request) -> Response:
     except BadParameters as exc:
         return templates.error(request, "Invalid request", str(exc))
     ctx = AuthorizationContext(
-        services,
+        runtime,
         templates,
         request,
         params,

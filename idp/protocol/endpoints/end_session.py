@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.protocol.end_session import end_session
 from idp.protocol.requests import BadParameters, Params, client_ip, query_params, read_form
 from idp.security import csrf
@@ -17,8 +18,8 @@ router = APIRouter()
 
 @router.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
 async def end_session_endpoint(request: Request) -> Response:
-    services, templates = deps.services(request), deps.templates(request)
-    settings = services.settings
+    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
+    settings = runtime.settings
     try:
         params = (
             await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
@@ -31,11 +32,14 @@ async def end_session_endpoint(request: Request) -> Response:
     if request.method == "POST" and params.get("confirm") == "yes":
         # Only our own confirmation form counts as the user's decision.
         if not csrf.verify(request, settings, params.get("csrf_token")):
-            with services.sessions.begin() as db:
+            with runtime.sessions.begin() as db:
                 record(db, AuditEvent.CSRF_REJECTED, ip=client_ip(request), path="/logout")
             return templates.error(request, "This form expired", "Try signing out again.", 403)
         confirmed = True
     forwarded = params.without("csrf_token", "confirm")
-    return await run_in_threadpool(
-        end_session, services, templates, request, Params(forwarded), confirmed
+    response = await run_in_threadpool(
+        end_session, runtime, templates, request, Params(forwarded), confirmed
     )
+    # Logout tokens queued by the session's end leave now, from the worker's delivery pool.
+    response.background = BackgroundTask(request.app.state.worker.kick)
+    return response

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
@@ -12,11 +11,10 @@ router = APIRouter()
 
 
 @router.get("/jwks.json", include_in_schema=False)
-async def jwks_endpoint(request: Request) -> Response:
-    services = deps.services(request)
-    # The snapshot may re-read the key set (at most every IDP_KEY_REFRESH_SECONDS): a thread.
-    snapshot = await run_in_threadpool(services.keys.snapshot)
-    max_age = services.settings.jwks_max_age_seconds
+async def jwks_endpoint(request: Request, runtime: deps.Rt) -> Response:
+    # From memory: the background worker keeps the snapshot current.
+    snapshot = runtime.keys.snapshot()
+    max_age = runtime.settings.jwks_max_age_seconds
     headers = {
         "Cache-Control": f"public, max-age={max_age}",
         "ETag": snapshot.etag,

@@ -1,75 +1,114 @@
-"""POST /revoke (RFC 7009) and POST /introspect (RFC 7662): client-authenticated back channel."""
+"""POST /revoke (RFC 7009) and POST /introspect (RFC 7662): client-authenticated back channel.
+
+Both read in a read-only transaction: an unknown token, or any introspection, never takes the
+write lock. What must be written (a revocation, a failed authentication's audit event) is
+written afterwards in a short transaction of its own. A private_key_jwt client writes its
+assertion's jti, so its request runs in one write transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from idp import deps
+from idp.audit.events import record
+from idp.errors import NO_STORE, InvalidRequest
 from idp.protocol import token_admin
-from idp.protocol.endpoints.token import invalid_request, read_oauth_form
+from idp.protocol.client_auth import RemoteKeys
 from idp.protocol.refresh import AUTH_METHODS
 from idp.protocol.requests import IdpRequest, Params, client_ip
-from idp.protocol.server import NO_STORE, IdpServer
-from idp.services import Services
+from idp.protocol.server import IdpServer
+from idp.runtime import Runtime
+from idp.store.clients import ClientProtocol
 
 router = APIRouter()
 
-Action = Callable[[IdpServer, object, str, str | None], Response]
+# RFC 7009 §2.1 lets a public client revoke its own tokens by client_id; introspection needs a
+# client that can really authenticate (RFC 7662 §2.1, RFC 6749 §2.1).
+REVOKE_METHODS = AUTH_METHODS
+INTROSPECT_METHODS = [m for m in AUTH_METHODS if m != "none"]
 
 
-async def _back_channel(request: Request, path: str, action: Action) -> Response:
-    services = deps.services(request)
-    params = await read_oauth_form(request, services)
-    if isinstance(params, JSONResponse):
-        return params
-    if request.query_params:
-        return invalid_request("parameters must be sent in the body, not the query string")
-    return await run_in_threadpool(_run, services, request, params, path, action)
-
-
-def _run(
-    services: Services, request: Request, params: Params, path: str, action: Action
-) -> Response:
-    # RFC 7009 §2.1 lets a public client revoke its own tokens by client_id; introspection
-    # needs a client that can really authenticate (RFC 7662 §2.1, RFC 6749 §2.1).
-    methods = AUTH_METHODS if path == "/revoke" else [m for m in AUTH_METHODS if m != "none"]
-    oauth_request = IdpRequest("POST", services.settings.endpoint(path), request.headers, params)
+def _oauth_request(runtime: Runtime, request: Request, params: Params, path: str) -> IdpRequest:
+    oauth_request = IdpRequest("POST", runtime.settings.endpoint(path), request.headers, params)
     oauth_request.ip = client_ip(request)
-    with services.sessions.begin() as db:
-        server = IdpServer(services, db)
-        try:
-            client = server.authenticate_client(oauth_request, methods, path.strip("/"))
-        except InvalidClientError as error:
-            return server.client_auth_failed(oauth_request, error)
-        token = params.get("token")
-        if not token:
-            return invalid_request("token is required")
-        return action(server, client, token, oauth_request.ip)
+    return oauth_request
 
 
-def _revoke(server: IdpServer, client: object, token: str, ip: str | None) -> Response:
-    token_admin.revoke(server.db, server.services, client, token, ip)  # type: ignore[arg-type]
+def _authenticate(
+    server: IdpServer, oauth_request: IdpRequest, methods: list[str], endpoint: str
+) -> tuple[ClientProtocol | None, Response | None]:
+    """The authenticated client, or the invalid_client answer (its audit event is kept)."""
+    try:
+        return server.authenticate_client(oauth_request, methods, endpoint), None
+    except InvalidClientError as error:
+        return None, server.client_auth_failed(oauth_request, error)
+
+
+def _token_of(oauth_request: IdpRequest) -> str:
+    token = oauth_request.params.get("token")
+    if not token:
+        raise InvalidRequest("token is required")
+    return token
+
+
+def _revoke(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
+    writes = "client_assertion" in oauth_request.params.data
+    with (deps.transaction if writes else deps.read_transaction)(runtime) as db:
+        server = IdpServer(runtime, db, keys, read_only=not writes)
+        client, refused = _authenticate(server, oauth_request, REVOKE_METHODS, "revoke")
+        found = None
+        if client is not None:
+            found = token_admin.find_revocable(db, runtime, client, _token_of(oauth_request))
+        if found is not None and writes:
+            token_admin.revoke(db, found, oauth_request.ip)
+    later = found if not writes else None
+    if server.deferred_events or later is not None:
+        with deps.transaction(runtime) as db:
+            _record(db, server.deferred_events)
+            if later is not None:
+                token_admin.revoke(db, later, oauth_request.ip)
     # RFC 7009 §2.2: 200 whether or not there was anything to revoke.
-    return Response(status_code=200, headers=NO_STORE)
+    return refused or Response(status_code=200, headers=NO_STORE)
 
 
-def _introspect(server: IdpServer, client: object, token: str, ip: str | None) -> Response:
-    answer = token_admin.introspect(server.db, server.services, client, token)  # type: ignore[arg-type]
-    return JSONResponse(answer, headers=NO_STORE)
+def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
+    writes = "client_assertion" in oauth_request.params.data
+    with (deps.transaction if writes else deps.read_transaction)(runtime) as db:
+        server = IdpServer(runtime, db, keys, read_only=not writes)
+        client, refused = _authenticate(server, oauth_request, INTROSPECT_METHODS, "introspect")
+        if client is not None:
+            answer = token_admin.introspect(db, runtime, client, _token_of(oauth_request))
+    if server.deferred_events:
+        with deps.transaction(runtime) as db:
+            _record(db, server.deferred_events)
+    return refused or JSONResponse(answer, headers=NO_STORE)
+
+
+def _record(db: Session, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        record(db, **event)
 
 
 @router.post("/revoke", include_in_schema=False)
-async def revocation_endpoint(request: Request) -> Response:
+async def revocation_endpoint(
+    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+) -> Response:
     """RFC 7009 §2.1."""
-    return await _back_channel(request, "/revoke", _revoke)
+    oauth_request = _oauth_request(runtime, request, form, "/revoke")
+    return await run_in_threadpool(_revoke, runtime, oauth_request, keys)
 
 
 @router.post("/introspect", include_in_schema=False)
-async def introspection_endpoint(request: Request) -> Response:
+async def introspection_endpoint(
+    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+) -> Response:
     """RFC 7662 §2.1."""
-    return await _back_channel(request, "/introspect", _introspect)
+    oauth_request = _oauth_request(runtime, request, form, "/introspect")
+    return await run_in_threadpool(_introspect, runtime, oauth_request, keys)

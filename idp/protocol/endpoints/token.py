@@ -1,29 +1,22 @@
-"""POST /token: RFC 6749 §3.2, §4.1.3, §4.4; RFC 7636 §4.5; errors per §5.2."""
+"""POST /token: RFC 6749 §3.2, §4.1.3, §4.4, §6; RFC 7636 §4.5; errors per §5.2."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from idp import deps
-from idp.audit import record
-from idp.protocol.requests import BadParameters, IdpRequest, Params, client_ip, read_form
-from idp.protocol.server import NO_STORE, IdpServer
-from idp.services import Services
+from idp.audit.events import record
+from idp.errors import InvalidRequest, oauth_json
+from idp.protocol.client_auth import RemoteKeys
+from idp.protocol.requests import IdpRequest, Params, client_ip
+from idp.protocol.server import IdpServer
+from idp.runtime import Runtime
 
 router = APIRouter()
-
-
-def invalid_request(description: str, status: int = 400) -> JSONResponse:
-    return JSONResponse(
-        {"error": "invalid_request", "error_description": description},
-        status_code=status,
-        headers=NO_STORE,
-    )
 
 
 def is_read_only(params: Params) -> bool:
@@ -44,71 +37,52 @@ def auth_methods_used(request: Request, params: Params) -> list[str]:
     return used
 
 
-async def read_oauth_form(request: Request, services: Services) -> Params | JSONResponse:
-    """The form body of a back-channel OAuth request, or the RFC 6749 §5.2 answer refusing it
-    (too large, malformed, or a parameter sent twice, §3.1)."""
-    settings = services.settings
-    try:
-        params = await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
-    except BadParameters as exc:
-        return invalid_request(str(exc))
-    if repeated := params.repeated():
-        return invalid_request(f"parameter {repeated[0]} is repeated")
-    return params
-
-
-async def token_endpoint(request: Request) -> Response:
-    services = deps.services(request)
-    params = await read_oauth_form(request, services)
-    if isinstance(params, JSONResponse):
-        return params
-    if not params.get("grant_type"):
-        return invalid_request("grant_type is required")
-    if len(auth_methods_used(request, params)) > 1:
+@router.post("/token", include_in_schema=False)
+async def token_endpoint(
+    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+) -> Response:
+    if not form.get("grant_type"):
+        raise InvalidRequest("grant_type is required")
+    if len(auth_methods_used(request, form)) > 1:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
-        return invalid_request("use exactly one client authentication method")
-    if request.query_params:
-        # Credentials and codes belong in the body, never in a URL that logs keep.
-        return invalid_request("parameters must be sent in the body, not the query string")
-    read_only = is_read_only(params)
-    if read_only and services.engine.dialect.name == "sqlite":
+        raise InvalidRequest("use exactly one client authentication method")
+    oauth_request = IdpRequest("POST", runtime.settings.endpoint("/token"), request.headers, form)
+    oauth_request.ip = client_ip(request)
+    if not is_read_only(form):
+        return await run_in_threadpool(_grant, runtime, oauth_request, keys)
+    if runtime.engine.dialect.name == "sqlite":
         # The hot path on the embedded database runs on the event loop: one local, lock-free
-        # read (autocommit, WAL) and one signature, CPU-bound work a thread hop would only slow
-        # down. A network database is never awaited on the loop: a slow server would stall it.
-        response, deferred = _token(services, request, params, read_only=True)
+        # read (WAL) and one signature, CPU-bound work a thread hop would only slow down. A
+        # network database is never awaited on the loop: a slow server would stall it.
+        response, events = _read_only_grant(runtime, oauth_request)
     else:
-        response, deferred = await run_in_threadpool(_token, services, request, params, read_only)
-    if deferred:
-        await run_in_threadpool(_write_events, services, deferred)
+        response, events = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
+    if events:
+        # A failed authentication is recorded after the read, in a write transaction of its
+        # own, so the common case never takes the write lock.
+        await run_in_threadpool(_record, runtime, events)
     return response
 
 
-# A plain Starlette route: the hot path skips FastAPI's dependency resolution, which it does
-# not use (the endpoint takes only the request).
-router.add_route("/token", token_endpoint, methods=["POST"], include_in_schema=False)
+def _grant(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
+    """One short write transaction, committed before the response leaves."""
+    with deps.transaction(runtime) as db:
+        response: Response = IdpServer(runtime, db, keys).create_token_response(oauth_request)
+    return response
 
 
-def _token(
-    services: Services, request: Request, params: Params, read_only: bool
+def _read_only_grant(
+    runtime: Runtime, oauth_request: IdpRequest
 ) -> tuple[Response, list[dict[str, Any]]]:
-    oauth_request = IdpRequest(
-        "POST", services.settings.endpoint("/token"), request.headers, params
-    )
-    oauth_request.ip = client_ip(request)
-    if read_only:
-        # One SELECT on a bare connection: no ORM unit of work, no transaction to commit.
-        with services.read_engine.connect() as conn:
-            server = IdpServer(services, Session(bind=conn), reader=conn, read_only=True)
-            response: Response = server.create_token_response(oauth_request)
-        return response, server.deferred_events
-    with services.sessions.begin() as db:
-        server = IdpServer(services, db)
-        response = server.create_token_response(oauth_request)
+    """client_credentials with a secret: one read-only snapshot; audit events come back."""
+    with deps.read_transaction(runtime) as db:
+        server = IdpServer(runtime, db, read_only=True)
+        response: Response = server.create_token_response(oauth_request)
     return response, server.deferred_events
 
 
-def _write_events(services: Services, events: list[dict[str, Any]]) -> None:
-    with services.sessions.begin() as db:
+def _record(runtime: Runtime, events: list[dict[str, Any]]) -> None:
+    with deps.transaction(runtime) as db:
         for event in events:
             record(db, **event)
 
@@ -116,6 +90,7 @@ def _write_events(services: Services, events: list[dict[str, Any]]) -> None:
 @router.get("/token", include_in_schema=False)
 async def token_get() -> Response:
     """RFC 6749 §3.2: the client MUST use POST."""
-    response = invalid_request("the token endpoint accepts only POST", status=405)
-    response.headers["Allow"] = "POST"
-    return response
+    return oauth_json(
+        InvalidRequest("the token endpoint accepts only POST", status_code=405),
+        headers={"Allow": "POST"},
+    )

@@ -184,7 +184,7 @@ def test_request_uri_is_not_supported(idp: Harness) -> None:
 
 def test_client_without_the_code_grant_is_unauthorized(idp: Harness) -> None:
     """RFC 6749 §4.1.2.1 unauthorized_client: the client may not use response_type=code."""
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         registered = register(
             db,
             ClientSpec(
@@ -475,7 +475,8 @@ def test_id_token_hint_of_another_user_is_login_required(idp: Harness) -> None:
 @pytest.mark.parametrize("page", ["error", "login"])
 def test_pages_carry_security_headers(idp: Harness, page: str) -> None:
     """CSP (no inline script, frame-ancestors 'none': RFC 6749 §10.13 clickjacking),
-    X-Frame-Options, nosniff, Referrer-Policy no-referrer, and HSTS on an https issuer."""
+    X-Frame-Options, nosniff, Referrer-Policy same-origin (no Referer leaves for another site,
+    and browsers send a real Origin on our own forms), and HSTS on an https issuer."""
     rp = idp.client()
     if page == "error":
         response = idp.authorize(rp, client_id="nobody")
@@ -491,5 +492,5 @@ def test_pages_carry_security_headers(idp: Harness, page: str) -> None:
     assert "frame-ancestors 'none'" in csp
     assert headers["x-frame-options"] == "DENY"
     assert headers["x-content-type-options"] == "nosniff"
-    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "same-origin"
     assert "max-age=" in headers["strict-transport-security"]

@@ -104,6 +104,6 @@ def test_issuer_trailing_slash_is_normalised(database_url: str, tmp_path: Path) 
         with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
             document = client.get("/.well-known/openid-configuration").json()
     finally:
-        app.state.services.engine.dispose()
+        app.state.runtime.engine.dispose()
     assert document["issuer"] == "https://testserver"
     assert document["token_endpoint"] == "https://testserver/token"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from idp.housekeeping import prune
+from idp.worker import prune
 from tests.conftest import ISSUER
 from tests.helpers import RP, Harness, form_fields, query_of
 
@@ -137,7 +137,7 @@ def test_logout_is_audited(idp: Harness) -> None:
     """Issue 3: the end of a session is on the audit trail."""
     _, tokens = signed_in_rp(idp)
     idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
-    with idp.services.sessions() as db:
+    with idp.runtime.sessions() as db:
         events = db.execute(text("SELECT event FROM audit_events")).scalars().all()
     assert "logout" in events
 
@@ -182,14 +182,14 @@ def test_prune_deletes_only_what_expired(idp: Harness) -> None:
     rp, tokens = signed_in_rp(idp)
     for _ in range(3):
         idp.code_for(rp)  # codes that will never be redeemed
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(text("UPDATE authorization_codes SET expires_at = 1"))
         db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
         db.execute(text("INSERT INTO revoked_tokens VALUES ('live', 9999999999, 1, 'test')"))
-    counts = prune(idp.services.sessions, batch=1)
+    counts = prune(idp.runtime.sessions, batch=1)
     assert counts["authorization codes"] == 4  # the redeemed one too: it expired long ago
     assert counts["revoked tokens"] == 1
-    with idp.services.sessions() as db:
+    with idp.runtime.sessions() as db:
         left = db.execute(text("SELECT jti FROM revoked_tokens")).scalars().all()
         codes_left = db.execute(text("SELECT count(*) FROM authorization_codes")).scalar()
     assert left == ["live"]
@@ -216,7 +216,7 @@ def test_each_worker_prunes_periodically(database_url: str, tmp_path: Path) -> N
         key_prepublication_seconds=1,
     )
     app = migrated_app(settings)
-    services = app.state.services
+    services = app.state.runtime
     try:
         with services.sessions.begin() as db:
             db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
@@ -237,7 +237,7 @@ def test_prune_command(database_url: str, tmp_path: Path, idp: Harness) -> None:
     """Issue 3, Housekeeping: `idp prune --json` reports what it deleted per table."""
     import json
 
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
     env = {
         "PATH": "/usr/bin:/bin",

@@ -110,7 +110,7 @@ def test_etag_changes_when_the_key_set_changes(idp: Harness, clock: Clock) -> No
     tag names the key set: it is stable while the set is, differs once a key is staged (a
     relying party revalidating with the old tag gets the new set, not a 304), and changes again
     when a key is revoked."""
-    services = idp.services
+    services = idp.runtime
     first = idp.http.get("/jwks.json")
     assert idp.http.get("/jwks.json").headers["etag"] == first.headers["etag"]
     staged = rotate(services)
@@ -131,7 +131,7 @@ def test_activation_keeps_the_published_set(idp: Harness, clock: Clock) -> None:
     """Issue 4, Lifecycle (a staged key is published before it signs): activating it changes
     who signs, not what is published: the JWKS body stays the same, so a cached copy stays
     valid."""
-    services = idp.services
+    services = idp.runtime
     new = rotate(services)
     services.keys.load()
     before = idp.http.get("/jwks.json")
@@ -202,7 +202,7 @@ def test_jwks_has_one_key_per_enabled_algorithm(every_alg: Harness) -> None:
         if key["alg"] == "EdDSA":
             assert key["crv"] == "Ed25519"
     for alg in ALL_ALGS.split(","):
-        assert the_active(every_alg.services, alg).kid in {key["kid"] for key in keys}
+        assert the_active(every_alg.runtime, alg).kid in {key["kid"] for key in keys}
 
 
 def test_discovery_lists_exactly_the_enabled_algorithms(every_alg: Harness) -> None:
@@ -249,7 +249,7 @@ def test_id_token_uses_the_clients_algorithm(every_alg: Harness, alg: str) -> No
     published = jwks_by_kid(every_alg)
     assert hdr["kid"] in published
     assert published[hdr["kid"]]["alg"] == alg
-    assert hdr["kid"] == the_active(every_alg.services, alg).kid
+    assert hdr["kid"] == the_active(every_alg.runtime, alg).kid
     # The IdP's own registry: joserfc warns on "EdDSA" (RFC 9864), which OIDC still uses.
     claims = jwt.decode(id_token, fetch_jwks(every_alg.http), registry=registry(alg)).claims
     assert claims["aud"] == rp.client_id
@@ -266,7 +266,7 @@ def test_client_without_a_preference_gets_rs256(every_alg: Harness) -> None:
     every_alg.user()
     id_token = every_alg.tokens(every_alg.client())["id_token"]
     assert header(id_token)["alg"] == "RS256"
-    assert header(id_token)["kid"] == the_active(every_alg.services, "RS256").kid
+    assert header(id_token)["kid"] == the_active(every_alg.runtime, "RS256").kid
 
 
 def test_access_token_algorithm_is_a_setting(apps: Apps, database_url: str, tmp_path: Path) -> None:
@@ -276,7 +276,7 @@ def test_access_token_algorithm_is_a_setting(apps: Apps, database_url: str, tmp_
     h = apps.harness(
         make_settings(database_url, tmp_path, signing_algs="RS256,ES256", access_token_alg="ES256")
     )
-    es256 = the_active(h.services, "ES256").kid
+    es256 = the_active(h.runtime, "ES256").kid
     service = h.client(grant_types=["client_credentials"], scopes=SERVICE_SCOPES, redirect_uris=[])
     token = service_token(h, service)
     assert header(token)["alg"] == "ES256"
@@ -322,7 +322,7 @@ def test_client_alg_column_unsupported_by_the_server_never_gets_tokens(
     enabled (here PS256 on an RS256-only server, set directly in the table) gets server_error."""
     idp.user()
     rp = idp.client()
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         db.execute(
             text("UPDATE clients SET id_token_signed_response_alg = 'PS256' WHERE client_id = :c"),
             {"c": rp.client_id},
@@ -340,16 +340,16 @@ def test_disabling_an_algorithm_retires_its_key(
     signs nothing, so it is no longer active: it retires, stays published until its tokens have
     expired, and is then removed from the JWKS."""
     before = apps.harness(make_settings(database_url, tmp_path, signing_algs="RS256,ES256"))
-    es256 = the_active(before.services, "ES256").kid
+    es256 = the_active(before.runtime, "ES256").kid
     after = apps.harness(make_settings(database_url, tmp_path), migrate=False)
-    maintain(after.services)
-    after.services.keys.load()
-    key = row(after.services, es256)
+    maintain(after.runtime)
+    after.runtime.keys.load()
+    key = row(after.runtime, es256)
     assert key.state == KeyState.RETIRED, f"ES256 is off but its key is still {key.state}"
     assert es256 in jwks_kids(after.http)
     clock.set(key.remove_after or 0)
-    maintain(after.services)
-    after.services.keys.load()
+    maintain(after.runtime)
+    after.runtime.keys.load()
     assert es256 not in jwks_kids(after.http)
 
 

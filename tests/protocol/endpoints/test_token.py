@@ -213,7 +213,7 @@ def test_repeated_parameters_are_refused(idp: Harness, rp: RP, name: str) -> Non
 
 def test_oversized_body_is_refused(idp: Harness, service: RP) -> None:
     """§3.2 with a size limit: a body over max_body_bytes is refused as invalid_request JSON."""
-    limit = idp.services.settings.max_body_bytes
+    limit = idp.runtime.settings.max_body_bytes
     under = {f"x{i}": "a" * 1000 for i in range(limit // 1000 - 2)}
     assert idp.client_credentials(service, **under).status_code == 200
     over = {f"x{i}": "a" * 1000 for i in range(limit // 1000 + 2)}
@@ -224,7 +224,7 @@ def test_oversized_body_is_refused(idp: Harness, service: RP) -> None:
 
 def test_oversized_streamed_body_is_refused(idp: Harness, service: RP) -> None:
     """As above, for a chunked body that declares no Content-Length."""
-    limit = idp.services.settings.max_body_bytes
+    limit = idp.runtime.settings.max_body_bytes
 
     def post_chunks(kib: int) -> Any:
         def chunks() -> Any:
@@ -246,7 +246,7 @@ def test_oversized_streamed_body_is_refused(idp: Harness, service: RP) -> None:
 
 def test_oversized_parameter_is_refused(idp: Harness, service: RP) -> None:
     """§3.2 with a size limit: one parameter over max_param_bytes (4096) is invalid_request."""
-    limit = idp.services.settings.max_param_bytes
+    limit = idp.runtime.settings.max_param_bytes
     assert idp.client_credentials(service, pad="a" * limit).status_code == 200
     response = idp.client_credentials(service, pad="a" * (limit + 1))
     assert response.status_code == 400
@@ -578,11 +578,11 @@ def test_client_credentials_hot_path(
     def no_argon2(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("argon2 on the client_credentials path")
 
-    passwords = idp.services.passwords
+    passwords = idp.runtime.passwords
     monkeypatch.setattr(passwords, "verify", no_argon2)
     monkeypatch.setattr(passwords, "hash", no_argon2)
     assert idp.client_credentials(service).status_code == 200  # warm-up: key ring loaded
-    with statements(idp.services.engine) as probe:
+    with statements(idp.runtime.engine) as probe:
         sql(idp, "SELECT 1")
     assert len(probe) == 1  # the listener sees statements
     # The client read runs on the driver's cursor, below SQLAlchemy's events: count it apart.
@@ -594,7 +594,7 @@ def test_client_credentials_hot_path(
         return real_read(db, client_id)
 
     monkeypatch.setattr(clients, "get_record", counted_read)
-    with statements(idp.services.engine) as seen:
+    with statements(idp.runtime.engine) as seen:
         response = idp.client_credentials(service)
     assert response.status_code == 200, response.text
     assert reads == [service.client_id]

@@ -168,7 +168,7 @@ def test_token_with_wrong_typ_is_refused(idp: Harness, alice: str) -> None:
 def test_token_signed_by_a_foreign_key_is_refused(idp: Harness, alice: str, kid: str) -> None:
     """RFC 9068 §4: the signature MUST verify with the issuer's keys, whatever kid it names."""
     foreign = RSAKey.generate_key(2048, auto_kid=True)
-    our_kid, _ = idp.services.keys.signing_key()
+    our_kid, _ = idp.runtime.keys.signing_key()
     token = sign(
         access_token_claims(idp, sub=alice), foreign, our_kid if kid == "ours" else foreign.kid
     )
@@ -189,7 +189,7 @@ def test_token_for_another_issuer_or_audience_is_refused(
 
 def test_client_credentials_token_is_insufficient_scope(idp: Harness) -> None:
     """RFC 6750 §3.1 insufficient_scope (403): userinfo needs the openid scope (OIDC Core §5.3)."""
-    with idp.services.sessions.begin() as db:
+    with idp.runtime.sessions.begin() as db:
         registered = register(
             db,
             ClientSpec(name="Service", grant_types=["client_credentials"], scopes=["api.read"]),

@@ -59,10 +59,10 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads then writes can fail
         # with SQLITE_BUSY or lose the race; IMMEDIATE waits its turn instead. A read-only unit
-        # of work (the token hot path: one SELECT) runs in autocommit mode, where each statement
-        # is its own atomic read and never queues behind writers.
-        if not conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # of work takes a deferred transaction: in WAL mode it reads one consistent snapshot
+        # and never queues behind writers.
+        read_only = conn.get_execution_options().get(READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -71,6 +71,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
-def read_only_engine(engine: Engine) -> Engine:
-    """The same pool, for units of work that only read; on SQLite they take no write lock."""
+def read_only(engine: Engine) -> Engine:
+    """The same pool, for units of work that only read: on SQLite they take no write lock, and
+    on PostgreSQL their transactions are READ ONLY (a write fails instead of slipping through)."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(postgresql_readonly=True)
     return engine.execution_options(**{READ_ONLY: True})

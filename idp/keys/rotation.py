@@ -17,7 +17,7 @@ from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from idp.audit import AuditEvent, record
+from idp.audit.events import AuditEvent, record
 from idp.security.secrets import DecryptionError, Sealer
 from idp.settings import Settings
 from idp.store import keys as key_store

@@ -9,14 +9,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp.cli import CommandError, Parser, database, emit
+from idp.cli.base import CommandError, Parser, database, emit
 from idp.settings import SUPPORTED_ALGS, Settings
 
 
 def _checked_sealer(db: Session, settings: Settings) -> Any:
     """The KEK's sealer, after proving it opens every stored key: a key created under a wrong
     KEK would stop every server from starting."""
-    from idp.keystore import load_key_encryption_key
+    from idp.keys.kek import load_key_encryption_key
     from idp.security.secrets import DecryptionError, Sealer
     from idp.store import keys
 
@@ -60,7 +60,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_rotate(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.key_rotation import rotate
+    from idp.keys.rotation import rotate
 
     if args.alg not in settings.enabled_algs:
         raise CommandError(f"{args.alg} is not enabled (IDP_SIGNING_ALGS)")
@@ -72,7 +72,7 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.key_rotation import revoke
+    from idp.keys.rotation import revoke
 
     with database(settings) as db:
         try:
@@ -89,9 +89,9 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.audit import AuditEvent, record
-    from idp.key_rotation import rewrap
-    from idp.keystore import decode_kek
+    from idp.audit.events import AuditEvent, record
+    from idp.keys.kek import decode_kek
+    from idp.keys.rotation import rewrap
     from idp.security.secrets import Sealer
 
     path = Path(args.new_kek_file)
@@ -106,7 +106,7 @@ def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_new_kek(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.keystore import new_key_encryption_key
+    from idp.keys.kek import new_key_encryption_key
 
     print(new_key_encryption_key())
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from idp.cli import CommandError, Parser, database, emit
+from idp.cli.base import CommandError, Parser, database, emit
 from idp.settings import Settings
 
 

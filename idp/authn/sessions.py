@@ -1,0 +1,75 @@
+"""Browser sessions as a person's sign-in: start, end, end every one of a user.
+
+Every way a session ends queues back-channel logout tokens for the relying parties it signed in
+to (OIDC Back-Channel Logout 1.0 §2.5), and revokes the refresh tokens bound to it unless the
+user granted offline access (OIDC Core §11): a sign-out, a sign-in that replaces the session
+(prompt=login, max_age, another account), and `idp users revoke-sessions`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from idp.audit.events import AuditEvent, record
+from idp.settings import Settings
+from idp.store import logout_deliveries, refresh_tokens
+from idp.store import sessions as store
+from idp.store.sessions import BrowserSession
+
+__all__ = ["BrowserSession", "current", "end", "end_all", "start"]
+
+
+def current(
+    db: Session, cookie: str | None, settings: Settings, touch: bool = True
+) -> BrowserSession | None:
+    """The live session behind this cookie, or None (unknown, idle too long, or expired)."""
+    return store.current(db, cookie, settings.session_idle_timeout_seconds, touch=touch)
+
+
+def start(
+    db: Session,
+    user_id: str,
+    amr: list[str],
+    acr: str,
+    settings: Settings,
+    replacing: str | None,
+    ip: str | None,
+) -> tuple[str, BrowserSession]:
+    """A new session, with a new id at every sign-in (no session fixation). The session whose
+    cookie the browser still held ends properly: its relying parties hear of it."""
+    if replacing and (old := store.current(db, replacing, settings.session_idle_timeout_seconds)):
+        end(db, old, ip, reason="replaced")
+    elif replacing:
+        store.end(db, replacing)  # expired or unknown: nothing signed in with it any more
+    return store.start(db, user_id, amr, acr, settings.session_absolute_timeout_seconds)
+
+
+def end(db: Session, session: BrowserSession, ip: str | None, reason: str = "logout") -> None:
+    """End one session: logout tokens queued, non-offline refresh tokens revoked, audited."""
+    logout_deliveries.queue_session_end(db, session.sid, session.user_id)
+    store.end_by_sid(db, session.sid)
+    families = refresh_tokens.live_families_of_session(db, session.sid)
+    for family_id in families:
+        refresh_tokens.revoke_family(db, family_id, "logout")
+    record(
+        db, AuditEvent.LOGOUT, ip=ip, user_id=session.user_id, families=len(families), why=reason
+    )
+
+
+def end_all(db: Session, user_id: str) -> tuple[int, int]:
+    """End every session and refresh-token family of a user (offline ones included)."""
+    ended = store.of_user(db, user_id)
+    for session in ended:
+        logout_deliveries.queue_session_end(db, session.sid, session.user_id)
+        store.end_by_sid(db, session.sid)
+    families = refresh_tokens.live_families_of_user(db, user_id)
+    for family_id in families:
+        refresh_tokens.revoke_family(db, family_id, "sessions_revoked")
+    record(
+        db,
+        AuditEvent.SESSIONS_REVOKED,
+        user_id=user_id,
+        sessions=len(ended),
+        families=len(families),
+    )
+    return len(ended), len(families)

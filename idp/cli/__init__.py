@@ -1,0 +1,1 @@
+"""The `idp` command line; `idp.cli.main:main` is the console script."""

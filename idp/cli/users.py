@@ -1,0 +1,122 @@
+"""`idp users ...`: create a user, change their roles, end their sessions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from idp.cli.base import CommandError, Parser, database, emit
+from idp.settings import Settings
+
+
+def read_password_stdin() -> str:
+    data = sys.stdin.readline() if not sys.stdin.isatty() else ""
+    if data.endswith("\n"):
+        data = data[:-1]
+        if data.endswith("\r"):
+            data = data[:-1]
+    if not data:
+        raise CommandError("no password on standard input")
+    return data
+
+
+def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.users import InvalidUser, create_user
+    from idp.authn.passwords import Passwords
+
+    if not args.password_stdin:
+        raise CommandError("--password-stdin is required (passwords never go on the command line)")
+    password = read_password_stdin()
+    try:
+        with database(settings) as db:
+            user = create_user(
+                db,
+                Passwords(settings),
+                email=args.email,
+                password=password,
+                min_length=settings.password_min_length,
+                name=args.name,
+                is_admin=args.admin,
+                roles_granted=args.role or [],
+            )
+            out = {
+                "id": user.id,
+                "email": user.email,
+                "name": user.name,
+                "admin": user.is_admin,
+                "roles": sorted(set(args.role or [])),
+            }
+    except InvalidUser as exc:
+        raise CommandError(str(exc)) from None
+    except IntegrityError:
+        raise CommandError(f"a user with email {args.email} already exists") from None
+    emit(out, args.json, f"created user {out['email']} ({out['id']})")
+
+
+def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.users import InvalidUser, grant_role, revoke_role
+    from idp.store import roles, users
+
+    try:
+        with database(settings) as db:
+            user = users.by_email(db, args.email)
+            if user is None:
+                raise CommandError(f"no user {args.email}")
+            for role in args.add or []:
+                grant_role(db, user, role)
+            for role in args.remove or []:
+                revoke_role(db, user, role)
+            held = roles.of(db, user.id)
+    except InvalidUser as exc:
+        raise CommandError(str(exc)) from None
+    emit({"email": user.email, "roles": held}, args.json, " ".join(held) or "(no roles)")
+
+
+def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.authn.sessions import end_all
+    from idp.store import users
+
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        ended, families = end_all(db, user.id)
+    print(f"ended {ended} sessions and {families} refresh-token grants of {args.email}")
+
+
+def add_commands(sub: Any) -> None:
+    users = sub.add_parser("users", help="manage users").add_subparsers(
+        dest="users_command", required=True, parser_class=Parser
+    )
+    create_user = users.add_parser("create", help="create a user")
+    create_user.add_argument("email")
+    create_user.add_argument("--name")
+    create_user.add_argument("--admin", action="store_true")
+    create_user.add_argument(
+        "--role", action="append", metavar="ROLE", help="a role for the `roles` claim (repeat)"
+    )
+    create_user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (required)",
+    )
+    create_user.add_argument("--json", action="store_true")
+    create_user.set_defaults(func=cmd_users_create)
+
+    user_roles = users.add_parser(
+        "roles", help="show a user's roles, or change them (--add/--remove, audited)"
+    )
+    user_roles.add_argument("email")
+    user_roles.add_argument("--add", action="append", metavar="ROLE")
+    user_roles.add_argument("--remove", action="append", metavar="ROLE")
+    user_roles.add_argument("--json", action="store_true")
+    user_roles.set_defaults(func=cmd_users_roles)
+
+    revoke_sessions = users.add_parser(
+        "revoke-sessions", help="end every session and refresh token of a user"
+    )
+    revoke_sessions.add_argument("email")
+    revoke_sessions.set_defaults(func=cmd_users_revoke_sessions)

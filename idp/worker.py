@@ -1,0 +1,127 @@
+"""The background work of each server process: key maintenance, pruning, and the delivery of
+back-channel logout tokens."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.protocol.backchannel import Claimed, claim_due, send
+from idp.runtime import Runtime
+from idp.store import expiry
+from idp.store.base import now
+
+log = logging.getLogger("idp.worker")
+
+BATCH = 1000
+DELIVERY_THREADS = 4
+DELIVERY_RETRY_SECONDS = 2
+
+
+def prune(factory: sessionmaker[Session], batch: int = BATCH) -> dict[str, int]:
+    """Delete expired rows table by table, `batch` rows per transaction; returns the counts.
+
+    Safe while servers run: each batch is its own short transaction and deletes only rows that
+    can no longer be used (expired, or used and past any retry window)."""
+    counts: dict[str, int] = {}
+    ts = now()
+    for name in expiry.TABLES:
+        total = 0
+        while True:
+            with factory.begin() as db:
+                deleted = expiry.delete_batch(db, name, ts, batch)
+            total += deleted
+            if deleted < batch:
+                break
+        counts[name] = total
+    return counts
+
+
+class Worker:
+    """A server process's background work, on two threads of its own and a delivery pool.
+
+    The maintenance thread runs the key schedule and picks up key changes every
+    IDP_KEY_REFRESH_SECONDS (so requests never wait for key maintenance or read keys from the
+    database), and prunes every IDP_PRUNE_INTERVAL_SECONDS. The delivery thread claims due
+    back-channel logout deliveries and sends them from a bounded pool: an attempt has an overall
+    deadline, and a relying party that never answers holds one pool thread for that long, never
+    the maintenance thread nor the other relying parties' deliveries beyond the pool's size.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="idp-delivery")
+        self._slots = threading.Semaphore(DELIVERY_THREADS)
+        self._threads = [
+            threading.Thread(target=self._maintain, name="idp-maintenance", daemon=True),
+            threading.Thread(target=self._deliver, name="idp-deliveries", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        # In-flight deliveries end by their own deadline; their claims lapse if cut short.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def kick(self) -> None:
+        """Send what is due now (after a logout) instead of at the next retry tick."""
+        self._kick.set()
+
+    def _maintain(self) -> None:
+        settings = self._runtime.settings
+        prune_every = settings.prune_interval_seconds
+        next_prune = time.monotonic() + prune_every
+        while not self._stop.wait(settings.key_refresh_seconds):
+            try:
+                for action in self._runtime.keys.tick():
+                    log.info("signing keys: %s", action)
+            except Exception:  # the next tick tries again; never let the thread die
+                log.exception("signing key maintenance failed")
+            if prune_every and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + prune_every
+                try:
+                    log.info("pruned: %s", prune(self._runtime.sessions))
+                except Exception:
+                    log.exception("pruning failed")
+
+    def _deliver(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(DELIVERY_RETRY_SECONDS)
+            self._kick.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("back-channel logout delivery failed")
+
+    def _dispatch(self) -> None:
+        free = 0
+        while self._slots.acquire(blocking=False):
+            free += 1
+        claimed = claim_due(self._runtime, free) if free else []
+        for _ in range(free - len(claimed)):
+            self._slots.release()
+        for delivery in claimed:
+            self._pool.submit(self._send, delivery)
+
+    def _send(self, delivery: Claimed) -> None:
+        try:
+            send(self._runtime, delivery)
+        except Exception:
+            log.exception("back-channel logout delivery failed")
+        finally:
+            self._slots.release()
+            self._kick.set()  # a slot is free: more may be waiting
