@@ -6,7 +6,8 @@ floods or redirects, and records every request it is sent.
 
 Behaviours (`host.behaviour`, which a test may change between requests):
 
-- "ok": `status` (200) with `body`, or else `document` as JSON.
+- "ok": `status` (200) with `body`, or else `document` as JSON; announced in a Content-Length
+  unless `content_length` is False (then the end of the connection ends the body).
 - "status": the same; reads better when the status code is the point.
 - "redirect": 302 to `location`.
 - "drip": the status line and headers at once, then one byte of body per `interval`: `body`
@@ -153,7 +154,8 @@ def serve_slow(behaviour: str = "ok", **settings: Any) -> Iterator[SlowHost]:
                 self.flood(host.size)
             else:
                 body = host.answer()
-                self.wfile.write(self.head(host.status, [_length(body)]) + body)
+                sized = [_length(body)] if host.content_length else []
+                self.wfile.write(self.head(host.status, sized) + body)
                 self.tally(len(body))
 
         do_POST = do_GET
