@@ -17,20 +17,12 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from idp import errors
-from idp.protocol.endpoints import (
-    authorize,
-    discovery,
-    end_session,
-    jwks,
-    revocation,
-    token,
-    userinfo,
-)
+from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.resources import static_dir
 from idp.runtime import build_runtime
 from idp.security.headers import SecurityHeaders, baseline_headers
 from idp.settings import Settings
-from idp.web import consent, home, login
+from idp.web import consent, home, login, logout
 from idp.web.templating import Templates
 from idp.worker import Worker
 
@@ -42,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = build_runtime(settings)
     worker = Worker(runtime)
-    templates = Templates(settings)
+    templates = Templates(settings, runtime.csrf_key)
     # authlib logs issued tokens at DEBUG; never let them reach a log.
     logging.getLogger("authlib").setLevel(logging.INFO)
 
@@ -68,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     https = not settings.is_development
     errors.install(app, render_page, BACK_CHANNEL_PATHS, baseline_headers(https))
     # The token endpoint first: routes are matched in order, and it is the hot path.
-    routers = (token, discovery, jwks, authorize, userinfo, revocation, end_session, login, consent)
+    routers = (token, discovery, jwks, authorize, userinfo, revocation, logout, login, consent)
     for module in (*routers, home):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

@@ -18,11 +18,15 @@ from fastapi import Depends
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from idp.errors import InvalidRequest, PageError
-from idp.protocol.client_auth import RemoteKeys, prefetch_client_keys
-from idp.protocol.requests import BadParameters, Params, query_params, read_form
+from idp.protocol import authorization
+from idp.protocol.client_auth import KeysLocation, RemoteKeys, fetch_client_keys, keys_location
+from idp.protocol.requests import BadParameters, Params, client_ip, query_params, read_form
 from idp.runtime import Runtime
+from idp.security import cookies
+from idp.security.secrets import new_secret
 from idp.web.templating import Templates
 
 
@@ -99,11 +103,20 @@ async def oauth_form(request: Request, runtime: Rt) -> Params:
 OAuthForm = Annotated[Params, Depends(oauth_form)]
 
 
+def _keys_location(runtime: Runtime, form: Params) -> KeysLocation | None:
+    with read_transaction(runtime) as db:
+        return keys_location(db, form)
+
+
 async def client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
-    """A private_key_jwt client's keys from its jwks_uri, fetched with no transaction open."""
+    """A private_key_jwt client's keys from its jwks_uri: where they are is read in a read-only
+    transaction, which ends before the fetch; the fetch itself runs with no transaction open."""
     if "client_assertion" not in form.data:
         return None
-    return await run_in_threadpool(prefetch_client_keys, runtime, form)
+    where = await run_in_threadpool(_keys_location, runtime, form)
+    if where is None:
+        return None
+    return await run_in_threadpool(fetch_client_keys, where)
 
 
 ClientKeys = Annotated[RemoteKeys | None, Depends(client_keys)]
@@ -115,3 +128,26 @@ def get_db_after_client_keys(runtime: Rt, keys: ClientKeys) -> Iterator[Session]
 
 
 BackChannelDb = Annotated[Session, Depends(get_db_after_client_keys, scope="function")]
+
+
+def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
+    """The browser's session cookie, its interaction binding (a new one if it has none) and
+    its address."""
+    settings = runtime.settings
+    binding = cookies.read(request, settings, cookies.INTERACTION)
+    fresh = binding is None or not 32 <= len(binding) <= 128
+    return authorization.Browser(
+        session_cookie=cookies.read(request, settings, cookies.SESSION),
+        binding=new_secret() if fresh else str(binding),
+        ip=client_ip(request),
+        fresh_binding=fresh,
+    )
+
+
+Browser = Annotated[authorization.Browser, Depends(get_browser)]
+
+
+def bind_browser(response: Response, runtime: Runtime, browser: authorization.Browser) -> None:
+    """Set the interaction cookie a browser was just given: its interactions are bound to it."""
+    if browser.fresh_binding:
+        cookies.set_cookie(response, runtime.settings, cookies.INTERACTION, browser.binding)

@@ -39,6 +39,8 @@ class Runtime:
     sealer: Sealer
     # Derives each refresh token's successor (HKDF of the key-encryption key).
     refresh_key: bytes
+    # Signs the HTML forms' CSRF tokens (HKDF of the key-encryption key).
+    csrf_key: bytes
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -68,4 +70,5 @@ def build_runtime(settings: Settings) -> Runtime:
         passwords=Passwords(settings),
         sealer=sealer,
         refresh_key=derive_key(kek, "idp refresh-token successor v1"),
+        csrf_key=derive_key(kek, "idp csrf token v1"),
     )

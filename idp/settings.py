@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # RFC 9068 §3: without a resource indicator the AS uses a default audience.
     access_token_audience: str | None = None
 
+    # Every anonymous /authorize stores a sign-in interaction: at most this many per client
+    # address and minute (0: no cap). Generous, for many people behind one NAT.
+    interactions_per_ip_per_minute: int = Field(default=120, ge=0)
+
     session_idle_timeout_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_timeout_seconds: int = Field(default=12 * 3600, ge=60)
 

@@ -24,7 +24,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from idp.db import make_engine
+    from idp.db.engine import make_engine
     from idp.settings import load_settings
 
     engine = make_engine(load_settings())

@@ -50,6 +50,10 @@ def is_consent_page(response: httpx.Response) -> bool:
     return response.status_code == 200 and 'action="/consent"' in response.text
 
 
+def follow_local(idp: Harness, response: httpx.Response) -> httpx.Response:
+    return idp.follow_local(response)
+
+
 def sign_in_from(
     idp: Harness, response: httpx.Response, email: str = "alice@example.com"
 ) -> httpx.Response:
@@ -60,12 +64,12 @@ def sign_in_from(
     fields.update(email=email, password=PASSWORD)
     signed_in = idp.http.post("/login", data=fields)
     assert signed_in.status_code == 303, signed_in.text
-    return idp.http.get(signed_in.headers["location"])
+    return follow_local(idp, idp.http.get(signed_in.headers["location"]))
 
 
 def consent_page_for(idp: Harness, rp: RP, **overrides: Any) -> httpx.Response:
     """Sign in (unless already signed in) and stop at the consent page."""
-    response = idp.authorize(rp, **overrides)
+    response = follow_local(idp, idp.authorize(rp, **overrides))
     if is_login_redirect(response):
         response = sign_in_from(idp, response)
     assert is_consent_page(response), (response.status_code, response.text[:500])

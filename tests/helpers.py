@@ -127,6 +127,18 @@ class Harness:
     def authorize(self, rp: RP, **overrides: Any) -> httpx.Response:
         return self.http.get("/authorize", params=rp.authorize_params(**overrides))
 
+    def follow_local(self, response: httpx.Response) -> httpx.Response:
+        """Follow the IdP's redirects to its own pages (resume, consent) as a browser does; stop
+        at the login redirect (a form to fill), a page, or a redirect to the relying party."""
+        for _ in range(5):
+            location = response.headers.get("location", "")
+            if response.status_code not in (302, 303) or not location.startswith("/"):
+                return response
+            if location.startswith("/login?"):
+                return response
+            response = self.http.get(location)
+        raise AssertionError("too many redirects")
+
     def login(
         self, email: str = "alice@example.com", password: str = PASSWORD, return_to: str = "/"
     ) -> httpx.Response:

@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 
 from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
-from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
 from idp.security.secrets import DecryptionError, Sealer
 from idp.settings import Settings
+from idp.store import clients
 from idp.store import keys as key_store
 from idp.store.base import now
-from idp.store.clients import Client
 from idp.store.keys import KeyState, SigningKey
 
 LOCK_ID = 0x6964706B6579  # "idpkey"
@@ -47,7 +46,7 @@ def generate(alg: str) -> AnyKey:
 def lock(db: Session) -> None:
     """Serialise key changes across workers and nodes for the rest of this transaction."""
     if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
+        key_store.advisory_lock(db, LOCK_ID)
 
 
 class WrongKeyEncryptionKey(RuntimeError):
@@ -57,7 +56,7 @@ class WrongKeyEncryptionKey(RuntimeError):
 def _check_sealer(db: Session, sealer: Sealer) -> None:
     """Refuse to seal a new key under a KEK that cannot open the newest stored one: a worker left
     on the old KEK after `idp keys rewrap` would lock every restarted server out."""
-    newest = db.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()).limit(1)).first()
+    newest = key_store.newest(db)
     if newest is None:
         return
     try:
@@ -98,7 +97,7 @@ def create(
 
 def longest_token_lifetime(db: Session, settings: Settings) -> int:
     """How long a token signed now may stay valid: the retirement period of a key."""
-    per_client = db.scalar(select(func.max(Client.access_token_ttl))) or 0
+    per_client = clients.longest_access_token_ttl(db)
     longest = max(settings.access_token_ttl_seconds, settings.id_token_ttl_seconds, per_client)
     # A worker that has not reloaded yet still signs with the retiring key for up to one
     # refresh interval; its last tokens must verify too.

@@ -1,46 +1,79 @@
 """The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2), from validation to the code.
 
-Shared by GET|POST /authorize and the consent form, which re-submits the original request so
-the server trusts nothing it did not validate again. Until client_id and redirect_uri are known
-to belong together, every error is a page here, never a redirect (RFC 6749 §4.1.2.1).
+`authorize()` validates the request once and answers with a code, an error for the relying
+party, or "needs interaction": the validated request is then stored (store.interactions) and
+only its id travels through the browser. Login and consent advance the interaction by id, and
+`resume()` picks up where it stands. Until client_id and redirect_uri are known to belong
+together, every error is a page (PageError), never a redirect (RFC 6749 §4.1.2.1).
+
+No HTTP in here: the caller passes the parameters and the browser's cookies, and turns the
+outcome into a response.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc6749.errors import OAuth2Error
 from sqlalchemy.orm import Session
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
 
 from idp.audit.events import AuditEvent, record
-from idp.protocol.claims import describe
-from idp.protocol.requests import IdpRequest, Params, client_ip
+from idp.authn import sessions
+from idp.errors import (
+    AccessDenied,
+    ConsentRequired,
+    InvalidRequest,
+    LoginRequired,
+    OAuth2Error,
+    PageError,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    redirect_error,
+)
+from idp.protocol.requests import IdpRequest, Params
 from idp.protocol.server import IdpServer
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
-from idp.security import cookies
-from idp.store import clients, consents, sessions, users
+from idp.store import clients, consents, interactions, users
 from idp.store.base import now
 from idp.store.clients import Client
+from idp.store.interactions import CONSENT, LOGIN, Interaction
 from idp.store.sessions import BrowserSession
 from idp.store.users import User
-from idp.web.templating import Templates
 
 KNOWN_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+INTERACTION_TTL = 15 * 60
 
 
-@dataclass
-class AuthorizationContext:
-    runtime: Runtime
-    templates: Templates
-    request: Request
-    params: Params
-    # 303 after a POST, so the browser follows with a GET (RFC 9110 §15.4.4).
-    redirect_status: int
+@dataclass(frozen=True)
+class Browser:
+    """What the request brings of the person's browser: its cookies and its address."""
+
+    session_cookie: str | None
+    binding: str  # the browser's interaction cookie (a new one if it had none)
+    ip: str | None
+    fresh_binding: bool = False  # the cookie must be set on the response
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Back to the relying party's validated redirect_uri: a code, or an error."""
+
+    location: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class NeedsInteraction:
+    """The person must act first: `step` is "login" or "consent"."""
+
+    interaction_id: str
+    step: str
+
+
+Outcome = Redirect | NeedsInteraction
 
 
 def origin_of(uri: str) -> str:
@@ -48,228 +81,264 @@ def origin_of(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class Refused(Exception):
-    """An error for the relying party, sent to its validated redirect_uri (RFC 6749 §4.1.2.1)."""
-
-    def __init__(self, error: str, description: str | None = None) -> None:
-        super().__init__(error)
-        self.error, self.description = error, description
+# --- the request -----------------------------------------------------------------------------
 
 
-def authorize(ctx: AuthorizationContext, decision: str | None = None) -> Response:
-    with ctx.runtime.sessions.begin() as db:
-        target = _target(ctx, db)
-        if isinstance(target, Response):
-            return target
-        client, redirect_uri = target
-        try:
-            return _authorize(ctx, db, client, decision)
-        except Refused as refused:
-            return _redirect_error(ctx, redirect_uri, refused)
+def authorize(db: Session, runtime: Runtime, params: Params, browser: Browser) -> Outcome:
+    """GET|POST /authorize: validate once, then a code, an error redirect, or an interaction."""
+    client, redirect_uri = target(db, params)
+    try:
+        return _authorize(db, runtime, client, params, browser)
+    except OAuth2Error as error:
+        return _error(runtime, redirect_uri, error, params.get("state"))
 
 
-def _target(ctx: AuthorizationContext, db: Session) -> tuple[Client, str] | Response:
+def target(db: Session, p: Params) -> tuple[Client, str]:
     """The client and its redirect_uri, or an error page: nothing is sent to an unchecked URI."""
-    p, templates = ctx.params, ctx.templates
     client_ids = p.lists.get("client_id", [])
     if len(client_ids) != 1 or not client_ids[0]:
-        return templates.error(
-            ctx.request,
-            "Missing application",
-            "The request must name exactly one application (client_id).",
+        raise PageError(
+            "Missing application", "The request must name exactly one application (client_id)."
         )
     client = clients.get(db, client_ids[0]) if len(client_ids[0]) <= 64 else None
     if client is None:
-        return templates.error(
-            ctx.request,
-            "Unknown application",
-            "No application with this client_id is registered here.",
+        raise PageError(
+            "Unknown application", "No application with this client_id is registered here."
         )
     redirect_uris = p.lists.get("redirect_uri", [])
     # RFC 9700 §4.1.3: exact string comparison with a registered URI.
     if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
-        return templates.error(
-            ctx.request,
+        raise PageError(
             "Invalid redirect address",
             f"The redirect_uri is missing, repeated or not registered for {client.name}.",
         )
     return client, redirect_uris[0]
 
 
-def _redirect_error(ctx: AuthorizationContext, redirect_uri: str, refused: Refused) -> Response:
-    params = [("error", refused.error)]
-    if refused.description:
-        params.append(("error_description", refused.description))
-    if (state := ctx.params.get("state")) is not None:
-        params.append(("state", state))
-    params.append(("iss", ctx.runtime.settings.issuer))  # RFC 9207 §2
-    return RedirectResponse(
-        add_params_to_uri(redirect_uri, params), status_code=ctx.redirect_status
+def _authorize(
+    db: Session, runtime: Runtime, client: Client, p: Params, browser: Browser
+) -> Outcome:
+    _check_unsupported(p)
+    grant, request = _grant(db, runtime, p)
+    prompts, max_age = prompts_and_max_age(p)
+    hinted_sub = _hinted_subject(runtime, p)
+    signed_in = _signed_in(db, runtime, browser)
+    session = signed_in[0] if signed_in else None
+    login_required = (
+        session is None
+        or bool(prompts & {"login", "select_account"})
+        # OIDC Core §3.1.2.1: max_age=0 is prompt=login (timestamps are whole seconds).
+        or (max_age is not None and (max_age == 0 or now() - session.auth_time > max_age))
     )
+    if login_required and "none" in prompts:
+        raise LoginRequired("the user must sign in")
+    if signed_in and not login_required and hinted_sub not in (None, signed_in[1].id):
+        # The hinted user is neither signed in nor did they just sign in: an error, never a code
+        # for somebody else.
+        raise LoginRequired("the signed-in user is not the one id_token_hint names")
+    if signed_in and not login_required and not _consent_owed(db, client, signed_in[1], p):
+        return _issue(runtime, grant, request, signed_in[1], signed_in[0])
+    if "none" in prompts:
+        raise ConsentRequired("the user must approve this application")
+    cap = runtime.settings.interactions_per_ip_per_minute
+    if cap and browser.ip and interactions.started_since(db, browser.ip, now() - 60) >= cap:
+        raise PageError(
+            "Too many sign-in attempts",
+            "Too many sign-ins were started from your network. Wait a minute, then try again.",
+            429,
+        )
+    interaction_id = interactions.start(
+        db,
+        browser.binding,
+        client.client_id,
+        p.pairs,
+        INTERACTION_TTL,
+        browser.ip,
+        login_required=login_required,
+        hinted_sub=hinted_sub,
+        user_id=signed_in[1].id if signed_in and not login_required else None,
+    )
+    return NeedsInteraction(interaction_id, LOGIN if login_required else CONSENT)
 
 
 def _check_unsupported(p: Params) -> None:
     if repeated := p.repeated():
-        raise Refused("invalid_request", f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
     if "request" in p.data:
-        raise Refused("request_not_supported", "request objects are not supported")
+        raise RequestNotSupported("request objects are not supported")
     if "request_uri" in p.data:
-        raise Refused("request_uri_not_supported", "request_uri is not supported")
+        raise RequestUriNotSupported("request_uri is not supported")
     if p.get("response_mode") not in (None, "query"):
-        raise Refused("invalid_request", "only response_mode=query is supported")
+        raise InvalidRequest("only response_mode=query is supported")
 
 
-def _prompts_and_max_age(p: Params) -> tuple[set[str], int | None]:
+def _grant(db: Session, runtime: Runtime, p: Params) -> tuple[Any, IdpRequest]:
+    """authlib's checks of the request (response_type, scope, PKCE, nonce, ...), and the grant
+    that issues its code."""
+    server = IdpServer(runtime, db)
+    request = IdpRequest("GET", runtime.settings.endpoint("/authorize"), {}, p)
+    return server.get_consent_grant(request, end_user=None), request
+
+
+def prompts_and_max_age(p: Params) -> tuple[set[str], int | None]:
     """OIDC Core §3.1.2.1 prompt and max_age, validated."""
     prompts = set((p.get("prompt") or "").split())
     if not prompts <= KNOWN_PROMPTS:
-        raise Refused("invalid_request", "unknown prompt value")
+        raise InvalidRequest("unknown prompt value")
     if "none" in prompts and len(prompts) > 1:
-        raise Refused("invalid_request", "prompt=none cannot be combined with other values")
+        raise InvalidRequest("prompt=none cannot be combined with other values")
     raw = p.get("max_age")
     if raw is None:
         return prompts, None
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
-        raise Refused("invalid_request", "max_age must be a non-negative integer")
+        raise InvalidRequest("max_age must be a non-negative integer")
     return prompts, int(raw)
 
 
-def _hinted_subject(ctx: AuthorizationContext) -> str | None:
-    hint = ctx.params.get("id_token_hint")
+def _hinted_subject(runtime: Runtime, p: Params) -> str | None:
+    hint = p.get("id_token_hint")
     if not hint:
         return None
     try:
-        return str(token_service(ctx.runtime).verify_id_token_hint(hint)["sub"])
+        return str(token_service(runtime).verify_id_token_hint(hint)["sub"])
     except BadToken:
-        raise Refused(
-            "invalid_request", "id_token_hint is not an ID token of this issuer"
-        ) from None
+        raise InvalidRequest("id_token_hint is not an ID token of this issuer") from None
 
 
-def _signed_in(ctx: AuthorizationContext, db: Session) -> tuple[BrowserSession, User] | None:
-    session = session_of(db, ctx.request, ctx.runtime)
+def _signed_in(
+    db: Session, runtime: Runtime, browser: Browser
+) -> tuple[BrowserSession, User] | None:
+    session = sessions.current(db, browser.session_cookie, runtime.settings)
     user = users.get(db, session.user_id) if session else None
     if session is None or user is None or user.disabled:
         return None
     return session, user
 
 
-def _authorize(
-    ctx: AuthorizationContext, db: Session, client: Client, decision: str | None
-) -> Response:
-    p = ctx.params
-    _check_unsupported(p)
-    server = IdpServer(ctx.runtime, db)
-    oauth_request = IdpRequest(
-        "GET", ctx.runtime.settings.endpoint("/authorize"), ctx.request.headers, p
-    )
-    oauth_request.ip = client_ip(ctx.request)
-    try:
-        grant = server.get_consent_grant(oauth_request, end_user=None)
-    except OAuth2Error as error:
-        raise Refused(error.error, error.description) from None
-    prompts, max_age = _prompts_and_max_age(p)
-    hinted_sub = _hinted_subject(ctx)
-
-    signed_in = _signed_in(ctx, db)
-    if (
-        signed_in is None
-        or prompts & {"login", "select_account"}
-        # OIDC Core §3.1.2.1: max_age=0 is prompt=login (timestamps are whole seconds).
-        or (max_age is not None and (max_age == 0 or now() - signed_in[0].auth_time > max_age))
-    ):
-        if "none" in prompts:
-            raise Refused("login_required", "the user must sign in")
-        return _to_login(ctx, p)
-    session, user = signed_in
-    if hinted_sub is not None and hinted_sub != user.id:
-        # The hinted user is neither signed in nor did they just sign in: an error, never a code
-        # for somebody else.
-        raise Refused("login_required", "the signed-in user is not the one id_token_hint names")
-
-    scopes = oauth_request.scope.split()
-    if page := _consent_step(ctx, db, client, user, scopes, prompts, decision, grant.redirect_uri):
-        return page
-
-    oauth_request.user, oauth_request.session = user, session
-    try:
-        _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
-    except OAuth2Error as error:
-        raise Refused(error.error, error.description) from None
-    location = add_params_to_uri(dict(headers)["Location"], [("iss", ctx.runtime.settings.issuer)])
-    return RedirectResponse(location, status_code=ctx.redirect_status)
-
-
-def _consent_step(
-    ctx: AuthorizationContext,
-    db: Session,
-    client: Client,
-    user: User,
-    scopes: list[str],
-    prompts: set[str],
-    decision: str | None,
-    redirect_uri: str,
-) -> Response | None:
-    """Record the user's answer, or ask for one; None when the request may proceed."""
-    ip = client_ip(ctx.request)
-    if decision == "deny":
-        record(db, AuditEvent.CONSENT_DENIED, ip=ip, user_id=user.id, client_id=client.client_id)
-        raise Refused("access_denied", "the user denied the request")
-    if decision == "allow":
-        consents.grant(db, user.id, client.client_id, scopes)
-        record(
-            db,
-            AuditEvent.CONSENT_GRANTED,
-            ip=ip,
-            user_id=user.id,
-            client_id=client.client_id,
-            scope=" ".join(scopes),
-        )
-        return None
+def _consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:
+    scopes = (p.get("scope") or "").split()
     remembered = client.trusted or consents.covers(db, user.id, client.client_id, scopes)
     # Access that outlives the session is asked for every time (OIDC Core §11).
-    if remembered and "consent" not in prompts and "offline_access" not in scopes:
-        return None
-    if "none" in prompts:
-        raise Refused("consent_required", "the user must approve this application")
-    return _consent_page(ctx, client, user.email, scopes, redirect_uri)
+    return not remembered or "consent" in prompts_and_max_age(p)[0] or "offline_access" in scopes
 
 
-def _to_login(ctx: AuthorizationContext, p: Params) -> Response:
-    """Send the browser to sign in, then back to this same request.
-
-    The way back drops what asked for the new sign-in (prompt=login, max_age), or
-    the request would ask again forever; the relying party still sees the fresh auth_time.
-    """
-    back = [(k, v) for k, v in p.without("max_age") if k != "prompt"]
-    remaining = set((p.get("prompt") or "").split()) - {"login", "select_account"}
-    if remaining:
-        back.append(("prompt", " ".join(sorted(remaining))))
-    query = {"return_to": "/authorize?" + urlencode(back)}
-    if hint := p.get("login_hint"):
-        query["login_hint"] = hint
-    return RedirectResponse("/login?" + urlencode(query), status_code=ctx.redirect_status)
+def _issue(
+    runtime: Runtime, grant: Any, request: IdpRequest, user: User, session: BrowserSession
+) -> Redirect:
+    """The authorization code (RFC 6749 §4.1.2), with RFC 9207's `iss`."""
+    request.user, request.session = user, session
+    _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
+    location = add_params_to_uri(dict(headers)["Location"], [("iss", runtime.settings.issuer)])
+    return Redirect(location, origin_of(grant.redirect_uri))
 
 
-def _consent_page(
-    ctx: AuthorizationContext, client: Client, email: str, scopes: list[str], redirect_uri: str
-) -> Response:
-    return ctx.templates.render(
-        ctx.request,
-        "consent/ask.html",
-        {
-            "client_name": client.name,
-            "user_email": email,
-            "scopes": [describe(s) for s in scopes],
-            "request_params": urlencode(ctx.params.pairs),
-            "redirect_host": urlsplit(redirect_uri).netloc,
-        },
-        form_action_origins=[origin_of(redirect_uri)],
+def _error(runtime: Runtime, redirect_uri: str, error: OAuth2Error, state: str | None) -> Redirect:
+    response = redirect_error(redirect_uri, error, state, runtime.settings.issuer, 302)
+    return Redirect(response.headers["location"], origin_of(redirect_uri))
+
+
+# --- the interaction -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A live interaction of this browser, with its client, for the pages that advance it."""
+
+    row: Interaction
+    client: Client
+    params: Params
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.params.get("redirect_uri") or ""
+
+    @property
+    def scopes(self) -> list[str]:
+        return (self.params.get("scope") or "").split()
+
+
+def pending(db: Session, interaction_id: str | None, browser: Browser) -> Pending:
+    """The interaction behind this id, only for the browser that started it, only before it
+    expires and only until it is complete; otherwise an error page."""
+    row = interactions.get(db, interaction_id, browser.binding)
+    client = clients.get(db, row.client_id) if row is not None and row.client_id else None
+    if row is None or client is None:
+        raise PageError(
+            "This sign-in has expired",
+            "Go back to the application and sign in again.",
+        )
+    return Pending(row, client, Params([(k, v) for k, v in row.params]))
+
+
+def resume(db: Session, runtime: Runtime, interaction_id: str | None, browser: Browser) -> Outcome:
+    """Continue an interaction: the next step owed, or its outcome (once)."""
+    it = pending(db, interaction_id, browser)
+    try:
+        return _resume(db, runtime, it, interaction_id or "", browser)
+    except OAuth2Error as error:
+        interactions.complete(db, interaction_id or "", browser.binding)
+        return _error(runtime, it.redirect_uri, error, it.params.get("state"))
+
+
+def _resume(
+    db: Session, runtime: Runtime, it: Pending, interaction_id: str, browser: Browser
+) -> Outcome:
+    signed_in = _signed_in(db, runtime, browser)
+    row = it.row
+    if (
+        signed_in is None
+        or (row.login_required and LOGIN not in row.steps)
+        or (row.user_id is not None and row.user_id != signed_in[1].id)
+    ):
+        return NeedsInteraction(interaction_id, LOGIN)
+    session, user = signed_in
+    if row.hinted_sub is not None and row.hinted_sub != user.id:
+        raise LoginRequired("the signed-in user is not the one id_token_hint names")
+    if CONSENT not in row.steps and _consent_owed(db, it.client, user, it.params):
+        return NeedsInteraction(interaction_id, CONSENT)
+    if interactions.complete(db, interaction_id, browser.binding) is None:
+        raise PageError("This sign-in has expired", "Go back to the application and sign in again.")
+    grant, request = _grant(db, runtime, it.params)
+    return _issue(runtime, grant, request, user, session)
+
+
+def logged_in(db: Session, interaction_id: str | None, browser: Browser, user_id: str) -> None:
+    """The login page's report: this user signed in within the interaction."""
+    row = interactions.get(db, interaction_id, browser.binding)
+    if row is not None:
+        interactions.step_done(db, row, LOGIN, user_id)
+
+
+def decide(
+    db: Session,
+    runtime: Runtime,
+    interaction_id: str | None,
+    browser: Browser,
+    allow: bool,
+) -> Outcome:
+    """The consent page's answer: remembered and audited, then the interaction goes on."""
+    it = pending(db, interaction_id, browser)
+    signed_in = _signed_in(db, runtime, browser)
+    if signed_in is None:
+        return NeedsInteraction(interaction_id or "", LOGIN)
+    user, client_id = signed_in[1], it.client.client_id
+    if not allow:
+        record(db, AuditEvent.CONSENT_DENIED, ip=browser.ip, user_id=user.id, client_id=client_id)
+        interactions.complete(db, interaction_id or "", browser.binding)
+        return _error(
+            runtime,
+            it.redirect_uri,
+            AccessDenied("the user denied the request"),
+            it.params.get("state"),
+        )
+    consents.grant(db, user.id, client_id, it.scopes)
+    record(
+        db,
+        AuditEvent.CONSENT_GRANTED,
+        ip=browser.ip,
+        user_id=user.id,
+        client_id=client_id,
+        scope=" ".join(it.scopes),
     )
-
-
-def session_of(db: Session, request: Request, runtime: Runtime) -> BrowserSession | None:
-    settings = runtime.settings
-    return sessions.current(
-        db, cookies.read(request, settings, cookies.SESSION), settings.session_idle_timeout_seconds
-    )
+    interactions.step_done(db, it.row, CONSENT)
+    return resume(db, runtime, interaction_id, browser)

@@ -24,7 +24,6 @@ log = logging.getLogger("idp.backchannel")
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 DEADLINE_SECONDS = outbound.LOGOUT_DEADLINE  # the whole attempt, not each read
-LEASE_SECONDS = int(DEADLINE_SECONDS) * 2
 MAX_ATTEMPTS = 5
 LOGOUT_TOKEN_TTL = 120
 
@@ -61,7 +60,8 @@ def claim_due(runtime: Runtime, limit: int) -> list[Claimed]:
         ids = logout_deliveries.due(db, limit)
     for delivery_id in ids:
         with runtime.sessions.begin() as db:
-            row = logout_deliveries.claim(db, delivery_id, lease=LEASE_SECONDS)
+            # The lease outlives one attempt's whole deadline: nobody else sends it meanwhile.
+            row = logout_deliveries.claim(db, delivery_id, lease=int(DEADLINE_SECONDS * 2) + 1)
             if row is not None:  # else another worker took it
                 claimed.append(
                     Claimed(row.id, row.uri, row.client_id, dict(row.claims), row.attempts)

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -26,9 +26,6 @@ from idp.store import assertions, clients
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
 
-if TYPE_CHECKING:
-    from idp.runtime import Runtime
-
 log = logging.getLogger("idp.client_auth")
 
 ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
@@ -37,6 +34,12 @@ ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 # assertions for exactly that long; a replay is refused however long the assertion lives.
 MAX_ASSERTION_LIFETIME = 3600
 JWKS_CACHE_SECONDS = 300
+# The whole fetch of a jwks_uri, read at each call (tests lower it).
+JWKS_FETCH_DEADLINE = outbound.JWKS_DEADLINE
+# How long a request waits for another request's fetch of the same jwks_uri before it gives
+# up: a healthy host answers well within it, and a crowd of requests naming a client whose host
+# drips cannot hold the shared threadpool for a whole deadline each.
+JWKS_WAIT_SECONDS = 0.25
 # Also how long a failed fetch is remembered: a client whose host is down or dripping fails fast
 # instead of holding a thread for the whole deadline on every request.
 JWKS_MIN_REFETCH_SECONDS = 10
@@ -62,16 +65,20 @@ class _RemoteJwksCache:
             return self._answer(hit)
         with self._lock:
             fetching = self._fetching.setdefault(uri, threading.Lock())
-        with fetching:
+        if not fetching.acquire(timeout=JWKS_WAIT_SECONDS):
+            raise InvalidClientError(description="The client's jwks_uri could not be read.")
+        try:
             if (hit := self._fresh(uri, kid, just_fetched=True)) is not None:
                 return self._answer(hit)
             try:
-                entry: dict[str, Any] | str = outbound.fetch_json(uri)
+                entry: dict[str, Any] | str = outbound.fetch_json(uri, deadline=JWKS_FETCH_DEADLINE)
             except outbound.OutboundError as exc:
                 log.warning("jwks_uri %s: %s", uri, exc)
                 entry = str(exc)
             with self._lock:
                 self._entries[uri] = (time.monotonic(), entry)
+        finally:
+            fetching.release()
         return self._answer(entry)
 
     def _fresh(
@@ -131,25 +138,41 @@ def _unverified(assertion: str) -> tuple[str | None, str | None]:
     return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
 
 
-def prefetch_client_keys(runtime: Runtime, form: Params) -> RemoteKeys | None:
-    """Fetch the remote keys of the client a client_assertion names, when it has a jwks_uri.
+def asserted_client(assertion: str) -> str | None:
+    """The client a client_assertion claims to come from (its `iss`), unverified."""
+    return _unverified(assertion)[0] if len(assertion) <= 8192 else None
 
-    Runs before the request's transaction opens: the client row is read in a read-only unit of
-    work (no write lock), and the network wait holds no database resource at all."""
+
+@dataclass(frozen=True)
+class KeysLocation:
+    """Where the keys of the client a client_assertion names are to be fetched from."""
+
+    client_id: str
+    jwks_uri: str
+    kid: str | None
+
+
+def keys_location(db: Session, form: Params) -> KeysLocation | None:
+    """The jwks_uri of the client a client_assertion names; None when there is nothing to fetch
+    (no such client, or keys registered inline)."""
     assertion = form.get("client_assertion") or ""
     client_id, kid = _unverified(assertion)
     client_id = form.get("client_id") or client_id
     if not client_id or len(client_id) > 64 or len(assertion) > 8192:
         return None
-    with runtime.reads.begin() as db:
-        row = clients.get_record(db, client_id)
-        jwks_uri = row.jwks_uri if row is not None and not row.jwks else None
-    if not jwks_uri:
+    row = clients.get_record(db, client_id)
+    if row is None or row.jwks or not row.jwks_uri:
         return None
+    return KeysLocation(client_id, row.jwks_uri, kid)
+
+
+def fetch_client_keys(where: KeysLocation) -> RemoteKeys:
+    """The client's keys from its jwks_uri (cached), or the reason they could not be read.
+    Called with no transaction open: the network wait holds no database resource at all."""
     try:
-        return RemoteKeys(client_id, REMOTE_JWKS.get(jwks_uri, kid))
+        return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, where.kid))
     except InvalidClientError as error:
-        return RemoteKeys(client_id, None, error.description or "")
+        return RemoteKeys(where.client_id, None, error.description or "")
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from idp.audit.events import AuditEvent, record
 from idp.errors import NO_STORE, ServerError, oauth_json
 from idp.keys.ring import DEFAULT_ALG
-from idp.protocol.client_auth import PrivateKeyJwt, RemoteKeys
+from idp.protocol.client_auth import PrivateKeyJwt, RemoteKeys, asserted_client
 from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, S256CodeChallenge
 from idp.protocol.oidc import OpenIDCode
 from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
@@ -128,6 +128,8 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         # answer does not tell an attacker which client ids exist.
         basic_id, _ = extract_basic_authorization(request.headers)
         client_id = basic_id or request.payload.data.get("client_id")
+        if not client_id and (assertion := request.payload.data.get("client_assertion")):
+            client_id = asserted_client(assertion)  # unverified: only to name it in the trail
         event: dict[str, Any] = {
             "event": AuditEvent.CLIENT_AUTH_FAILED,
             "ip": request.ip,

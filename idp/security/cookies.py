@@ -14,6 +14,8 @@ from idp.settings import Settings
 
 SESSION = "idp_session"
 CSRF = "idp_csrf"
+# Binds sign-in interactions to the browser that started them (not the CSRF cookie).
+INTERACTION = "idp_interaction"
 
 
 def name(settings: Settings, base: str) -> str:

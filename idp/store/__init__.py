@@ -6,6 +6,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     clients,
     codes,
     consents,
+    interactions,
     keys,
     logout_deliveries,
     refresh_tokens,

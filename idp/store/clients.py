@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from sqlalchemy import JSON, Connection, String, delete, false, select
+from sqlalchemy import JSON, Connection, String, delete, false, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -138,3 +138,8 @@ class ClientProtocol:
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.row.grant_types
+
+
+def longest_access_token_ttl(db: Session) -> int:
+    """The longest access-token lifetime any client overrides the default with (0: none)."""
+    return int(db.scalar(select(func.max(Client.access_token_ttl))) or 0)

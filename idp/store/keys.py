@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, LargeBinary, String, delete, select
+from sqlalchemy import JSON, LargeBinary, String, delete, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
@@ -76,3 +76,12 @@ def active(db: Session, alg: str) -> SigningKey | None:
 
 def remove(db: Session, kid: str) -> None:
     db.execute(delete(SigningKey).where(SigningKey.kid == kid))
+
+
+def newest(db: Session) -> SigningKey | None:
+    return db.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()).limit(1)).first()
+
+
+def advisory_lock(db: Session, lock_id: int) -> None:
+    """PostgreSQL: serialise key changes across workers and nodes until the transaction ends."""
+    db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})

@@ -1,158 +1,152 @@
-"""/login: email and password, then back to the authorization request that sent the user here."""
+"""/login: email and password, then back to the interaction that sent the person here.
+
+The page carries only the interaction id; what was asked stays on the server. Without an
+interaction the person signs in to the IdP itself and lands on the home page.
+
+The password check (argon2id, ~100 ms) runs outside any transaction: a SQLite write lock held
+that long would stall every other writer. The request reads in one read-only transaction,
+checks the password, then writes the new session in one short write transaction.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
-from idp.authn import sessions as authn_sessions
-from idp.protocol.authorization import origin_of
-from idp.protocol.requests import BadParameters, client_ip, read_form
+from idp.authn import sessions
+from idp.protocol import authorization
+from idp.protocol.authorization import Browser, Pending
 from idp.runtime import Runtime
 from idp.security import cookies, csrf
-from idp.store import clients, users
+from idp.store import users
 from idp.web.templating import Templates
 
 router = APIRouter()
 
 BAD_CREDENTIALS = "Incorrect email or password."
+FORM_EXPIRED = "This form expired. Please try again."
 AMR_PASSWORD = ["pwd"]
 ACR_SINGLE_FACTOR = "aal1"
 
 
-def safe_return_to(value: str | None) -> str:
-    """Only this server's authorization endpoint or home page: never an open redirect."""
-    if value and value.startswith("/authorize?") and "\\" not in value:
-        parts = urlsplit(value)
-        if not parts.scheme and not parts.netloc and parts.path == "/authorize":
-            return value
-    return "/"
-
-
-def _relying_party(runtime: Runtime, return_to: str) -> tuple[str | None, list[str]]:
-    """The client's name and its redirect origin, when return_to names a valid pair."""
-    if return_to == "/":
-        return None, []
-    params = dict(parse_qsl(urlsplit(return_to).query))
-    client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
-    if not client_id or not redirect_uri or len(client_id) > 64:
-        return None, []
-    with runtime.sessions() as db:
-        client = clients.get(db, client_id)
-        if client is None or redirect_uri not in client.redirect_uris:
-            return None, []
-        return client.name, [origin_of(redirect_uri)]
+def _interaction(db: Session, interaction_id: str | None, browser: Browser) -> Pending | None:
+    """The interaction this sign-in belongs to; an error page when the id is stale."""
+    return authorization.pending(db, interaction_id, browser) if interaction_id else None
 
 
 def _page(
     request: Request,
-    runtime: Runtime,
-    templates: Templates,
-    return_to: str,
+    pages: Templates,
+    interaction_id: str | None,
+    pending: Pending | None,
     email: str = "",
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    client_name, origins = _relying_party(runtime, return_to)
-    return templates.render(
+    return pages.render(
         request,
         "login/password.html",
-        {"return_to": return_to, "email": email, "error": error, "client_name": client_name},
+        {
+            "interaction": interaction_id if pending else None,
+            "email": email,
+            "error": error,
+            "client_name": pending.client.name if pending else None,
+        },
         status=status,
-        form_action_origins=origins,
+        # Chromium applies form-action to every redirect after the POST: the last one goes to
+        # the relying party's validated redirect_uri.
+        form_action_origins=[authorization.origin_of(pending.redirect_uri)] if pending else [],
     )
 
 
 @router.get("/login", include_in_schema=False)
-async def login_form(request: Request) -> Response:
-    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
-    return_to = safe_return_to(request.query_params.get("return_to"))
-    hint = (request.query_params.get("login_hint") or "")[:320]
-    return await run_in_threadpool(_page, request, runtime, templates, return_to, hint)
+def login_form(
+    request: Request, pages: deps.Pages, browser: deps.Browser, db: deps.ReadDb
+) -> Response:
+    interaction_id = request.query_params.get("interaction")
+    pending = _interaction(db, interaction_id, browser)
+    hint = (pending.params.get("login_hint") if pending else None) or ""
+    return _page(request, pages, interaction_id, pending, hint[:320])
 
 
 @router.post("/login", include_in_schema=False)
-async def login_submit(request: Request) -> Response:
-    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
-    settings = runtime.settings
-    try:
-        # return_to carries a whole authorization request, whose parameters were each checked.
-        form = await read_form(request, settings.max_body_bytes, settings.max_param_bytes * 8)
-    except BadParameters as exc:
-        return templates.error(request, "Invalid request", str(exc))
-    return_to = safe_return_to(form.get("return_to"))
-    email = (form.get("email") or "").strip()[:320]
-    if not csrf.verify(request, settings, form.get("csrf_token")):
-        with runtime.sessions.begin() as db:
-            record(db, AuditEvent.CSRF_REJECTED, ip=client_ip(request), path="/login")
-        return _page(
-            request,
-            runtime,
-            templates,
-            return_to,
-            email,
-            "This form expired. Please try again.",
-            status=403,
-        )
-    return await run_in_threadpool(
-        _authenticate, request, runtime, templates, return_to, email, form.get("password") or ""
-    )
-
-
-def _authenticate(
+def login_submit(
     request: Request,
-    runtime: Runtime,
-    templates: Templates,
-    return_to: str,
-    email: str,
-    password: str,
+    form: deps.PageParams,
+    runtime: deps.Rt,
+    pages: deps.Pages,
+    browser: deps.Browser,
 ) -> Response:
+    interaction_id = form.get("interaction") or None
+    email = (form.get("email") or "").strip()[:320]
     settings = runtime.settings
-    ip = client_ip(request)
-    # The password check runs outside any transaction: argon2 takes ~100 ms, and a SQLite
-    # write lock held that long would stall every other writer.
-    with runtime.sessions() as db:
+    with deps.read_transaction(runtime) as db:
+        pending = _interaction(db, interaction_id, browser)
         user = users.by_email(db, email) if email else None
-        password_hash = user.password_hash if user else None
-    ok = runtime.passwords.verify(password_hash, password) and user is not None
-    if not ok or user is None or user.disabled:
-        with runtime.sessions.begin() as db:
+    if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
+        with deps.transaction(runtime) as db:
+            record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/login")
+        return _page(request, pages, interaction_id, pending, email, FORM_EXPIRED, 403)
+    password = form.get("password") or ""
+    ok = runtime.passwords.verify(user.password_hash if user else None, password)
+    rehashed = None
+    if ok and user is not None and runtime.passwords.needs_rehash(user.password_hash):
+        rehashed = runtime.passwords.hash(password)  # before the transaction, like the check
+    with deps.transaction(runtime) as db:
+        if not ok or user is None or user.disabled:
+            reason = "disabled" if ok and user is not None else "bad_credentials"
             record(
                 db,
                 AuditEvent.LOGIN_FAILED,
-                ip=ip,
+                ip=browser.ip,
                 user_id=user.id if user else None,
-                reason="disabled" if ok else "bad_credentials",
+                reason=reason,
             )
-        return _page(request, runtime, templates, return_to, email, BAD_CREDENTIALS, status=400)
-
-    new_hash = (
-        runtime.passwords.hash(password)
-        if runtime.passwords.needs_rehash(user.password_hash)
-        else None
-    )
-    with runtime.sessions.begin() as db:
-        if new_hash:
-            fresh = users.get(db, user.id)
-            if fresh is not None:
-                users.set_password_hash(db, fresh, new_hash)
-        # A new id at every login (no session fixation); a session this one replaces ends, and
-        # its relying parties are told (Back-Channel Logout §2.5).
-        cookie, _ = authn_sessions.start(
-            db,
-            user.id,
-            AMR_PASSWORD,
-            ACR_SINGLE_FACTOR,
-            settings,
-            replacing=cookies.read(request, settings, cookies.SESSION),
-            ip=ip,
-        )
-        record(db, AuditEvent.LOGIN_SUCCEEDED, ip=ip, user_id=user.id)
-    response = RedirectResponse(return_to, status_code=303)
+            failed = True
+        else:
+            cookie = _sign_in(db, runtime, user.id, rehashed, browser, interaction_id)
+            failed = False
+    if failed:
+        return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
+    target = "/"
+    if pending is not None:
+        target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
+    response = RedirectResponse(target, status_code=303)
     cookies.set_cookie(response, settings, cookies.SESSION, cookie)
+    csrf.rotate(response, settings)  # no form made before this sign-in works after it
     return response
+
+
+def _sign_in(
+    db: Session,
+    runtime: Runtime,
+    user_id: str,
+    rehashed: str | None,
+    browser: Browser,
+    interaction_id: str | None,
+) -> str:
+    """Start the session (and end the one it replaces), note the step on the interaction;
+    returns the new session cookie."""
+    user = users.get(db, user_id)
+    if user is not None and rehashed:
+        users.set_password_hash(db, user, rehashed)
+    # A new id at every login (no session fixation); a session this one replaces ends, and its
+    # relying parties are told (Back-Channel Logout §2.5).
+    cookie, _ = sessions.start(
+        db,
+        user_id,
+        AMR_PASSWORD,
+        ACR_SINGLE_FACTOR,
+        runtime.settings,
+        replacing=browser.session_cookie,
+        ip=browser.ip,
+    )
+    record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id)
+    if interaction_id:
+        authorization.logged_in(db, interaction_id, browser, user_id)
+    return cookie

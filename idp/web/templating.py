@@ -15,8 +15,9 @@ from idp.settings import Settings
 
 
 class Templates:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, csrf_key: bytes) -> None:
         self.settings = settings
+        self.csrf_key = csrf_key
         self.env = Environment(
             loader=FileSystemLoader(str(templates_dir())),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -32,7 +33,7 @@ class Templates:
         status: int = 200,
         form_action_origins: list[str] | None = None,
     ) -> HTMLResponse:
-        token, is_new = csrf.token_for(request, self.settings)
+        token, anchor = csrf.token_for(request, self.settings, self.csrf_key)
         body = self.env.get_template(name).render(
             issuer=self.settings.issuer, csrf_token=token, **(context or {})
         )
@@ -44,7 +45,7 @@ class Templates:
                 "Content-Security-Policy": page_csp(form_action_origins),
             },
         )
-        csrf.attach(response, self.settings, token, is_new)
+        csrf.attach(response, self.settings, anchor)
         return response
 
     def error(self, request: Request, title: str, message: str, status: int = 400) -> HTMLResponse:

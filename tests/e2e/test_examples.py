@@ -212,7 +212,7 @@ def test_sign_in_and_out_in_a_real_browser(
         page.fill("#email", email)
         page.fill("#password", password)
         page.click("button[type=submit]")
-        page.wait_for_url(f"{server.issuer}/authorize?**")
+        page.wait_for_url(f"{server.issuer}/consent?**")
         assert "Example app" in page.inner_text("h1")  # the consent page names the app
         page.click("button[value=allow]")
         page.wait_for_url(f"{examples.rp}/")

@@ -59,7 +59,7 @@ engine.dispose()
 env = Environment(loader=FileSystemLoader(str(resources.templates_dir())),
                   autoescape=select_autoescape(default=True))
 page = env.get_template("login/password.html").render(
-    issuer=settings.issuer, csrf_token="t0k3n", return_to="/", email="", error=None,
+    issuer=settings.issuer, csrf_token="t0k3n", interaction=None, email="", error=None,
     client_name=None)
 
 app = create_app(settings)

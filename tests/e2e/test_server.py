@@ -98,9 +98,17 @@ def submit(
 
 
 def follow(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
-    """One redirect, resolved against the URL that answered with it."""
+    """A redirect, resolved against the URL that answered with it, and then the IdP's own
+    redirects (relative: resume, consent) as a browser follows them; a redirect that leaves for
+    the relying party is returned, never fetched."""
     assert response.status_code in (302, 303), f"{response.status_code}: {response.text[:2000]}"
-    return browser.get(urljoin(str(response.url), response.headers["location"]))
+    response = browser.get(urljoin(str(response.url), response.headers["location"]))
+    for _ in range(5):
+        location = response.headers.get("location", "")
+        if response.status_code not in (302, 303) or not location.startswith("/"):
+            return response
+        response = browser.get(urljoin(str(response.url), location))
+    raise AssertionError("too many redirects")
 
 
 # --- relying party helpers -----------------------------------------------------------------------
@@ -225,7 +233,7 @@ def test_authorization_code_flow_through_real_server(
     # Sign in with the form the server renders.
     login_page = follow(browser, response)
     login = only_form(login_page)
-    assert {"csrf_token", "return_to", "email", "password"} <= set(login.inputs), login
+    assert {"csrf_token", "interaction", "email", "password"} <= set(login.inputs), login
     assert "E2E" in login_page.text  # "to continue to E2E"
     response = submit(
         browser, login_page, login.submission(email=server.email, password=server.password), login
@@ -235,9 +243,9 @@ def test_authorization_code_flow_through_real_server(
     assert session is not None, response.headers.get_list("set-cookie")
     assert session[0] == "idp_session", session
     assert "secure" not in session[1] and "httponly" in session[1], session
-    assert urlsplit(response.headers["location"]).path == "/authorize"
+    assert urlsplit(response.headers["location"]).path == "/authorize/resume"
 
-    # Back at /authorize, signed in: the consent page.
+    # The interaction resumes, signed in: the consent page.
     consent_page = follow(browser, response)
     consent = only_form(consent_page)
     assert server.email in consent_page.text

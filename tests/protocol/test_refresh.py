@@ -130,8 +130,8 @@ def test_consent_asked_for_offline_access_even_when_remembered(idp: Harness, rp:
     a remembered consent does not cover offline_access. Control: the same remembered consent
     without offline_access is not asked again."""
     idp.tokens(rp, scope=OFFLINE_SCOPE)  # signs in and consents (remembered)
-    assert not consent_page_shown(idp.authorize(rp, scope="openid profile"))
-    assert consent_page_shown(idp.authorize(rp, scope=OFFLINE_SCOPE))
+    assert not consent_page_shown(idp.follow_local(idp.authorize(rp, scope="openid profile")))
+    assert consent_page_shown(idp.follow_local(idp.authorize(rp, scope=OFFLINE_SCOPE)))
 
 
 def test_consent_asked_for_offline_access_even_for_trusted_client(idp: Harness) -> None:
@@ -140,8 +140,8 @@ def test_consent_asked_for_offline_access_even_for_trusted_client(idp: Harness) 
     idp.user()
     trusted = offline_client(idp, trusted=True)
     idp.login()
-    assert not consent_page_shown(idp.authorize(trusted, scope="openid profile"))
-    assert consent_page_shown(idp.authorize(trusted, scope=OFFLINE_SCOPE))
+    assert not consent_page_shown(idp.follow_local(idp.authorize(trusted, scope="openid profile")))
+    assert consent_page_shown(idp.follow_local(idp.authorize(trusted, scope=OFFLINE_SCOPE)))
     assert "refresh_token" in idp.tokens(trusted, scope=OFFLINE_SCOPE)
 
 

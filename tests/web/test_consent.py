@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
-
 import pytest
 
 from tests.authorize_helpers import (
-    assert_error_page,
     consent_page_for,
     is_consent_page,
     redirect_error,
@@ -71,7 +68,7 @@ def test_more_scopes_ask_again(idp: Harness) -> None:
     idp.user()
     rp = idp.client()
     signed_in_with_consent(idp, rp, scope="openid")
-    page = idp.authorize(rp, scope="openid email")
+    page = idp.follow_local(idp.authorize(rp, scope="openid email"))
     assert is_consent_page(page)
     assert "See your email address" in page.text
 
@@ -89,7 +86,7 @@ def test_prompt_consent_asks_again(idp: Harness) -> None:
     idp.user()
     rp = idp.client()
     signed_in_with_consent(idp, rp)
-    page = idp.authorize(rp, prompt="consent")
+    page = idp.follow_local(idp.authorize(rp, prompt="consent"))
     assert is_consent_page(page)
     assert redirect_to_rp(submit_consent(idp, page, "allow"), rp, status=303)["code"]
 
@@ -132,19 +129,19 @@ def test_consent_from_another_origin_is_refused(idp: Harness) -> None:
     assert "location" not in response.headers
 
 
-def test_tampered_request_with_unregistered_redirect_uri_is_an_error_page(idp: Harness) -> None:
-    """RFC 6749 §4.1.2.1: the re-submitted request is validated again; an unregistered
-    redirect_uri never receives a redirect."""
+def test_consent_form_carries_only_the_interaction(idp: Harness) -> None:
+    """RFC 6749 §4.1.2.1 and issue 9: what /authorize validated stays on the server. The form
+    holds the interaction id, nothing of the request; parameters added to the POST (another
+    redirect_uri) change nothing: the code goes to the registered redirect_uri."""
     idp.user()
     rp = idp.client()
-    fields = form_fields(consent_page_for(idp, rp).text)
-    original = parse_qsl(fields["request"], keep_blank_values=True)
-    tampered = [
-        (k, "https://attacker.example/callback" if k == "redirect_uri" else v) for k, v in original
-    ]
-    fields.update(request=urlencode(tampered), decision="allow")
+    page = consent_page_for(idp, rp)
+    fields = form_fields(page.text)
+    assert set(fields) == {"csrf_token", "interaction"}
+    fields.update(redirect_uri="https://attacker.example/callback", decision="allow")
     response = idp.http.post("/consent", data=fields)
-    assert_error_page(response)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith(rp.redirect_uri + "?")
 
 
 def test_consent_page_form_action_allows_the_rp_origin(idp: Harness) -> None:

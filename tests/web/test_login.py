@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -125,24 +125,24 @@ def test_login_page_is_never_cached(idp: Harness) -> None:
 # --- success and the session cookie -------------------------------------------------------------
 
 
-def test_login_redirects_with_303_to_return_to(idp: Harness) -> None:
-    """Issue, Accounts and sessions: after sign-in the browser goes back to the authorization
-    request; RFC 9110 §15.4.4: a POST that redirects answers 303 so the browser then GETs."""
+def test_login_without_an_interaction_goes_home_with_303(idp: Harness) -> None:
+    """Issue, Accounts and sessions: signing in to the IdP itself lands on its home page;
+    RFC 9110 §15.4.4: a POST that redirects answers 303 so the browser then GETs."""
     idp.user()
-    rp = idp.client()
-    return_to = return_to_for(rp)
-    r = idp.login(return_to=return_to)
+    r = idp.login()
     assert r.status_code == 303, r.text
-    assert r.headers["location"] == return_to
+    assert r.headers["location"] == "/"
 
 
 def test_every_redirecting_login_post_is_303(idp: Harness) -> None:
     """RFC 9110 §15.4.4: every POST to /login that redirects answers 303, never 302 or 307."""
     idp.user()
     rp = idp.client()
-    for return_to in ("/", return_to_for(rp), "https://evil.example/"):
-        r = idp.login(return_to=return_to)
-        assert r.status_code == 303, (return_to, r.status_code)
+    assert idp.login().status_code == 303
+    page = idp.http.get(idp.authorize(rp, prompt="login").headers["location"])
+    fields = form_fields(page.text)
+    fields.update(email="alice@example.com", password=PASSWORD)
+    assert idp.http.post("/login", data=fields).status_code == 303
 
 
 def test_session_cookie_is_host_prefixed_secure_httponly_lax(idp: Harness) -> None:
@@ -299,7 +299,7 @@ def test_login_from_a_foreign_origin_is_403(idp: Harness) -> None:
     assert same_site.status_code == 303
 
 
-# --- return_to ----------------------------------------------------------------------------------
+# --- where the browser goes after signing in -----------------------------------------------------
 
 OPEN_REDIRECTS = [
     "https://evil.example/",
@@ -315,7 +315,8 @@ OPEN_REDIRECTS = [
 @pytest.mark.parametrize("return_to", OPEN_REDIRECTS)
 def test_return_to_is_never_an_open_redirect(idp: Harness, return_to: str) -> None:
     """OWASP Unvalidated Redirects and Forwards / RFC 9700 §4.11: after sign-in the browser goes
-    only to this server's /authorize or home page; anything else becomes "/"."""
+    only back to its interaction or to the home page. There is no return_to parameter any more
+    (issue 9: only the interaction id travels); a forged one is ignored."""
     idp.user()
     # Through the form as a browser would see it...
     via_page = idp.login(return_to=return_to)
@@ -329,16 +330,19 @@ def test_return_to_is_never_an_open_redirect(idp: Harness, return_to: str) -> No
     assert forged.headers["location"] == "/"
 
 
-def test_return_to_this_servers_authorize_is_kept(idp: Harness) -> None:
-    """The counterpart of the open-redirect rule: a relative /authorize?… return_to survives."""
+def test_login_goes_back_to_its_interaction(idp: Harness) -> None:
+    """Issue 9: the login form carries the interaction id and nothing else of the request; after
+    sign-in the browser resumes that interaction (303, RFC 9110 §15.4.4)."""
     idp.user()
-    fields = login_form(idp.http)
-    fields.update(
-        email="alice@example.com", password=PASSWORD, return_to="/authorize?client_id=x&state=y"
-    )
+    rp = idp.client()
+    to_login = idp.authorize(rp)
+    interaction = parse_qs(urlsplit(to_login.headers["location"]).query)["interaction"][0]
+    fields = form_fields(idp.http.get(to_login.headers["location"]).text)
+    assert fields["interaction"] == interaction
+    fields.update(email="alice@example.com", password=PASSWORD)
     r = idp.http.post("/login", data=fields)
     assert r.status_code == 303
-    assert r.headers["location"] == "/authorize?client_id=x&state=y"
+    assert r.headers["location"] == "/authorize/resume?" + urlencode({"interaction": interaction})
 
 
 # --- rehash -------------------------------------------------------------------------------------

@@ -1,35 +1,45 @@
-"""GET|POST /authorize: RFC 6749 §4.1.1, OIDC Core §3.1.2.1 (both methods MUST be supported)."""
+"""GET|POST /authorize: RFC 6749 §4.1.1, OIDC Core §3.1.2.1 (both methods MUST be supported);
+GET /authorize/resume: where login and consent send the browser back to, by interaction id."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.protocol.authorization import AuthorizationContext, authorize
-from idp.protocol.requests import BadParameters, Params, query_params, read_form
+from idp.protocol.authorization import Browser, NeedsInteraction, Outcome, authorize, resume
+from idp.runtime import Runtime
 
 router = APIRouter()
 
+# Where each step owed is done; the pages advance the interaction and send the browser back.
+STEP_PAGES = {"login": "/login", "consent": "/consent"}
+
+
+def respond(outcome: Outcome, runtime: Runtime, browser: Browser, status: int) -> Response:
+    """A redirect to the relying party, or to the page of the step owed (only the id travels).
+    `status` is 303 after a POST, so the browser follows with a GET (RFC 9110 §15.4.4)."""
+    if isinstance(outcome, NeedsInteraction):
+        query = urlencode({"interaction": outcome.interaction_id})
+        response = RedirectResponse(f"{STEP_PAGES[outcome.step]}?{query}", status_code=status)
+        deps.bind_browser(response, runtime, browser)
+        return response
+    return RedirectResponse(outcome.location, status_code=status)
+
 
 @router.api_route("/authorize", methods=["GET", "POST"], include_in_schema=False)
-async def authorization_endpoint(request: Request) -> Response:
-    runtime, templates = deps.get_runtime(request), deps.get_templates(request)
-    settings = runtime.settings
-    try:
-        params: Params = (
-            await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
-            if request.method == "POST"
-            else query_params(request, settings.max_param_bytes)
-        )
-    except BadParameters as exc:
-        return templates.error(request, "Invalid request", str(exc))
-    ctx = AuthorizationContext(
-        runtime,
-        templates,
-        request,
-        params,
-        redirect_status=303 if request.method == "POST" else 302,
-    )
-    return await run_in_threadpool(authorize, ctx)
+def authorization_endpoint(
+    request: Request, params: deps.PageParams, browser: deps.Browser, runtime: deps.Rt, db: deps.Db
+) -> Response:
+    outcome = authorize(db, runtime, params, browser)
+    return respond(outcome, runtime, browser, 303 if request.method == "POST" else 302)
+
+
+@router.get("/authorize/resume", include_in_schema=False)
+def resume_endpoint(
+    request: Request, browser: deps.Browser, runtime: deps.Rt, db: deps.Db
+) -> Response:
+    outcome = resume(db, runtime, request.query_params.get("interaction"), browser)
+    return respond(outcome, runtime, browser, 302)

@@ -213,18 +213,22 @@ def test_error_redirect_without_state_has_iss_and_no_state(idp: Harness) -> None
 
 
 def test_without_session_the_user_is_sent_to_login(idp: Harness) -> None:
-    """OIDC Core §3.1.2.3: the OP authenticates the End-User, then resumes this same request."""
+    """OIDC Core §3.1.2.3: the OP authenticates the End-User, then resumes this same request.
+    Issue 9: the validated request is stored as an interaction; only its id travels."""
     rp = idp.client()
     response = idp.authorize(rp)
     assert is_login_redirect(response)
     assert response.status_code == 302
-    return_to = parse_qs(urlsplit(response.headers["location"]).query)["return_to"][0]
-    assert return_to.startswith("/authorize?")
-    resumed = parse_qs(urlsplit(return_to).query)
-    assert resumed["client_id"] == [rp.client_id]
-    assert resumed["redirect_uri"] == [rp.redirect_uri]
-    assert resumed["state"] == [rp.state]
-    assert resumed["code_challenge"] == [rp.challenge]
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    assert list(query) == ["interaction"]
+    location = response.headers["location"]
+    for value in (rp.client_id, rp.state, rp.challenge, rp.nonce):
+        assert value not in location
+    page = idp.http.get(location)
+    assert page.status_code == 200
+    assert form_fields(page.text)["interaction"] == query["interaction"][0]
+    for value in (rp.state, rp.challenge, rp.nonce, rp.redirect_uri):
+        assert value not in page.text
 
 
 def test_login_then_consent_then_code(idp: Harness) -> None:

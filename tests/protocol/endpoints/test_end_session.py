@@ -187,15 +187,23 @@ def test_prune_deletes_only_what_expired(idp: Harness) -> None:
         db.execute(text("INSERT INTO revoked_tokens VALUES ('old', 1, 1, 'test')"))
         db.execute(text("INSERT INTO revoked_tokens VALUES ('live', 9999999999, 1, 'test')"))
     counts = prune(idp.runtime.sessions, batch=1)
-    assert counts["authorization codes"] == 4  # the redeemed one too: it expired long ago
+    # The codes of a live session say which clients it signed in to (its back-channel logout
+    # targets): they stay while it lives.
+    assert counts["authorization codes"] == 0
     assert counts["revoked tokens"] == 1
     with idp.runtime.sessions() as db:
         left = db.execute(text("SELECT jti FROM revoked_tokens")).scalars().all()
-        codes_left = db.execute(text("SELECT count(*) FROM authorization_codes")).scalar()
     assert left == ["live"]
-    assert codes_left == 0
     assert is_signed_in(idp)  # the live session stays
     assert refresh(idp, rp, tokens["refresh_token"]).status_code == 200
+    with idp.runtime.sessions.begin() as db:
+        db.execute(text("UPDATE sessions SET expires_at = 1"))
+    counts = prune(idp.runtime.sessions, batch=1)
+    assert counts["sessions"] == 1
+    assert counts["authorization codes"] == 4  # the redeemed one too: it expired long ago
+    with idp.runtime.sessions() as db:
+        codes_left = db.execute(text("SELECT count(*) FROM authorization_codes")).scalar()
+    assert codes_left == 0
 
 
 def test_each_worker_prunes_periodically(database_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""Sign-in interactions: what /authorize validated, kept while the person signs in and consents.
+
+The row is found by the SHA-256 of a random id (the id itself only travels in the browser's
+URL) and only together with the SHA-256 of the browser's own interaction cookie: an id copied
+to another browser opens nothing. Its outcome is taken once, by one conditional UPDATE, so two
+workers (or two tabs) cannot both turn one interaction into a code.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, String, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.security.secrets import new_secret, sha256_hex
+from idp.store.base import Base, now
+
+# The steps an interaction records as done.
+LOGIN = "login"
+CONSENT = "consent"
+
+
+class Interaction(Base):
+    __tablename__ = "interactions"
+    # The creation cap counts one address's recent interactions; pruning goes by expiry.
+    __table_args__ = (Index("ix_interactions_ip_created_at", "ip", "created_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    # None for an interaction of the IdP's own (account pages, admin step-up).
+    client_id: Mapped[str | None] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    # The authorization request as validated: its parameters, in order, repeated ones refused.
+    params: Mapped[list[list[str]]] = mapped_column(JSON)
+    # A sign-in is owed within this interaction (prompt=login, select_account, max_age passed).
+    login_required: Mapped[bool] = mapped_column(default=False)
+    acr_values: Mapped[str | None] = mapped_column(String(256))
+    # The user id_token_hint names, if any: nobody else may complete this interaction.
+    hinted_sub: Mapped[str | None] = mapped_column(String(64))
+    steps: Mapped[list[str]] = mapped_column(JSON, default=list)
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)
+    completed_at: Mapped[int | None]
+
+
+def start(
+    db: Session,
+    browser: str,
+    client_id: str | None,
+    params: list[tuple[str, str]],
+    ttl: int,
+    ip: str | None,
+    login_required: bool = False,
+    acr_values: str | None = None,
+    hinted_sub: str | None = None,
+    user_id: str | None = None,
+) -> str:
+    """Store a new interaction for this browser; returns its id (shown once, stored hashed)."""
+    interaction_id = new_secret()
+    ts = now()
+    db.add(
+        Interaction(
+            id_hash=sha256_hex(interaction_id),
+            browser_hash=sha256_hex(browser),
+            client_id=client_id,
+            params=[[k, v] for k, v in params],
+            login_required=login_required,
+            acr_values=acr_values,
+            hinted_sub=hinted_sub,
+            steps=[],
+            user_id=user_id,
+            ip=ip,
+            created_at=ts,
+            expires_at=ts + ttl,
+        )
+    )
+    db.flush()
+    return interaction_id
+
+
+def _live(interaction_id: str, browser: str, ts: int) -> list[ColumnElement[bool]]:
+    return [
+        Interaction.id_hash == sha256_hex(interaction_id),
+        Interaction.browser_hash == sha256_hex(browser),
+        Interaction.completed_at.is_(None),
+        Interaction.expires_at > ts,
+    ]
+
+
+def get(db: Session, interaction_id: str | None, browser: str | None) -> Interaction | None:
+    """The interaction, if it exists, belongs to this browser, has not expired nor ended."""
+    if not interaction_id or not browser or len(interaction_id) > 64 or len(browser) > 128:
+        return None
+    return db.scalars(select(Interaction).where(*_live(interaction_id, browser, now()))).first()
+
+
+def step_done(db: Session, row: Interaction, step: str, user_id: str | None = None) -> None:
+    """Record a step (a sign-in names its user; a sign-in as another user resets consent)."""
+    steps = [s for s in row.steps if s != step]
+    if user_id is not None and row.user_id not in (None, user_id):
+        steps = []
+    row.steps = [*steps, step]
+    if user_id is not None:
+        row.user_id = user_id
+    db.flush()
+
+
+def complete(db: Session, interaction_id: str, browser: str) -> Interaction | None:
+    """Finish the interaction once: None if unknown, expired, another browser's or already done."""
+    return db.scalars(
+        update(Interaction)
+        .where(*_live(interaction_id, browser, now()))
+        .values(completed_at=now())
+        .returning(Interaction),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+
+
+def started_since(db: Session, ip: str, since: int) -> int:
+    """How many interactions this client address started since `since` (the creation cap)."""
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(Interaction)
+            .where(Interaction.ip == ip, Interaction.created_at >= since)
+        )
+        or 0
+    )
