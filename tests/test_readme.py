@@ -7,7 +7,7 @@ import re
 import shlex
 from pathlib import Path
 
-from tests.test_cli import PASSWORD, Cli, cli  # noqa: F401  (fixture)
+from tests.cli.test_main import PASSWORD, Cli, cli  # noqa: F401  (fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -3,8 +3,8 @@
 `authorize()` validates the request once and answers with a code, an error for the relying
 party, or "needs interaction": the validated request is then stored (store.interactions) and
 only its id travels through the browser. Login and consent advance the interaction by id, and
-`resume()` picks up where it stands. Until client_id and redirect_uri are known to belong
-together, every error is a page (PageError), never a redirect (RFC 6749 §4.1.2.1).
+`interaction.resume()` picks up where it stands. Until client_id and redirect_uri are known to
+belong together, every error is a page (PageError), never a redirect (RFC 6749 §4.1.2.1).
 
 No HTTP in here: the caller passes the parameters and the browser's cookies, and turns the
 outcome into a response.
@@ -19,10 +19,8 @@ from urllib.parse import urlsplit
 from authlib.common.urls import add_params_to_uri
 from sqlalchemy.orm import Session
 
-from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import (
-    AccessDenied,
     ConsentRequired,
     InvalidRequest,
     LoginRequired,
@@ -39,7 +37,7 @@ from idp.runtime import Runtime
 from idp.store import clients, consents, interactions, users
 from idp.store.base import now
 from idp.store.clients import Client
-from idp.store.interactions import CONSENT, LOGIN, Interaction
+from idp.store.interactions import CONSENT, LOGIN
 from idp.store.sessions import BrowserSession
 from idp.store.users import User
 
@@ -90,7 +88,7 @@ def authorize(db: Session, runtime: Runtime, params: Params, browser: Browser) -
     try:
         return _authorize(db, runtime, client, params, browser)
     except OAuth2Error as error:
-        return _error(runtime, redirect_uri, error, params.get("state"))
+        return error_redirect(runtime, redirect_uri, error, params.get("state"))
 
 
 def target(db: Session, p: Params) -> tuple[Client, str]:
@@ -119,10 +117,10 @@ def _authorize(
     db: Session, runtime: Runtime, client: Client, p: Params, browser: Browser
 ) -> Outcome:
     _check_unsupported(p)
-    grant, request = _grant(db, runtime, p)
+    grant, request = authlib_grant(db, runtime, p)
     prompts, max_age = prompts_and_max_age(p)
     hinted_sub = _hinted_subject(runtime, p)
-    signed_in = _signed_in(db, runtime, browser)
+    signed_in = signed_in_user(db, runtime, browser)
     session = signed_in[0] if signed_in else None
     login_required = (
         session is None
@@ -136,8 +134,8 @@ def _authorize(
         # The hinted user is neither signed in nor did they just sign in: an error, never a code
         # for somebody else.
         raise LoginRequired("the signed-in user is not the one id_token_hint names")
-    if signed_in and not login_required and not _consent_owed(db, client, signed_in[1], p):
-        return _issue(runtime, grant, request, signed_in[1], signed_in[0])
+    if signed_in and not login_required and not consent_owed(db, client, signed_in[1], p):
+        return issue_code(runtime, grant, request, signed_in[1], signed_in[0])
     if "none" in prompts:
         raise ConsentRequired("the user must approve this application")
     cap = runtime.settings.interactions_per_ip_per_minute
@@ -172,7 +170,7 @@ def _check_unsupported(p: Params) -> None:
         raise InvalidRequest("only response_mode=query is supported")
 
 
-def _grant(db: Session, runtime: Runtime, p: Params) -> tuple[Any, IdpRequest]:
+def authlib_grant(db: Session, runtime: Runtime, p: Params) -> tuple[Any, IdpRequest]:
     """authlib's checks of the request (response_type, scope, PKCE, nonce, ...), and the grant
     that issues its code."""
     server = IdpServer(runtime, db)
@@ -205,7 +203,7 @@ def _hinted_subject(runtime: Runtime, p: Params) -> str | None:
         raise InvalidRequest("id_token_hint is not an ID token of this issuer") from None
 
 
-def _signed_in(
+def signed_in_user(
     db: Session, runtime: Runtime, browser: Browser
 ) -> tuple[BrowserSession, User] | None:
     session = sessions.current(db, browser.session_cookie, runtime.settings)
@@ -215,14 +213,14 @@ def _signed_in(
     return session, user
 
 
-def _consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:
+def consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:
     scopes = (p.get("scope") or "").split()
     remembered = client.trusted or consents.covers(db, user.id, client.client_id, scopes)
     # Access that outlives the session is asked for every time (OIDC Core §11).
     return not remembered or "consent" in prompts_and_max_age(p)[0] or "offline_access" in scopes
 
 
-def _issue(
+def issue_code(
     runtime: Runtime, grant: Any, request: IdpRequest, user: User, session: BrowserSession
 ) -> Redirect:
     """The authorization code (RFC 6749 §4.1.2), with RFC 9207's `iss`."""
@@ -232,113 +230,8 @@ def _issue(
     return Redirect(location, origin_of(grant.redirect_uri))
 
 
-def _error(runtime: Runtime, redirect_uri: str, error: OAuth2Error, state: str | None) -> Redirect:
+def error_redirect(
+    runtime: Runtime, redirect_uri: str, error: OAuth2Error, state: str | None
+) -> Redirect:
     response = redirect_error(redirect_uri, error, state, runtime.settings.issuer, 302)
     return Redirect(response.headers["location"], origin_of(redirect_uri))
-
-
-# --- the interaction -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A live interaction of this browser, with its client, for the pages that advance it."""
-
-    row: Interaction
-    client: Client
-    params: Params
-
-    @property
-    def redirect_uri(self) -> str:
-        return self.params.get("redirect_uri") or ""
-
-    @property
-    def scopes(self) -> list[str]:
-        return (self.params.get("scope") or "").split()
-
-
-def pending(db: Session, interaction_id: str | None, browser: Browser) -> Pending:
-    """The interaction behind this id, only for the browser that started it, only before it
-    expires and only until it is complete; otherwise an error page."""
-    row = interactions.get(db, interaction_id, browser.binding)
-    client = clients.get(db, row.client_id) if row is not None and row.client_id else None
-    if row is None or client is None:
-        raise PageError(
-            "This sign-in has expired",
-            "Go back to the application and sign in again.",
-        )
-    return Pending(row, client, Params([(k, v) for k, v in row.params]))
-
-
-def resume(db: Session, runtime: Runtime, interaction_id: str | None, browser: Browser) -> Outcome:
-    """Continue an interaction: the next step owed, or its outcome (once)."""
-    it = pending(db, interaction_id, browser)
-    try:
-        return _resume(db, runtime, it, interaction_id or "", browser)
-    except OAuth2Error as error:
-        interactions.complete(db, interaction_id or "", browser.binding)
-        return _error(runtime, it.redirect_uri, error, it.params.get("state"))
-
-
-def _resume(
-    db: Session, runtime: Runtime, it: Pending, interaction_id: str, browser: Browser
-) -> Outcome:
-    signed_in = _signed_in(db, runtime, browser)
-    row = it.row
-    if (
-        signed_in is None
-        or (row.login_required and LOGIN not in row.steps)
-        or (row.user_id is not None and row.user_id != signed_in[1].id)
-    ):
-        return NeedsInteraction(interaction_id, LOGIN)
-    session, user = signed_in
-    if row.hinted_sub is not None and row.hinted_sub != user.id:
-        raise LoginRequired("the signed-in user is not the one id_token_hint names")
-    if CONSENT not in row.steps and _consent_owed(db, it.client, user, it.params):
-        return NeedsInteraction(interaction_id, CONSENT)
-    if interactions.complete(db, interaction_id, browser.binding) is None:
-        raise PageError("This sign-in has expired", "Go back to the application and sign in again.")
-    grant, request = _grant(db, runtime, it.params)
-    return _issue(runtime, grant, request, user, session)
-
-
-def logged_in(db: Session, interaction_id: str | None, browser: Browser, user_id: str) -> None:
-    """The login page's report: this user signed in within the interaction."""
-    row = interactions.get(db, interaction_id, browser.binding)
-    if row is not None:
-        interactions.step_done(db, row, LOGIN, user_id)
-
-
-def decide(
-    db: Session,
-    runtime: Runtime,
-    interaction_id: str | None,
-    browser: Browser,
-    allow: bool,
-) -> Outcome:
-    """The consent page's answer: remembered and audited, then the interaction goes on."""
-    it = pending(db, interaction_id, browser)
-    signed_in = _signed_in(db, runtime, browser)
-    if signed_in is None:
-        return NeedsInteraction(interaction_id or "", LOGIN)
-    user, client_id = signed_in[1], it.client.client_id
-    if not allow:
-        record(db, AuditEvent.CONSENT_DENIED, ip=browser.ip, user_id=user.id, client_id=client_id)
-        interactions.complete(db, interaction_id or "", browser.binding)
-        return _error(
-            runtime,
-            it.redirect_uri,
-            AccessDenied("the user denied the request"),
-            it.params.get("state"),
-        )
-    consents.grant(db, user.id, client_id, it.scopes)
-    record(
-        db,
-        AuditEvent.CONSENT_GRANTED,
-        ip=browser.ip,
-        user_id=user.id,
-        client_id=client_id,
-        scope=" ".join(it.scopes),
-    )
-    interactions.step_done(db, it.row, CONSENT)
-    return resume(db, runtime, interaction_id, browser)

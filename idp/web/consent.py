@@ -15,7 +15,7 @@ from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import PageError
-from idp.protocol import authorization
+from idp.protocol import authorization, interaction
 from idp.protocol.claims import describe
 from idp.protocol.endpoints.authorize import respond
 from idp.security import csrf
@@ -29,7 +29,7 @@ def consent_page(
     request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser, db: deps.ReadDb
 ) -> Response:
     interaction_id = request.query_params.get("interaction")
-    pending = authorization.pending(db, interaction_id, browser)
+    pending = interaction.pending(db, interaction_id, browser)
     session = sessions.current(db, browser.session_cookie, runtime.settings, touch=False)
     user = users.get(db, session.user_id) if session else None
     if user is None:
@@ -68,7 +68,7 @@ def consent_submit(
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         raise PageError("Invalid request", "Choose Allow or Deny.")
-    outcome = authorization.decide(
+    outcome = interaction.decide(
         db, runtime, form.get("interaction"), browser, allow=decision == "allow"
     )
     return respond(outcome, runtime, browser, 303)

@@ -19,8 +19,9 @@ from starlette.responses import RedirectResponse, Response
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
-from idp.protocol import authorization
-from idp.protocol.authorization import Browser, Pending
+from idp.protocol import authorization, interaction
+from idp.protocol.authorization import Browser
+from idp.protocol.interaction import Pending
 from idp.runtime import Runtime
 from idp.security import cookies, csrf
 from idp.store import users
@@ -36,7 +37,7 @@ ACR_SINGLE_FACTOR = "aal1"
 
 def _interaction(db: Session, interaction_id: str | None, browser: Browser) -> Pending | None:
     """The interaction this sign-in belongs to; an error page when the id is stale."""
-    return authorization.pending(db, interaction_id, browser) if interaction_id else None
+    return interaction.pending(db, interaction_id, browser) if interaction_id else None
 
 
 def _page(
@@ -148,5 +149,5 @@ def _sign_in(
     )
     record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id)
     if interaction_id:
-        authorization.logged_in(db, interaction_id, browser, user_id)
+        interaction.logged_in(db, interaction_id, browser, user_id)
     return cookie

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.protocol.authorization import Browser, NeedsInteraction, Outcome, authorize, resume
+from idp.protocol.authorization import Browser, NeedsInteraction, Outcome, authorize
+from idp.protocol.interaction import resume
 from idp.runtime import Runtime
 
 router = APIRouter()

@@ -57,7 +57,7 @@ from tests.key_helpers import (
     the_active,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
