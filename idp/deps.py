@@ -4,8 +4,11 @@ The request owns its transaction, and this is the only module that opens one for
 - `Db` is one read-write transaction. It is declared with scope="function", so it commits
   before the response is sent: a commit that fails answers 500, never the 200 it would have been.
 - `ReadDb` is a read-only transaction: on SQLite it never takes the write lock.
-- `BackChannelDb` is `Db` for client-authenticated endpoints: it depends on `ClientKeys`, so a
-  `private_key_jwt` client's remote keys are fetched before BEGIN, never inside the transaction.
+- `transaction()` and `read_transaction()` are the same units of work for the back-channel
+  endpoints, which choose between them by what the request asks (a client_credentials grant
+  with a secret only reads). They open in the endpoint's body, after every dependency, so a
+  `private_key_jwt` client's remote keys (`ClientKeys`) are always fetched before BEGIN, never
+  inside a transaction; and they close before the endpoint returns its response.
 """
 
 from __future__ import annotations
@@ -120,14 +123,6 @@ async def client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
 
 
 ClientKeys = Annotated[RemoteKeys | None, Depends(client_keys)]
-
-
-def get_db_after_client_keys(runtime: Rt, keys: ClientKeys) -> Iterator[Session]:
-    with transaction(runtime) as db:
-        yield db
-
-
-BackChannelDb = Annotated[Session, Depends(get_db_after_client_keys, scope="function")]
 
 
 def get_browser(request: Request, runtime: Rt) -> authorization.Browser:

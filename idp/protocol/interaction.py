@@ -14,13 +14,16 @@ from sqlalchemy.orm import Session
 from idp.audit.events import AuditEvent, record
 from idp.errors import AccessDenied, LoginRequired, OAuth2Error, PageError
 from idp.protocol.authorization import (
+    INTERACTION_TTL,
     Browser,
     NeedsInteraction,
     Outcome,
+    Redirect,
     authlib_grant,
     consent_owed,
     error_redirect,
     issue_code,
+    origin_of,
     signed_in_user,
 )
 from idp.protocol.requests import Params
@@ -30,6 +33,8 @@ from idp.store.clients import Client
 from idp.store.interactions import CONSENT, LOGIN, Interaction
 
 EXPIRED = ("This sign-in has expired", "Go back to the application and sign in again.")
+# The one parameter of an interaction of the IdP's own: where to go once signed in.
+RETURN_PATH = "return_path"
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,17 @@ class Pending:
     """A live interaction of this browser, with its client, for the pages that advance it."""
 
     row: Interaction
-    client: Client
+    client: Client | None  # None: an interaction of the IdP's own (account pages, step-up)
     params: Params
 
     @property
     def redirect_uri(self) -> str:
         return self.params.get("redirect_uri") or ""
+
+    @property
+    def origins(self) -> list[str]:
+        """Where the form's redirects end (for the page's CSP form-action)."""
+        return [origin_of(self.redirect_uri)] if self.client is not None else []
 
     @property
     def scopes(self) -> list[str]:
@@ -54,9 +64,28 @@ def pending(db: Session, interaction_id: str | None, browser: Browser) -> Pendin
     expires and only until it is complete; otherwise an error page."""
     row = interactions.get(db, interaction_id, browser.binding)
     client = clients.get(db, row.client_id) if row is not None and row.client_id else None
-    if row is None or client is None:
+    if row is None or (row.client_id is not None and client is None):
         raise PageError(*EXPIRED)
     return Pending(row, client, Params([(k, v) for k, v in row.params]))
+
+
+def start_own(
+    db: Session, browser: Browser, return_path: str, login_required: bool = True
+) -> NeedsInteraction:
+    """An interaction of the IdP's own, for a page that needs a (fresh) sign-in first: the same
+    steps as an authorization request, then back to `return_path` on this server."""
+    if not return_path.startswith("/") or return_path.startswith("//") or "\\" in return_path:
+        raise ValueError("return_path must be a path on this server")
+    interaction_id = interactions.start(
+        db,
+        browser.binding,
+        None,
+        [(RETURN_PATH, return_path)],
+        INTERACTION_TTL,
+        browser.ip,
+        login_required=login_required,
+    )
+    return NeedsInteraction(interaction_id, LOGIN)
 
 
 def resume(db: Session, runtime: Runtime, interaction_id: str | None, browser: Browser) -> Outcome:
@@ -81,6 +110,11 @@ def _resume(
     ):
         return NeedsInteraction(interaction_id, LOGIN)
     session, user = signed_in
+    if it.client is None:
+        # The IdP's own: signed in as asked, back to the page that asked (a path we stored).
+        if interactions.complete(db, interaction_id, browser.binding) is None:
+            raise PageError(*EXPIRED)
+        return Redirect(it.params.get(RETURN_PATH) or "/", origin="")
     if row.hinted_sub is not None and row.hinted_sub != user.id:
         raise LoginRequired("the signed-in user is not the one id_token_hint names")
     if CONSENT not in row.steps and consent_owed(db, it.client, user, it.params):
@@ -111,6 +145,8 @@ def decide(
     if signed_in is None or it.row.user_id not in (None, signed_in[1].id):
         # Signed out, or signed in as somebody else in another tab: the answer is not theirs.
         return NeedsInteraction(interaction_id or "", LOGIN)
+    if it.client is None:
+        raise PageError("Invalid request", "Nothing here needs your consent.")
     user, client_id = signed_in[1], it.client.client_id
     if not allow:
         record(db, AuditEvent.CONSENT_DENIED, ip=browser.ip, user_id=user.id, client_id=client_id)

@@ -6,7 +6,7 @@ interaction goes on (to the code, or to access_denied for the relying party).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -15,7 +15,7 @@ from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import PageError
-from idp.protocol import authorization, interaction
+from idp.protocol import interaction
 from idp.protocol.claims import describe
 from idp.protocol.endpoints.authorize import respond
 from idp.security import csrf
@@ -30,11 +30,14 @@ def consent_page(
 ) -> Response:
     interaction_id = request.query_params.get("interaction")
     pending = interaction.pending(db, interaction_id, browser)
+    if pending.client is None:
+        raise PageError("Invalid request", "Nothing here needs your consent.")
     session = sessions.current(db, browser.session_cookie, runtime.settings, touch=False)
     user = users.get(db, session.user_id) if session else None
     if user is None:
         # Signed out in another tab meanwhile: sign in again, within the same interaction.
-        return RedirectResponse(f"/login?interaction={interaction_id}", status_code=302)
+        query = urlencode({"interaction": interaction_id or ""})
+        return RedirectResponse(f"/login?{query}", status_code=302)
     return pages.render(
         request,
         "consent/ask.html",
@@ -46,7 +49,7 @@ def consent_page(
             "redirect_host": urlsplit(pending.redirect_uri).netloc,
         },
         # Chromium applies form-action to the redirect after the POST, to the relying party.
-        form_action_origins=[authorization.origin_of(pending.redirect_uri)],
+        form_action_origins=pending.origins,
     )
 
 

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
-from idp.protocol import authorization, interaction
+from idp.protocol import interaction
 from idp.protocol.authorization import Browser
 from idp.protocol.interaction import Pending
 from idp.runtime import Runtime
@@ -56,12 +56,12 @@ def _page(
             "interaction": interaction_id if pending else None,
             "email": email,
             "error": error,
-            "client_name": pending.client.name if pending else None,
+            "client_name": pending.client.name if pending and pending.client else None,
         },
         status=status,
         # Chromium applies form-action to every redirect after the POST: the last one goes to
         # the relying party's validated redirect_uri.
-        form_action_origins=[authorization.origin_of(pending.redirect_uri)] if pending else [],
+        form_action_origins=pending.origins if pending else [],
     )
 
 

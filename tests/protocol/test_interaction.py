@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from idp.protocol.authorization import Browser
+from idp.protocol.interaction import start_own
 from idp.worker import prune
 from tests.authorize_helpers import is_login_redirect, redirect_to_rp
 from tests.conftest import ISSUER, make_settings, migrated_app
@@ -148,3 +151,35 @@ def test_expired_interactions_are_pruned(idp: Harness) -> None:
     counts = prune(idp.runtime.sessions)
     assert counts["interactions"] == 2
     assert sql(idp, "SELECT count(*) FROM interactions")[0][0] == 0  # type: ignore[index]
+
+
+def test_an_interaction_of_the_idps_own_uses_the_same_steps(idp: Harness) -> None:
+    """Issue 9: an interaction may have no client (account pages, admin step-up): the login page
+    names no application, and after sign-in the browser goes back to the page that started it;
+    consent does not apply to it."""
+    idp.user()
+    binding = "b" * 43
+    idp.http.cookies.set("__Host-idp_interaction", binding, domain="testserver.local")
+    with idp.runtime.sessions.begin() as db:
+        step = start_own(db, Browser(None, binding, "testclient"), "/account?tab=security")
+    page = idp.http.get("/login?interaction=" + step.interaction_id)
+    assert page.status_code == 200, page.text
+    assert "to continue to" not in page.text
+    consent = idp.http.get("/consent?interaction=" + step.interaction_id)
+    assert consent.status_code == 400
+    fields = form_fields(page.text)
+    fields.update(email="alice@example.com", password=PASSWORD)
+    signed_in = idp.http.post("/login", data=fields)
+    assert signed_in.status_code == 303
+    back = idp.http.get(signed_in.headers["location"])
+    assert back.status_code == 302
+    assert back.headers["location"] == "/account?tab=security"
+    again = idp.http.get(signed_in.headers["location"])
+    assert again.status_code == 400  # once
+
+
+def test_an_interaction_of_the_idps_own_returns_only_to_this_server() -> None:
+    """OWASP Unvalidated Redirects: the way back is a path on this server, never a URL."""
+    for target in ("https://evil.example/", "//evil.example", "/\\evil.example", "account"):
+        with pytest.raises(ValueError, match="path on this server"):
+            start_own(None, Browser(None, "b" * 43, None), target)  # type: ignore[arg-type]
