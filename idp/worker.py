@@ -22,8 +22,12 @@ DELIVERY_THREADS = 4
 DELIVERY_RETRY_SECONDS = 2
 
 
-def prune(factory: sessionmaker[Session], batch: int = BATCH) -> dict[str, int]:
+def prune(
+    factory: sessionmaker[Session], batch: int = BATCH, idle_timeout: int | None = None
+) -> dict[str, int]:
     """Delete expired rows table by table, `batch` rows per transaction; returns the counts.
+    Sessions idle longer than `idle_timeout` count as expired; every session pruned queues its
+    back-channel logout tokens.
 
     Safe while servers run: each batch is its own short transaction and deletes only rows that
     can no longer be used (expired, or used and past any retry window)."""
@@ -33,7 +37,7 @@ def prune(factory: sessionmaker[Session], batch: int = BATCH) -> dict[str, int]:
         total = 0
         while True:
             with factory.begin() as db:
-                deleted = expiry.delete_batch(db, name, ts, batch)
+                deleted = expiry.delete_batch(db, name, ts, batch, idle_timeout)
             total += deleted
             if deleted < batch:
                 break
@@ -92,7 +96,10 @@ class Worker:
             if prune_every and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + prune_every
                 try:
-                    log.info("pruned: %s", prune(self._runtime.sessions))
+                    pruned = prune(
+                        self._runtime.sessions, idle_timeout=settings.session_idle_timeout_seconds
+                    )
+                    log.info("pruned: %s", pruned)
                 except Exception:
                     log.exception("pruning failed")
 

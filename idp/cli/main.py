@@ -82,7 +82,11 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> None:
 
     engine = make_engine(settings)
     try:
-        counts = prune(make_sessionmaker(engine), batch=args.batch)
+        counts = prune(
+            make_sessionmaker(engine),
+            batch=args.batch,
+            idle_timeout=settings.session_idle_timeout_seconds,
+        )
     finally:
         engine.dispose()
     emit(counts, args.json, "\n".join(f"{n}: {c} deleted" for n, c in counts.items()))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
+from idp.store import logout_deliveries
 from idp.store.assertions import UsedAssertion
 from idp.store.codes import AuthorizationCode
 from idp.store.interactions import Interaction
@@ -19,11 +20,14 @@ from idp.store.sessions import BrowserSession
 REPLAY_MEMORY = 86400
 
 
-def _targets(ts: int) -> list[tuple[str, Any, Any]]:
+def _targets(ts: int, idle_timeout: int | None = None) -> list[tuple[str, Any, Any]]:
     old = ts - REPLAY_MEMORY
+    session_over = BrowserSession.expires_at < ts
+    if idle_timeout:
+        session_over = or_(session_over, BrowserSession.last_seen_at < ts - idle_timeout)
     return [
         # Sessions first: a code outlives its expiry while its session lives (below).
-        ("sessions", BrowserSession.id_hash, BrowserSession.expires_at < ts),
+        ("sessions", BrowserSession.id_hash, session_over),
         # A code is also the record of which clients a session signed in to (the back-channel
         # logout targets): kept while its session lives, however long that is.
         (
@@ -47,10 +51,24 @@ def _targets(ts: int) -> list[tuple[str, Any, Any]]:
 TABLES = [name for name, _, _ in _targets(0)]
 
 
-def delete_batch(db: Session, name: str, ts: int, batch: int) -> int:
-    """Delete up to `batch` expired rows of one table; returns how many went."""
-    _, key, expired = next(t for t in _targets(ts) if t[0] == name)
-    keys = db.scalars(select(key).where(expired).limit(batch)).all()
+def delete_batch(
+    db: Session, name: str, ts: int, batch: int, idle_timeout: int | None = None
+) -> int:
+    """Delete up to `batch` expired rows of one table; returns how many went. A session that
+    timed out (absolute, or idle when `idle_timeout` is given) has ended: its relying parties
+    are told, as at any other end (Back-Channel Logout 1.0 §2.5)."""
+    _, key, expired = next(t for t in _targets(ts, idle_timeout) if t[0] == name)
+    if name == "sessions":
+        ended = db.execute(
+            select(BrowserSession.id_hash, BrowserSession.sid, BrowserSession.user_id)
+            .where(expired)
+            .limit(batch)
+        ).all()
+        for _, sid, user_id in ended:
+            logout_deliveries.queue_session_end(db, sid, user_id)
+        keys = [row[0] for row in ended]
+    else:
+        keys = list(db.scalars(select(key).where(expired).limit(batch)))
     if keys:
         db.execute(delete(key.class_).where(key.in_(keys), expired))
     return len(keys)

@@ -1,8 +1,8 @@
 """Every way a session ends queues its back-channel logout tokens (OIDC Back-Channel Logout 1.0
-§2.5; idp/authn/sessions.py): a sign-in that replaces the session, and ending every session of
-a user (`idp users revoke-sessions`). RP-initiated logout (RP-Initiated Logout 1.0 §2) is
-tested end to end in tests/protocol/test_backchannel.py
-(test_logout_token_reaches_the_relying_party).
+§2.5; idp/authn/sessions.py): a sign-in that replaces the session, ending every session of a
+user (`idp users revoke-sessions`), and a session that timed out, when it is pruned.
+RP-initiated logout (RP-Initiated Logout 1.0 §2) is tested end to end in
+tests/protocol/test_backchannel.py (test_logout_token_reaches_the_relying_party).
 
 The worker is stopped first, so what is queued stays in the logout_deliveries table to be read.
 """
@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from idp.authn.sessions import end_all
 from idp.store.logout_deliveries import LogoutDelivery
+from idp.worker import prune
 from tests.conftest import ISSUER
 from tests.helpers import RP, Harness, query_of
 from tests.token_helpers import sql
@@ -170,3 +171,23 @@ def test_ending_every_session_queues_one_per_session(
     }
     assert live_sids(idp, s.user_id) == set()
     assert len(sql(idp, "SELECT sid FROM sessions WHERE sid = :s", s=bob_sid)) == 1
+
+
+@pytest.mark.parametrize("how", ["absolute", "idle"])
+def test_a_session_that_times_out_queues_its_logout_tokens_when_pruned(
+    idp: Harness, signed_in: SignedIn, how: str
+) -> None:
+    """Back-Channel Logout §2.5 (the OP tells each RP when the session ends): a session that
+    ran out (IDP_SESSION_ABSOLUTE_TIMEOUT_SECONDS, or IDP_SESSION_IDLE_TIMEOUT_SECONDS without
+    use) has ended too; pruning it queues the same logout tokens as a sign-out."""
+    column = "expires_at" if how == "absolute" else "last_seen_at"
+    sql(idp, f"UPDATE sessions SET {column} = 1")  # noqa: S608 (a column name of ours)
+    idle = idp.runtime.settings.session_idle_timeout_seconds
+    counts = prune(idp.runtime.sessions, idle_timeout=idle)
+    assert counts["sessions"] == 1
+    s = signed_in
+    assert queued(idp) == {
+        Queued(s.notified.client_id, s.sid, s.user_id, 0),
+        Queued(s.also_notified.client_id, s.sid, s.user_id, 0),
+    }
+    assert live_sids(idp, s.user_id) == set()
