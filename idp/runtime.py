@@ -34,6 +34,8 @@ class Runtime:
     # Units of work that only read: on SQLite they never take the write lock; on PostgreSQL the
     # transaction is READ ONLY, so a write that slips into a read path fails loudly.
     reads: sessionmaker[Session]
+    # The same read-only pool without the ORM, for a single lookup on the hot path.
+    read_engine: Engine
     keys: KeyRing
     passwords: Passwords
     sealer: Sealer
@@ -49,7 +51,8 @@ def build_runtime(settings: Settings) -> Runtime:
     if "signing_keys" not in inspect(engine).get_table_names():
         engine.dispose()
         raise NotMigrated("the database has no schema yet: run `idp migrate` first")
-    writes, reads = make_sessionmaker(engine), make_sessionmaker(read_only(engine))
+    read_engine = read_only(engine)
+    writes, reads = make_sessionmaker(engine), make_sessionmaker(read_engine)
     try:
         kek = load_key_encryption_key(settings)
         sealer = Sealer(kek)
@@ -66,6 +69,7 @@ def build_runtime(settings: Settings) -> Runtime:
         engine=engine,
         sessions=writes,
         reads=reads,
+        read_engine=read_engine,
         keys=keys,
         passwords=Passwords(settings),
         sealer=sealer,

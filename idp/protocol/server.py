@@ -11,6 +11,7 @@ from typing import Any
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
@@ -36,12 +37,15 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         db: Session,
         remote_keys: RemoteKeys | None = None,
         read_only: bool = False,
+        reader: Connection | None = None,
     ) -> None:
         super().__init__()
         self.runtime = runtime
         self.settings = runtime.settings
         self.tokens = token_service(runtime)
         self.db = db
+        # Client lookups go to a bare connection when the caller has one (the hot path).
+        self.reader: Session | Connection = reader if reader is not None else db
         # A read-only unit of work keeps its audit events for the caller to write afterwards.
         self.read_only = read_only
         self.deferred_events: list[dict[str, Any]] = []
@@ -61,7 +65,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> ClientProtocol | None:
         if not isinstance(client_id, str) or len(client_id) > 64:
             return None
-        row = clients.get_record(self.db, client_id)
+        row = clients.get_record(self.reader, client_id)
         return ClientProtocol(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: IdpRequest) -> None:
