@@ -34,11 +34,17 @@ from idp.security.secrets import new_secret
 from idp.web.templating import Templates
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def get_templates(request: Request) -> Templates:
+# The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
+# the threadpool, a thread hop per dependency per request for nothing.
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
+async def get_templates(request: Request) -> Templates:
     return request.app.state.templates  # type: ignore[no-any-return]
 
 
@@ -134,7 +140,7 @@ async def client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
 ClientKeys = Annotated[RemoteKeys | None, Depends(client_keys)]
 
 
-def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
+async def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
     """The browser's session cookie, its interaction binding (a new one if it has none) and
     its address."""
     settings = runtime.settings

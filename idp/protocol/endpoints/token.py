@@ -44,7 +44,7 @@ async def token_endpoint(request: Request) -> Response:
     read connection below, 826, as before the redesign). The same steps
     as the typed dependencies, in the same order: the form, then a private_key_jwt client's
     remote keys, then one unit of work that ends before the response is returned."""
-    runtime = deps.get_runtime(request)
+    runtime = deps.runtime_of(request)
     form = await deps.oauth_form(request, runtime)
     keys = await deps.client_keys(form, runtime)
     if not form.get("grant_type"):
