@@ -18,24 +18,13 @@ from collections.abc import Callable, Iterable
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import (
     AccessDeniedError as AccessDenied,
-)
-from authlib.oauth2.rfc6749.errors import (
-    InvalidClientError as InvalidClient,
-)
-from authlib.oauth2.rfc6749.errors import (
-    InvalidGrantError as InvalidGrant,
-)
-from authlib.oauth2.rfc6749.errors import (
     InvalidRequestError as InvalidRequest,
-)
-from authlib.oauth2.rfc6749.errors import (
-    InvalidScopeError as InvalidScope,
-)
-from authlib.oauth2.rfc6749.errors import (
     OAuth2Error,
 )
-from authlib.oidc.core.errors import ConsentRequiredError as ConsentRequired
-from authlib.oidc.core.errors import LoginRequiredError as LoginRequired
+from authlib.oidc.core.errors import (
+    ConsentRequiredError as ConsentRequired,
+    LoginRequiredError as LoginRequired,
+)
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -45,10 +34,7 @@ __all__ = [
     "AccessDenied",
     "ConsentRequired",
     "InsufficientScope",
-    "InvalidClient",
-    "InvalidGrant",
     "InvalidRequest",
-    "InvalidScope",
     "InvalidToken",
     "LoginRequired",
     "OAuth2Error",
@@ -56,7 +42,6 @@ __all__ = [
     "RequestNotSupported",
     "RequestUriNotSupported",
     "ServerError",
-    "TemporarilyUnavailable",
     "bearer_challenge",
     "install",
     "oauth_json",
@@ -76,13 +61,6 @@ class ServerError(OAuth2Error):  # type: ignore[misc]
 
     error = "server_error"
     status_code = 500
-
-
-class TemporarilyUnavailable(OAuth2Error):  # type: ignore[misc]
-    """RFC 6749 §4.1.2.1."""
-
-    error = "temporarily_unavailable"
-    status_code = 503
 
 
 class RequestNotSupported(OAuth2Error):  # type: ignore[misc]

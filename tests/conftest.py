@@ -95,6 +95,17 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def ticking_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings whose background worker runs its maintenance every second (the shortest key
+    refresh the settings allow, with the key windows it requires)."""
+    values: dict[str, object] = {
+        "key_refresh_seconds": 1,
+        "jwks_max_age_seconds": 0,
+        "key_prepublication_seconds": 1,
+    }
+    return make_settings(database_url, tmp_path, **{**values, **overrides})
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -60,3 +61,9 @@ def record(
         )
     )
     log.info("%s user=%s client=%s ip=%s %s", event, user_id, client_id, ip, safe)
+
+
+def record_all(db: Session, events: list[dict[str, Any]]) -> None:
+    """Write events a read-only unit of work kept for later (each as `record`'s keywords)."""
+    for event in events:
+        record(db, **event)

@@ -3,7 +3,8 @@
 Every way a session ends queues back-channel logout tokens for the relying parties it signed in
 to (OIDC Back-Channel Logout 1.0 §2.5), and revokes the refresh tokens bound to it unless the
 user granted offline access (OIDC Core §11): a sign-out, a sign-in that replaces the session
-(prompt=login, max_age, another account), and `idp users revoke-sessions`.
+(prompt=login, max_age, another account), and `idp users revoke-sessions`. A session that timed
+out is told to its relying parties when it is pruned (store.expiry).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
 from idp.settings import Settings
-from idp.store import logout_deliveries, refresh_tokens
-from idp.store import sessions as store
+from idp.store import logout_deliveries, refresh_tokens, sessions as store
 from idp.store.sessions import BrowserSession
 
 __all__ = ["BrowserSession", "current", "end", "end_all", "start"]

@@ -35,8 +35,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from idp.runtime import build_runtime
-    from idp.store import clients as store_clients
-    from idp.store import users as store_users
+    from idp.store import clients as store_clients, users as store_users
 
     cmd_migrate(settings, args)
     services = build_runtime(settings)  # fails here, with one line, on a wrong KEK

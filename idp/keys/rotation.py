@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 from idp.audit.events import AuditEvent, record
 from idp.security.secrets import DecryptionError, Sealer
 from idp.settings import Settings
-from idp.store import clients
-from idp.store import keys as key_store
+from idp.store import clients, keys as key_store
 from idp.store.base import now
 from idp.store.keys import KeyState, SigningKey
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
@@ -21,7 +21,6 @@ from idp import outbound
 from idp.audit.events import AuditEvent, record
 from idp.protocol.jose import registry
 from idp.protocol.requests import Params
-from idp.security.secrets import b64url_decode
 from idp.store import assertions, clients
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
@@ -120,21 +119,19 @@ class RemoteKeys:
 
     client_id: str
     document: dict[str, Any] | None  # None: the fetch failed
-    reason: str = ""
 
 
 def _unverified(assertion: str) -> tuple[str | None, str | None]:
     """The assertion's client (`iss`, RFC 7523 §3) and `kid`, read without checking anything:
     they only pick which keys to fetch, and the signature is checked against those keys later."""
     try:
-        parts = assertion.split(".")
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-    except (ValueError, IndexError, UnicodeDecodeError, RecursionError):
+        parsed = jws.extract_compact(assertion.encode())
+        claims = json.loads(parsed.payload)
+    except (JoseError, ValueError, RecursionError):
         return None, None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
+    if not isinstance(claims, dict):
         return None, None
-    iss, kid = claims.get("iss"), header.get("kid")
+    iss, kid = claims.get("iss"), parsed.protected.get("kid")
     return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
 
 
@@ -171,8 +168,8 @@ def fetch_client_keys(where: KeysLocation) -> RemoteKeys:
     Called with no transaction open: the network wait holds no database resource at all."""
     try:
         return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, where.kid))
-    except InvalidClientError as error:
-        return RemoteKeys(where.client_id, None, error.description or "")
+    except InvalidClientError:
+        return RemoteKeys(where.client_id, None)
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]

@@ -27,8 +27,7 @@ from sqlalchemy import text
 from idp.app import create_app
 from idp.db.engine import make_engine
 from idp.db.migrate import upgrade
-from idp.keys import ring as keystore_module
-from idp.keys import rotation as key_rotation
+from idp.keys import ring as keystore_module, rotation as key_rotation
 from idp.keys.kek import KeyMaterialError, new_key_encryption_key
 from idp.keys.ring import KeyRing
 from idp.runtime import Runtime
@@ -972,15 +971,9 @@ def test_each_worker_runs_the_schedule_in_the_background(database_url: str, tmp_
 
     from starlette.testclient import TestClient
 
-    from tests.conftest import ISSUER, migrated_app
+    from tests.conftest import ISSUER, migrated_app, ticking_settings
 
-    settings = make_settings(
-        database_url,
-        tmp_path,
-        key_refresh_seconds=1,
-        jwks_max_age_seconds=0,
-        key_prepublication_seconds=1,
-    )
+    settings = ticking_settings(database_url, tmp_path)
     app = migrated_app(settings)
     services: Runtime = app.state.runtime
     try:

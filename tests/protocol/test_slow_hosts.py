@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from idp import outbound
 from idp.protocol import backchannel, client_auth
-from tests.conftest import make_settings, migrated_app
+from tests.conftest import migrated_app, ticking_settings
 from tests.helpers import Harness, wait_until
 from tests.protocol.test_client_auth import SERVICE, assert_invalid_client
 from tests.refresh_helpers import (
@@ -202,13 +202,7 @@ def test_a_hanging_logout_endpoint_stalls_no_request_and_no_key_maintenance(
     one thread of the worker's delivery pool until its deadline, and meanwhile introspection
     (RFC 7662 §2.1), token requests (RFC 6749 §6) and the worker's key maintenance go on as
     usual; when the deadline passes, the attempt is recorded as failed."""
-    settings = make_settings(
-        database_url,
-        tmp_path,
-        key_refresh_seconds=1,
-        jwks_max_age_seconds=0,
-        key_prepublication_seconds=1,
-    )
+    settings = ticking_settings(database_url, tmp_path)
     app = migrated_app(settings)
     ring = app.state.runtime.keys
     original_tick = ring.tick

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.conftest import ISSUER
@@ -102,7 +103,5 @@ def test_refusals_are_audited(idp: Harness) -> None:
     fields.update(email="alice@example.com", password=PASSWORD, csrf_token="x" * 43)
     assert refused(idp.http.post("/login", data=fields))
     with idp.runtime.sessions() as db:
-        from sqlalchemy import text
-
         rows = db.execute(text("SELECT detail FROM audit_events WHERE event = 'csrf.rejected'"))
         assert len(rows.all()) == 1

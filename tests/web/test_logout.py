@@ -213,16 +213,9 @@ def test_each_worker_prunes_periodically(database_url: str, tmp_path: Path) -> N
 
     from starlette.testclient import TestClient
 
-    from tests.conftest import make_settings, migrated_app
+    from tests.conftest import migrated_app, ticking_settings
 
-    settings = make_settings(
-        database_url,
-        tmp_path,
-        prune_interval_seconds=1,
-        key_refresh_seconds=1,
-        jwks_max_age_seconds=0,
-        key_prepublication_seconds=1,
-    )
+    settings = ticking_settings(database_url, tmp_path, prune_interval_seconds=1)
     app = migrated_app(settings)
     services = app.state.runtime
     try:

@@ -2,22 +2,19 @@
 
 Both read in a read-only transaction: an unknown token, or any introspection, never takes the
 write lock. What must be written (a revocation, a failed authentication's audit event) is
-written afterwards in a short transaction of its own. A private_key_jwt client writes its
-assertion's jti, so its request runs in one write transaction.
+written afterwards in a short transaction of its own. A private_key_jwt client's first unit of
+work writes too (its assertion's jti).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from idp import deps
-from idp.audit.events import record
+from idp.audit.events import record_all
 from idp.errors import NO_STORE, InvalidRequest
 from idp.protocol import token_admin
 from idp.protocol.client_auth import RemoteKeys
@@ -58,28 +55,30 @@ def _token_of(oauth_request: IdpRequest) -> str:
     return token
 
 
+def _writes(oauth_request: IdpRequest) -> bool:
+    """An assertion's jti is written at authentication; every other method only reads."""
+    return "client_assertion" in oauth_request.params.data
+
+
 def _revoke(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
-    writes = "client_assertion" in oauth_request.params.data
+    writes = _writes(oauth_request)
     with (deps.transaction if writes else deps.read_transaction)(runtime) as db:
         server = IdpServer(runtime, db, keys, read_only=not writes)
         client, refused = _authenticate(server, oauth_request, REVOKE_METHODS, "revoke")
         found = None
         if client is not None:
             found = token_admin.find_revocable(db, runtime, client, _token_of(oauth_request))
-        if found is not None and writes:
-            token_admin.revoke(db, found, oauth_request.ip)
-    later = found if not writes else None
-    if server.deferred_events or later is not None:
+    if server.deferred_events or found is not None:
         with deps.transaction(runtime) as db:
-            _record(db, server.deferred_events)
-            if later is not None:
-                token_admin.revoke(db, later, oauth_request.ip)
+            record_all(db, server.deferred_events)
+            if found is not None:
+                token_admin.revoke(db, found, oauth_request.ip)
     # RFC 7009 §2.2: 200 whether or not there was anything to revoke.
     return refused or Response(status_code=200, headers=NO_STORE)
 
 
 def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
-    writes = "client_assertion" in oauth_request.params.data
+    writes = _writes(oauth_request)
     with (deps.transaction if writes else deps.read_transaction)(runtime) as db:
         server = IdpServer(runtime, db, keys, read_only=not writes)
         client, refused = _authenticate(server, oauth_request, INTROSPECT_METHODS, "introspect")
@@ -87,13 +86,8 @@ def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | 
             answer = token_admin.introspect(db, runtime, client, _token_of(oauth_request))
     if server.deferred_events:
         with deps.transaction(runtime) as db:
-            _record(db, server.deferred_events)
+            record_all(db, server.deferred_events)
     return refused or JSONResponse(answer, headers=NO_STORE)
-
-
-def _record(db: Session, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        record(db, **event)
 
 
 @router.post("/revoke", include_in_schema=False)
