@@ -24,8 +24,14 @@ def new_secret() -> str:
 
 
 def new_id(nbytes: int = 16) -> str:
-    """A random public identifier (client ids, session ids in tokens, jti)."""
-    return secrets.token_urlsafe(nbytes)
+    """A random public identifier (client ids, session ids in tokens, jti).
+
+    Never starts with "-": an id is typed as a command-line argument (`idp clients show ID`),
+    where a leading dash reads as an option. Redrawing costs under 0.1 bit of the 128."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
 
 
 def sha256_hex(value: str) -> str:
