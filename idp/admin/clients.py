@@ -6,24 +6,24 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from idp.admin.client_uris import (
+    InvalidRegistration as InvalidRegistration,  # re-exported: callers catch it from here
+    check_audience,
+    check_redirect_uri,
+    check_url,
+)
 from idp.audit.events import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex
-from idp.settings import LOOPBACK_HOSTS, SUPPORTED_ALGS
+from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
 MIN_TTL, MAX_TTL = 30, 86400
-ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
-
-
-class InvalidRegistration(ValueError):
-    """A client registration that cannot be accepted; the message is one line."""
 
 
 @dataclass
@@ -52,58 +52,6 @@ class ClientSpec:
 class Registered:
     client: Client
     client_secret: str | None  # shown once, never stored
-
-
-def check_redirect_uri(uri: str, what: str = "redirect URI") -> None:
-    """RFC 9700 §4.1.3 and RFC 8252: exact, absolute, no fragment, https or loopback http."""
-    if "*" in uri:
-        raise InvalidRegistration(f"{what} {uri!r} contains a wildcard; register exact URIs")
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        raise InvalidRegistration(f"{what} {uri!r} is not a valid URI") from None
-    if "#" in uri:
-        raise InvalidRegistration(f"{what} {uri!r} has a fragment (RFC 6749 §3.1.2)")
-    if any(c.isspace() for c in uri) or len(uri) > 2000:
-        raise InvalidRegistration(f"{what} {uri!r} is not a valid URI")
-    if parts.scheme == "https":
-        if not parts.hostname:
-            raise InvalidRegistration(f"{what} {uri!r} has no host")
-        return
-    if parts.scheme == "http":
-        if parts.hostname not in LOOPBACK_HOSTS:
-            raise InvalidRegistration(
-                f"{what} {uri!r} uses http for a non-loopback host; use https"
-            )
-        return
-    # RFC 8252 §7.1: native apps may use a private-use scheme in reverse-domain form.
-    if "." in parts.scheme and not parts.netloc:
-        return
-    raise InvalidRegistration(
-        f"{what} {uri!r} must be https, loopback http or a private-use scheme"
-    )
-
-
-def _check_url(uri: str, what: str) -> None:
-    parts = urlsplit(uri)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return
-    raise InvalidRegistration(f"{what} {uri!r} must be https (or http on a loopback host)")
-
-
-def _check_audience(audience: str) -> None:
-    """RFC 8707 §2: a resource is an absolute URI (https://api.example, urn:example:api) without
-    a fragment."""
-    parts = urlsplit(audience)
-    if (
-        not ABSOLUTE_URI.match(audience)
-        or not (parts.netloc or parts.path)
-        or "#" in audience
-        or len(audience) > 2000
-    ):
-        raise InvalidRegistration(f"audience {audience!r} must be an absolute URI without fragment")
 
 
 def load_jwks_file(path: Path) -> dict[str, object]:
@@ -155,9 +103,9 @@ def _validate(spec: ClientSpec) -> str:
     if spec.jwks_uri and spec.jwks:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
     if spec.jwks_uri:
-        _check_url(spec.jwks_uri, "jwks_uri")
+        check_url(spec.jwks_uri, "jwks_uri")
     if spec.backchannel_logout_uri:
-        _check_url(spec.backchannel_logout_uri, "backchannel_logout_uri")
+        check_url(spec.backchannel_logout_uri, "backchannel_logout_uri")
         if "#" in spec.backchannel_logout_uri:
             raise InvalidRegistration("backchannel_logout_uri must not have a fragment")
     for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
@@ -168,7 +116,7 @@ def _validate(spec: ClientSpec) -> str:
     ) and "refresh_token" not in grants:
         raise InvalidRegistration("refresh token lifetimes need the refresh_token grant")
     if spec.access_token_audience is not None:
-        _check_audience(spec.access_token_audience)
+        check_audience(spec.access_token_audience)
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
         raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")

@@ -1,0 +1,66 @@
+"""The URIs a client registers: checked once, at registration, with a one-line reason."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from idp.settings import LOOPBACK_HOSTS
+
+ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+
+
+class InvalidRegistration(ValueError):
+    """A client registration that cannot be accepted; the message is one line."""
+
+
+def check_redirect_uri(uri: str, what: str = "redirect URI") -> None:
+    """RFC 9700 §4.1.3 and RFC 8252: exact, absolute, no fragment, https or loopback http."""
+    if "*" in uri:
+        raise InvalidRegistration(f"{what} {uri!r} contains a wildcard; register exact URIs")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        raise InvalidRegistration(f"{what} {uri!r} is not a valid URI") from None
+    if "#" in uri:
+        raise InvalidRegistration(f"{what} {uri!r} has a fragment (RFC 6749 §3.1.2)")
+    if any(c.isspace() for c in uri) or len(uri) > 2000:
+        raise InvalidRegistration(f"{what} {uri!r} is not a valid URI")
+    if parts.scheme == "https":
+        if not parts.hostname:
+            raise InvalidRegistration(f"{what} {uri!r} has no host")
+        return
+    if parts.scheme == "http":
+        if parts.hostname not in LOOPBACK_HOSTS:
+            raise InvalidRegistration(
+                f"{what} {uri!r} uses http for a non-loopback host; use https"
+            )
+        return
+    # RFC 8252 §7.1: native apps may use a private-use scheme in reverse-domain form.
+    if "." in parts.scheme and not parts.netloc:
+        return
+    raise InvalidRegistration(
+        f"{what} {uri!r} must be https, loopback http or a private-use scheme"
+    )
+
+
+def check_url(uri: str, what: str) -> None:
+    parts = urlsplit(uri)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    raise InvalidRegistration(f"{what} {uri!r} must be https (or http on a loopback host)")
+
+
+def check_audience(audience: str) -> None:
+    """RFC 8707 §2: a resource is an absolute URI (https://api.example, urn:example:api) without
+    a fragment."""
+    parts = urlsplit(audience)
+    if (
+        not ABSOLUTE_URI.match(audience)
+        or not (parts.netloc or parts.path)
+        or "#" in audience
+        or len(audience) > 2000
+    ):
+        raise InvalidRegistration(f"audience {audience!r} must be an absolute URI without fragment")
