@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
+from dataclasses import dataclass
 from types import SimpleNamespace
 
-from sqlalchemy import JSON, Connection, String, delete, false, func, select
+from sqlalchemy import (
+    JSON,
+    Connection,
+    ForeignKey,
+    LargeBinary,
+    String,
+    delete,
+    false,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -44,7 +56,40 @@ class Client(Base):
     # RFC 9068 §3: the resource server this client's access tokens are for; None means the
     # server-wide default (IDP_ACCESS_TOKEN_AUDIENCE, else the issuer).
     access_token_audience: Mapped[str | None] = mapped_column(String(2000))
+    # OIDC Registration §2: pages a person may follow from the consent page, and the logo the
+    # IdP fetched once from logo_uri and serves from its own origin (client_logos).
+    logo_uri: Mapped[str | None] = mapped_column(String(2000))
+    client_uri: Mapped[str | None] = mapped_column(String(2000))
+    policy_uri: Mapped[str | None] = mapped_column(String(2000))
+    tos_uri: Mapped[str | None] = mapped_column(String(2000))
+    # The stored logo's SHA-256, here so a page knows there is a logo, and can cache-bust its
+    # URL, without reading client_logos.
+    logo_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(default=now)
+
+
+class ClientLogo(Base):
+    """A client's logo image, in a table of its own: the clients row that the token endpoint
+    reads on every request stays small."""
+
+    __tablename__ = "client_logos"
+
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    content_type: Mapped[str] = mapped_column(String(32))
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[int]
+
+
+@dataclass(frozen=True)
+class LogoFacts:
+    """What a listing says about a logo, without its bytes."""
+
+    content_type: str
+    sha256: str
+    size: int
 
 
 def add(db: Session, client: Client) -> Client:
@@ -55,6 +100,32 @@ def add(db: Session, client: Client) -> Client:
 
 def get(db: Session, client_id: str) -> Client | None:
     return db.get(Client, client_id)
+
+
+def add_logo(db: Session, logo: ClientLogo) -> ClientLogo:
+    db.add(logo)
+    db.flush()
+    return logo
+
+
+def logo(db: Session, client_id: str) -> ClientLogo | None:
+    return db.get(ClientLogo, client_id)
+
+
+def logo_facts(db: Session, client_ids: Collection[str]) -> dict[str, LogoFacts]:
+    """client_id -> the facts of its logo, for those of client_ids that have one; the images
+    themselves stay in the database."""
+    if not client_ids:
+        return {}
+    rows = db.execute(
+        select(
+            ClientLogo.client_id,
+            ClientLogo.content_type,
+            ClientLogo.sha256,
+            func.length(ClientLogo.image),  # bytes, for a BLOB (SQLite) and a bytea (PostgreSQL)
+        ).where(ClientLogo.client_id.in_(client_ids))
+    )
+    return {cid: LogoFacts(kind, sha, int(size)) for cid, kind, sha, size in rows}
 
 
 # The token endpoint's only query, run on the driver's cursor: SQLAlchemy's execution machinery
