@@ -28,6 +28,9 @@ JWKS_DEADLINE = 5.0
 JWKS_MAX_BYTES = 64 * 1024
 LOGOUT_DEADLINE = 5.0
 LOGOUT_MAX_BYTES = 16 * 1024  # a logout endpoint's answer is its status; its body is ignored
+LOGO_DEADLINE = 5.0
+LOGO_MAX_BYTES = 256 * 1024
+IMAGE_ACCEPT = b"image/png, image/jpeg, image/webp"
 
 # Clouds' instance metadata outside 169.254.0.0/16: AWS over IPv6, Alibaba Cloud.
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
@@ -95,6 +98,55 @@ def fetch_json(
     if not isinstance(document, dict):
         raise OutboundError("not a JSON object")
     return document
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image another host served: its type, as its first bytes say, and its bytes."""
+
+    content_type: str
+    body: bytes
+
+
+def fetch_image(
+    url: str, *, deadline: float = LOGO_DEADLINE, max_bytes: int = LOGO_MAX_BYTES
+) -> Image:
+    """GET a whole PNG, JPEG or WebP image; anything else is an OutboundError.
+
+    The type comes from the bytes, never from the Content-Type header, which the host chooses:
+    an SVG (which can carry script), an HTML page or a GIF is refused whatever it is labelled."""
+    response = _request("GET", url, [(b"Accept", IMAGE_ACCEPT)], None, deadline, max_bytes)
+    if response.status != 200:
+        raise OutboundError(f"HTTP {response.status}")
+    content_type = image_type(response.body)
+    if content_type is None:
+        raise OutboundError("not a PNG, JPEG or WebP image")
+    if not _whole(content_type, response.body):
+        raise OutboundError("incomplete image")
+    return Image(content_type, response.body)
+
+
+def image_type(data: bytes) -> str | None:
+    """The media type that data's signature (its magic bytes) names, if PNG, JPEG or WebP."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _whole(content_type: str, data: bytes) -> bool:
+    """Whether data ends where its format says an image ends. A body that stops early (a
+    Content-Length smaller than the image, a connection closed halfway) is refused here rather
+    than shown as a broken image on every consent page."""
+    if content_type == "image/png":  # PNG §5.6: IEND, with its fixed CRC, is the last chunk
+        return data.endswith(b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    if content_type == "image/jpeg":  # ITU T.81 §B.2.1: EOI ends the image
+        return data.endswith(b"\xff\xd9")
+    # RIFF: the size after the tag counts every byte after it
+    return len(data) >= 12 and int.from_bytes(data[4:8], "little") == len(data) - 8
 
 
 def post_form(

@@ -6,8 +6,10 @@ floods or redirects, and records every request it is sent.
 
 Behaviours (`host.behaviour`, which a test may change between requests):
 
-- "ok": `status` (200) with `body`, or else `document` as JSON; announced in a Content-Length
-  unless `content_length` is False (then the end of the connection ends the body).
+- "ok": `status` (200) with `body`, or else `document` as JSON, labelled `content_type`;
+  announced in a Content-Length unless `content_length` is False (then the end of the connection
+  ends the body). `length` announces another Content-Length than the body's own (a lie);
+  `chunked` sends the body with Transfer-Encoding: chunked (HTTP/1.1) instead.
 - "status": the same; reads better when the status code is the point.
 - "redirect": 302 to `location`.
 - "drip": the status line and headers at once, then one byte of body per `interval`: `body`
@@ -66,6 +68,8 @@ class SlowHost:
     linger: float = 10.0
     size: int = 1024 * 1024
     content_length: bool = True
+    length: int | None = None  # the Content-Length announced, if not the body's own
+    chunked: bool = False
     url: str = ""  # http://127.0.0.1:<port>/
     port: int = 0
     connections: int = 0
@@ -152,16 +156,21 @@ def serve_slow(behaviour: str = "ok", **settings: Any) -> Iterator[SlowHost]:
                 sized = [("Content-Length", str(host.size))] if host.content_length else []
                 self.wfile.write(self.head(host.status, sized))
                 self.flood(host.size)
+            elif host.chunked:
+                chunked = [("Transfer-Encoding", "chunked"), ("Connection", "close")]
+                self.wfile.write(self.head(host.status, chunked, version="1.1"))
+                self.send_chunks(host.answer())
             else:
                 body = host.answer()
-                sized = [_length(body)] if host.content_length else []
+                announced = len(body) if host.length is None else host.length
+                sized = [("Content-Length", str(announced))] if host.content_length else []
                 self.wfile.write(self.head(host.status, sized) + body)
                 self.tally(len(body))
 
         do_POST = do_GET
 
-        def head(self, status: int, headers: list[tuple[str, str]]) -> bytes:
-            lines = [f"HTTP/1.0 {status} Slow", f"Content-Type: {host.content_type}"]
+        def head(self, status: int, headers: list[tuple[str, str]], version: str = "1.0") -> bytes:
+            lines = [f"HTTP/{version} {status} Slow", f"Content-Type: {host.content_type}"]
             lines += [f"{k}: {v}" for k, v in headers]
             return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -172,6 +181,13 @@ def serve_slow(behaviour: str = "ok", **settings: Any) -> Iterator[SlowHost]:
                     return
                 self.wfile.write(bytes([byte]))
                 self.tally(1)
+
+        def send_chunks(self, body: bytes) -> None:
+            for start in range(0, len(body), 16384):
+                piece = body[start : start + 16384]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.tally(len(piece))
+            self.wfile.write(b"0\r\n\r\n")
 
         def flood(self, size: int) -> None:
             chunk = b"x" * 16384
