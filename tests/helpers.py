@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from starlette.testclient import TestClient
 
-from idp.admin.clients import ClientSpec, register
+from idp.admin.clients import ClientSpec, fetch_logo, register
 from idp.admin.users import create_user
 from idp.runtime import Runtime
 
@@ -114,8 +114,10 @@ class Harness:
             "redirect_uris": [REDIRECT_URI],
         }
         spec.update(kwargs)
+        wanted = ClientSpec(**spec)  # type: ignore[arg-type]
+        logo = fetch_logo(wanted)  # as every caller does: before the transaction
         with self.runtime.sessions.begin() as db:
-            registered = register(db, ClientSpec(**spec))  # type: ignore[arg-type]
+            registered = register(db, wanted, logo)
             return RP(
                 registered.client.client_id,
                 registered.client_secret,

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from idp.settings import LOOPBACK_HOSTS
 
+MAX_URI = 2000
 ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 
 
@@ -45,12 +46,28 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> None:
 
 
 def check_url(uri: str, what: str) -> None:
-    parts = urlsplit(uri)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return
-    raise InvalidRegistration(f"{what} {uri!r} must be https (or http on a loopback host)")
+    """A URL this server fetches, or puts on a page: absolute https with a host (or http on a
+    loopback host), no userinfo, no fragment, no whitespace or control characters."""
+    if len(uri) > MAX_URI:
+        raise InvalidRegistration(f"{what} is longer than {MAX_URI} characters")
+    # Not printable covers control characters and invisible ones (bidi overrides, zero-width
+    # spaces) that would make a URL shown to a person read as another.
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        raise InvalidRegistration(f"{what} {uri!r} contains whitespace or a control character")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number or too big)
+    except ValueError:
+        raise InvalidRegistration(f"{what} {uri!r} is not a valid URL") from None
+    https = parts.scheme == "https" and parts.hostname
+    if not https and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        raise InvalidRegistration(f"{what} {uri!r} must be https (or http on a loopback host)")
+    # A password in a URL would be sent, logged and shown; "user@" can also make a URL read as
+    # another host (https://bank.example@evil.example/).
+    if "@" in parts.netloc:
+        raise InvalidRegistration(f"{what} {uri!r} must not carry a user name or password")
+    if "#" in uri:
+        raise InvalidRegistration(f"{what} {uri!r} must not have a fragment")
 
 
 def check_audience(audience: str) -> None:

@@ -1,14 +1,23 @@
-"""Register and remove relying parties; a client secret is returned once and stored as a hash."""
+"""Register and remove relying parties; a client secret is returned once and stored as a hash.
+
+Registering is two steps, for every caller (the CLI, and later the admin pages and API):
+`fetch_logo(spec)` validates the registration and fetches its logo, with no transaction open,
+since it waits on the client's host; then `register(db, spec, logo)` writes the client and its
+logo in the caller's transaction, with no I/O.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from idp import outbound
 from idp.admin.client_uris import (
     InvalidRegistration as InvalidRegistration,  # re-exported: callers catch it from here
     check_audience,
@@ -19,7 +28,8 @@ from idp.audit.events import AuditEvent, record
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
-from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
+from idp.store.base import now
+from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client, ClientLogo, LogoFacts
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
@@ -46,6 +56,34 @@ class ClientSpec:
     can_introspect: bool = False
     backchannel_logout_uri: str | None = None
     access_token_audience: str | None = None
+    logo_uri: str | None = None
+    client_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
+
+    def metadata_uris(self) -> dict[str, str | None]:
+        """OIDC Registration §2: the URIs a consent page may show, by their metadata names."""
+        return {
+            "logo_uri": self.logo_uri,
+            "client_uri": self.client_uri,
+            "policy_uri": self.policy_uri,
+            "tos_uri": self.tos_uri,
+        }
+
+
+@dataclass(frozen=True)
+class Logo:
+    """The image at a registration's logo_uri, fetched once, to be served from this origin."""
+
+    uri: str
+    content_type: str
+    image: bytes
+    sha256: str
+    fetched_at: int
+
+    @property
+    def facts(self) -> LogoFacts:
+        return LogoFacts(self.content_type, self.sha256, len(self.image))
 
 
 @dataclass
@@ -106,8 +144,9 @@ def _validate(spec: ClientSpec) -> str:
         check_url(spec.jwks_uri, "jwks_uri")
     if spec.backchannel_logout_uri:
         check_url(spec.backchannel_logout_uri, "backchannel_logout_uri")
-        if "#" in spec.backchannel_logout_uri:
-            raise InvalidRegistration("backchannel_logout_uri must not have a fragment")
+    for what, value in spec.metadata_uris().items():
+        if value is not None:
+            check_url(value, what)
     for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
         if ttl is not None and not 60 <= ttl <= 365 * 86400:
             raise InvalidRegistration("refresh token lifetimes must be 60 s to 365 days")
@@ -125,8 +164,29 @@ def _validate(spec: ClientSpec) -> str:
     return method
 
 
-def register(db: Session, spec: ClientSpec) -> Registered:
+def fetch_logo(spec: ClientSpec, *, deadline: float = outbound.LOGO_DEADLINE) -> Logo | None:
+    """Validate the registration, then fetch its logo (None without a logo_uri).
+
+    Call it with no transaction open: it waits up to `deadline` on the client's host. Nothing is
+    fetched for a registration that is not valid; a logo that cannot be had refuses it."""
+    _validate(spec)
+    if spec.logo_uri is None:
+        return None
+    try:
+        image = outbound.fetch_image(spec.logo_uri, deadline=deadline)
+    except outbound.OutboundError as exc:
+        raise InvalidRegistration(f"logo_uri: could not fetch the logo ({exc})") from None
+    digest = hashlib.sha256(image.body).hexdigest()
+    return Logo(spec.logo_uri, image.content_type, image.body, digest, now())
+
+
+def register(db: Session, spec: ClientSpec, logo: Logo | None = None) -> Registered:
+    """Write the client, and the logo fetch_logo(spec) returned, in the caller's transaction."""
     method = _validate(spec)
+    if (logo.uri if logo else None) != spec.logo_uri:
+        # A programming error, not a bad registration: a client with a logo_uri always has
+        # its logo, so pages never link to one that is missing.
+        raise ValueError("register() needs the logo that fetch_logo(spec) returned")
     secret = new_secret() if method in ("client_secret_basic", "client_secret_post") else None
     client = clients.add(
         db,
@@ -151,10 +211,28 @@ def register(db: Session, spec: ClientSpec) -> Registered:
             can_introspect=spec.can_introspect,
             backchannel_logout_uri=spec.backchannel_logout_uri,
             access_token_audience=spec.access_token_audience,
+            **spec.metadata_uris(),
+            logo_sha256=logo.sha256 if logo else None,
         ),
     )
-    record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name)
+    if logo:
+        _add_logo(db, client.client_id, logo)
+    detail = {"logo_sha256": logo.sha256} if logo else {}
+    record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name, **detail)
     return Registered(client=client, client_secret=secret)
+
+
+def _add_logo(db: Session, client_id: str, logo: Logo) -> None:
+    clients.add_logo(
+        db,
+        ClientLogo(
+            client_id=client_id,
+            content_type=logo.content_type,
+            image=logo.image,
+            sha256=logo.sha256,
+            fetched_at=logo.fetched_at,
+        ),
+    )
 
 
 def remove(db: Session, client_id: str) -> bool:
@@ -164,8 +242,14 @@ def remove(db: Session, client_id: str) -> bool:
     return True
 
 
-def describe(client: Client) -> dict[str, object]:
-    """A client as JSON, without its secret hash."""
+def describe_all(db: Session, rows: Sequence[Client]) -> list[dict[str, object]]:
+    """describe() each client, with the facts of its logo (one query for them all)."""
+    logos = clients.logo_facts(db, [c.client_id for c in rows if c.logo_sha256])
+    return [describe(c, logo=logos.get(c.client_id)) for c in rows]
+
+
+def describe(client: Client, *, logo: LogoFacts | None) -> dict[str, object]:
+    """A client as JSON, without its secret hash, and its logo's facts without the image."""
     return {
         "client_id": client.client_id,
         "name": client.name,
@@ -186,5 +270,14 @@ def describe(client: Client) -> dict[str, object]:
         "can_introspect": client.can_introspect,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "access_token_audience": client.access_token_audience,
+        "logo_uri": client.logo_uri,
+        "client_uri": client.client_uri,
+        "policy_uri": client.policy_uri,
+        "tos_uri": client.tos_uri,
+        "logo": (
+            {"content_type": logo.content_type, "sha256": logo.sha256, "bytes": logo.size}
+            if logo
+            else None
+        ),
         "created_at": client.created_at,
     }

@@ -17,6 +17,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         ClientSpec,
         InvalidRegistration,
         describe,
+        fetch_logo,
         load_jwks_file,
         register,
     )
@@ -41,12 +42,17 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             can_introspect=args.introspect,
             backchannel_logout_uri=args.backchannel_logout_uri,
             access_token_audience=args.audience,
+            logo_uri=args.logo_uri,
+            client_uri=args.client_uri,
+            policy_uri=args.policy_uri,
+            tos_uri=args.tos_uri,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
+        logo = fetch_logo(spec)  # before the transaction: it waits on the client's host
         with database(settings) as db:
-            registered = register(db, spec)
-            out = describe(registered.client)
+            registered = register(db, spec, logo)
+            out = describe(registered.client, logo=logo.facts if logo else None)
     except InvalidRegistration as exc:
         raise CommandError(str(exc)) from None
     if registered.client_secret:
@@ -58,24 +64,24 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import describe
+    from idp.admin.clients import describe_all
     from idp.store import clients
 
     with database(settings) as db:
-        rows = [describe(c) for c in clients.all_clients(db)]
+        rows = describe_all(db, clients.all_clients(db))
     lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
     emit(rows, args.json, "\n".join(lines) or "no clients")
 
 
 def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import describe
+    from idp.admin.clients import describe_all
     from idp.store import clients
 
     with database(settings) as db:
         client = clients.get(db, args.client_id)
         if client is None:
             raise CommandError(f"no client {args.client_id}")
-        out = describe(client)
+        (out,) = describe_all(db, [client])
     print(json.dumps(out, indent=2))
 
 
@@ -129,6 +135,14 @@ def add_commands(sub: Any) -> None:
         metavar="URI",
         help="the API its access tokens are for (`aud`; default: the server-wide audience)",
     )
+    create.add_argument(
+        "--logo-uri",
+        metavar="URL",
+        help="its logo (PNG, JPEG or WebP, up to 256 KiB), fetched now and served by the IdP",
+    )
+    create.add_argument("--client-uri", metavar="URL", help="its home page")
+    create.add_argument("--policy-uri", metavar="URL", help="its privacy policy")
+    create.add_argument("--tos-uri", metavar="URL", help="its terms of service")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_clients_create)
     listing = clients.add_parser("list", help="list clients")

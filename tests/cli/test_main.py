@@ -22,6 +22,8 @@ from sqlalchemy import Engine, text
 from idp.db.engine import make_engine
 from idp.runtime import build_runtime
 from tests.conftest import make_settings, migrate
+from tests.images import SVG, png
+from tests.slow_host import serve_slow
 
 PASSWORD = "a long and unusual passphrase"
 REDIRECT = "https://rp.example/callback"
@@ -55,7 +57,7 @@ class Cli:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
 
     def counts(self) -> dict[str, int]:
-        return {t: self.count(t) for t in ("users", "clients", "audit_events")}
+        return {t: self.count(t) for t in ("users", "clients", "client_logos", "audit_events")}
 
 
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -355,6 +357,23 @@ BAD_CLIENTS = {
         "https://api.example/#x",
     ],
     "audience-with-space": ["--grant-type", "client_credentials", "--audience", "https://a b"],
+    "logo-javascript": ["--grant-type", "client_credentials", "--logo-uri", "javascript:alert(1)"],
+    "logo-data": ["--grant-type", "client_credentials", "--logo-uri", "data:image/png;base64,AA"],
+    "logo-ftp": ["--grant-type", "client_credentials", "--logo-uri", "ftp://rp.example/l.png"],
+    "logo-http": ["--grant-type", "client_credentials", "--logo-uri", "http://rp.example/l.png"],
+    "client-uri-userinfo": [
+        "--grant-type",
+        "client_credentials",
+        "--client-uri",
+        "https://me:pw@rp.example/",
+    ],
+    "policy-uri-fragment": [
+        "--grant-type",
+        "client_credentials",
+        "--policy-uri",
+        "https://rp.example/privacy#top",
+    ],
+    "tos-uri-space": ["--grant-type", "client_credentials", "--tos-uri", "https://rp.example/t c"],
 }
 
 
@@ -362,9 +381,84 @@ BAD_CLIENTS = {
 def test_bad_client_registration_is_refused(cli: Cli, args: list[str]) -> None:
     """RFC 6749 §3.1.2, RFC 9700 §2.1 and §4.1.3, RFC 8252 §7.3: exact https (or loopback http)
     redirect URIs, no fragments, no wildcards; a public client uses PKCE and no
-    client_credentials. Anything else exits non-zero with one line, and nothing is written."""
+    client_credentials; OIDC Registration §2 logo_uri, client_uri, policy_uri and tos_uri are
+    https URLs without userinfo or fragment. Anything else exits non-zero with one line, and
+    nothing is written."""
     before = cli.counts()
     one_line_error(cli.run("clients", "create", "--name", "Bad", "--scope", "openid", *args))
+    assert cli.counts() == before
+
+
+def test_a_logo_uri_that_is_not_https_is_refused_by_name(cli: Cli) -> None:
+    """OIDC Registration §2 logo_uri: the one line names the field and what it must be."""
+    result = cli.run(
+        "clients", "create", "--name", "Bad", "--grant-type", "client_credentials",
+        "--logo-uri", "javascript:alert(1)",
+    )  # fmt: skip
+    assert one_line_error(result) == (
+        "idp: error: logo_uri 'javascript:alert(1)' must be https (or http on a loopback host)"
+    )
+
+
+METADATA = {
+    "client_uri": "https://rp.example/",
+    "policy_uri": "https://rp.example/privacy",
+    "tos_uri": "https://rp.example/terms",
+}
+
+
+def test_a_client_logo_is_fetched_once_and_shown(cli: Cli) -> None:
+    """OIDC Registration §2: `--logo-uri` is fetched at registration and stored; `clients
+    create`, `show` and `list` report the four URIs and the logo's type, digest and size, never
+    its bytes."""
+    with serve_slow("ok", body=png(), content_type="image/png") as host:
+        created = create_client(
+            cli, "--grant-type", "client_credentials", "--logo-uri", host.url + "logo.png",
+            "--client-uri", METADATA["client_uri"], "--policy-uri", METADATA["policy_uri"],
+            "--tos-uri", METADATA["tos_uri"],
+        )  # fmt: skip
+    assert host.count == 1
+    digest = hashlib.sha256(png()).hexdigest()
+    logo = {"content_type": "image/png", "sha256": digest, "bytes": len(png())}
+    expected = {**METADATA, "logo_uri": host.url + "logo.png", "logo": logo}
+    shown = json.loads(cli.ok("clients", "show", str(created["client_id"])).stdout)
+    (listed,) = json.loads(cli.ok("clients", "list", "--json").stdout)
+    for described in (created, shown, listed):
+        assert {k: described[k] for k in expected} == expected
+    with cli.engine.connect() as conn:
+        stored = conn.execute(text("SELECT content_type, image FROM client_logos")).one()
+    assert (stored[0], bytes(stored[1])) == ("image/png", png())
+
+
+def test_without_metadata_the_uris_and_logo_are_null(cli: Cli) -> None:
+    """The four URIs are optional; without them `clients show` reports null."""
+    created = create_client(cli, "--grant-type", "client_credentials")
+    for key in (*METADATA, "logo_uri", "logo"):
+        assert created[key] is None
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "settings", "reason"),
+    [
+        ("status", {"status": 404}, "HTTP 404"),
+        ("ok", {"body": SVG, "content_type": "image/svg+xml"}, "not a PNG, JPEG or WebP image"),
+    ],
+    ids=["404", "svg"],
+)
+def test_a_logo_that_cannot_be_fetched_writes_nothing(
+    cli: Cli, behaviour: str, settings: dict[str, object], reason: str
+) -> None:
+    """A logo_uri whose image cannot be had refuses the whole registration: one line saying
+    why, exit 1, and no client row."""
+    before = cli.counts()
+    with serve_slow(behaviour, **settings) as host:
+        result = cli.run(
+            "clients", "create", "--name", "App", "--grant-type", "client_credentials",
+            "--logo-uri", host.url,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert one_line_error(result) == f"idp: error: logo_uri: could not fetch the logo ({reason})"
+    assert host.count == 1
     assert cli.counts() == before
 
 
