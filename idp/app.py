@@ -22,7 +22,7 @@ from idp.resources import static_dir
 from idp.runtime import build_runtime
 from idp.security.headers import SecurityHeaders, baseline_headers
 from idp.settings import Settings
-from idp.web import consent, home, login, logout
+from idp.web import client_logo, consent, home, login, logout
 from idp.web.templating import Templates
 from idp.worker import Worker
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app, render_page, BACK_CHANNEL_PATHS, baseline_headers(https))
     # The token endpoint first: routes are matched in order, and it is the hot path.
     routers = (token, discovery, jwks, authorize, userinfo, revocation, logout, login, consent)
-    for module in (*routers, home):
+    for module in (*routers, client_logo, home):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)
