@@ -18,12 +18,13 @@ EXAMPLE_ENV = EXAMPLE_API_URL=$(EXAMPLE_API_URL) EXAMPLE_RP_URL=$(EXAMPLE_RP_URL
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help venv run test lint bench clean example-api example-rp
+.PHONY: help venv run test lint bench clean example-api example-rp translations
 
 help:
 	@echo "make run    start the IdP on http://localhost:8000 (SQLite, dev key-encryption key)"
 	@echo "make test   ruff, mypy and the whole pytest suite (PYTEST_ARGS=... to pass options)"
 	@echo "make lint   ruff and mypy only"
+	@echo "make translations  extract the pages' words, update and compile the catalogues"
 	@echo "make bench  token endpoint benchmark"
 	@echo "make example-api  the example protected API on http://localhost:8001 (IdP running)"
 	@echo "make example-rp   register and run the example web app on http://localhost:8002"
@@ -50,6 +51,17 @@ lint: venv
 # pytest's own exit code decides: 1 (failures), 2 (interrupted), 5 (no tests collected), ...
 test: lint
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The catalogues in idp/web/locale: messages.pot from the templates and N_() in the code, each
+# language's messages.po updated from it (translate the new entries), then compiled to the
+# committed messages.mo, so an install needs no build step.
+LOCALE_DIR = idp/web/locale
+translations: venv
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output \
+		--project idp --copyright-holder "idp contributors" -o $(LOCALE_DIR)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) --no-fuzzy-matching \
+		--ignore-obsolete
+	$(VENV)/bin/pybabel compile -d $(LOCALE_DIR) --statistics
 
 example-api: venv
 	$(EXAMPLE_ENV) $(VENV)/bin/python -m examples.api

@@ -22,7 +22,7 @@ from idp.resources import static_dir
 from idp.runtime import build_runtime
 from idp.security.headers import SecurityHeaders, baseline_headers
 from idp.settings import Settings
-from idp.web import client_logo, consent, home, login, logout
+from idp.web import account, branding, client_logo, consent, home, login, logout
 from idp.web.templating import Templates
 from idp.worker import Worker
 
@@ -32,9 +32,10 @@ BACK_CHANNEL_PATHS = ("/token", "/revoke", "/introspect")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    brand = branding.load(settings)  # a bad logo is a SettingsError: the server does not start
     runtime = build_runtime(settings)
     worker = Worker(runtime)
-    templates = Templates(settings, runtime.csrf_key)
+    templates = Templates(settings, runtime.csrf_key, brand)
     # authlib logs issued tokens at DEBUG; never let them reach a log.
     logging.getLogger("authlib").setLevel(logging.INFO)
 
@@ -52,16 +53,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.templates = templates
+    app.state.branding = brand
     app.state.discovery_json = discovery.encoded(settings)
 
     def render_page(request: Request, error: errors.PageError) -> Response:
-        return templates.error(request, error.title, error.message, error.status)
+        return templates.error(
+            request,
+            error.title,
+            error.message,
+            error.status,
+            values=error.values,
+            detail=error.detail,
+            client_uri=error.client_uri,
+        )
 
     https = not settings.is_development
     errors.install(app, render_page, BACK_CHANNEL_PATHS, baseline_headers(https))
     # The token endpoint first: routes are matched in order, and it is the hot path.
     routers = (token, discovery, jwks, authorize, userinfo, revocation, logout, login, consent)
-    for module in (*routers, client_logo, home):
+    # branding serves /static/brand/*: before the /static mount, which would answer 404.
+    for module in (*routers, client_logo, home, account, branding):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)

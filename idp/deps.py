@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.errors import InvalidRequest, PageError
+from idp.errors import N_, InvalidRequest, PageError
 from idp.protocol import authorization
 from idp.protocol.client_auth import KeysLocation, RemoteKeys, fetch_client_keys, keys_location
 from idp.protocol.requests import BadParameters, Params, client_ip, query_params, read_form
@@ -96,7 +96,11 @@ async def page_params(request: Request, runtime: Rt) -> Params:
             return await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
         return query_params(request, settings.max_param_bytes)
     except BadParameters as exc:
-        raise PageError("Invalid request", str(exc)) from None
+        raise PageError(
+            N_("Invalid request"),
+            N_("This request has a parameter that is not valid."),
+            detail=str(exc),
+        ) from None
 
 
 PageParams = Annotated[Params, Depends(page_params)]

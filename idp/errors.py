@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 __all__ = [
     "NO_STORE",
+    "N_",
     "AccessDenied",
     "ConsentRequired",
     "InsufficientScope",
@@ -89,12 +90,35 @@ class InsufficientScope(OAuth2Error):  # type: ignore[misc]
     status_code = 403
 
 
-class PageError(Exception):
-    """An answer for a person at the OP: an error page, never a redirect."""
+def N_(message: str) -> str:
+    """Mark a message id for extraction (`make translations`); a page translates it when it
+    renders, so code below the pages stays free of languages."""
+    return message
 
-    def __init__(self, title: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{title}: {message}")
+
+class PageError(Exception):
+    """An answer for a person at the OP: an error page, never a redirect.
+
+    `title` and `message` are message ids, translated when the page renders; `message` may hold
+    `%(name)s` placeholders filled from `values`. `detail` is technical text for the
+    application's developer, shown as is. `client_uri` is the application's home page, when
+    the request named a known application: the page links back to it."""
+
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        status: int = 400,
+        *,
+        values: dict[str, str] | None = None,
+        detail: str | None = None,
+        client_uri: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"{title}: {message % (values or {})}" + (f" ({detail})" if detail else "")
+        )
         self.title, self.message, self.status = title, message, status
+        self.values, self.detail, self.client_uri = values or {}, detail, client_uri
 
 
 def oauth_json(error: OAuth2Error, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -166,14 +190,23 @@ def install(
             return bearer_challenge(exc)
         if request.url.path in back_channel:
             return oauth_json(exc)
-        return render_page(request, PageError("Invalid request", exc.description or exc.error))
+        return render_page(
+            request,
+            PageError(
+                N_("Invalid request"),
+                N_("The application sent a request that this server cannot accept."),
+                detail=exc.description or exc.error,
+            ),
+        )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s", request.url.path, exc_info=exc)
         if request.url.path in back_channel or request.url.path == "/userinfo":
             response: Response = oauth_json(ServerError("The server could not answer."))
         else:
-            page = PageError("Something went wrong", "The server could not answer.", 500)
+            page = PageError(
+                N_("Something went wrong"), N_("The server could not answer. Try again later."), 500
+            )
             try:
                 response = render_page(request, page)
             except Exception:  # the page itself failed: plain text, still no detail

@@ -6,6 +6,7 @@ environment at import time, so tests can build as many differently configured ap
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+# The languages of the pages: one catalogue each in idp/web/locale (English is the source).
+UI_LOCALES = ("en", "de")
+HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
 class SettingsError(ValueError):
@@ -80,6 +84,17 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # Branding of the pages (and the TOTP issuer): the organisation's name, its logo (an SVG
+    # or PNG file, served from /static/brand/), the accent colour of buttons and links (#rrggbb;
+    # darkened or lightened where needed to keep WCAG AA contrast) and where "Need help?" links.
+    display_name: str | None = None
+    logo_file: Path | None = None
+    accent_color: str = "#2f5bd3"
+    support_url: str | None = None
+    # The pages' language when neither ui_locales (OIDC Core §3.1.2.1) nor Accept-Language
+    # names one of UI_LOCALES.
+    default_locale: str = "en"
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_origin_plus_path(cls, value: str) -> str:
@@ -94,6 +109,50 @@ class Settings(BaseSettings):
             )
         # OIDC Discovery §4.3: `iss` must match the issuer exactly, so no trailing slash.
         return value.rstrip("/")
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name_is_one_line(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not 1 <= len(value) <= 100 or any(not c.isprintable() for c in value):
+            raise ValueError("IDP_DISPLAY_NAME must be 1 to 100 printable characters")
+        return value
+
+    @field_validator("accent_color")
+    @classmethod
+    def _accent_is_hex(cls, value: str) -> str:
+        if not HEX_COLOR.match(value):
+            raise ValueError(f"IDP_ACCENT_COLOR must be a hex colour like #2f5bd3, got {value!r}")
+        if len(value) == 4:  # #abc -> #aabbcc
+            value = "#" + "".join(c * 2 for c in value[1:])
+        return value.lower()
+
+    @field_validator("support_url")
+    @classmethod
+    def _support_url_is_web(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        printable = all(c.isprintable() and not c.isspace() for c in value)
+        if parts.scheme == "mailto" and printable and "@" in parts.path:
+            return value
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        )
+        if not secure or not parts.hostname or parts.username is not None or not printable:
+            raise ValueError(f"IDP_SUPPORT_URL must be an https or mailto: URL, got {value!r}")
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale_is_shipped(cls, value: str) -> str:
+        if value not in UI_LOCALES:
+            raise ValueError(
+                f"IDP_DEFAULT_LOCALE must be one of {', '.join(UI_LOCALES)}, got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _timeouts_are_ordered(self) -> Settings:

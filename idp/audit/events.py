@@ -31,6 +31,7 @@ class AuditEvent(StrEnum):
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event name) RFC 7009, by its client
     CONSENT_GRANTED = "consent.granted"
     CONSENT_DENIED = "consent.denied"
+    CONSENT_WITHDRAWN = "consent.withdrawn"  # by the user, from the home page: tokens revoked too
     CSRF_REJECTED = "csrf.rejected"
     USER_CREATED = "user.created"
     ROLE_GRANTED = "role.granted"  # a permission change: next tokens of the user carry it

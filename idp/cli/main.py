@@ -36,7 +36,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from idp.runtime import build_runtime
     from idp.store import clients as store_clients, users as store_users
+    from idp.web import branding
 
+    branding.load(settings)  # a bad logo or colour: one line, before anything starts
     cmd_migrate(settings, args)
     services = build_runtime(settings)  # fails here, with one line, on a wrong KEK
     with services.sessions() as db:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from idp.authn import sessions
 from idp.errors import (
+    N_,
     ConsentRequired,
     InvalidRequest,
     LoginRequired,
@@ -96,19 +97,22 @@ def target(db: Session, p: Params) -> tuple[Client, str]:
     client_ids = p.lists.get("client_id", [])
     if len(client_ids) != 1 or not client_ids[0]:
         raise PageError(
-            "Missing application", "The request must name exactly one application (client_id)."
+            N_("Missing application"),
+            N_("The request must name exactly one application (client_id)."),
         )
     client = clients.get(db, client_ids[0]) if len(client_ids[0]) <= 64 else None
     if client is None:
         raise PageError(
-            "Unknown application", "No application with this client_id is registered here."
+            N_("Unknown application"), N_("No application with this client_id is registered here.")
         )
     redirect_uris = p.lists.get("redirect_uri", [])
     # RFC 9700 §4.1.3: exact string comparison with a registered URI.
     if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
         raise PageError(
-            "Invalid redirect address",
-            f"The redirect_uri is missing, repeated or not registered for {client.name}.",
+            N_("Invalid redirect address"),
+            N_("The redirect_uri is missing, repeated or not registered for %(client)s."),
+            values={"client": client.name},
+            client_uri=client.client_uri,
         )
     return client, redirect_uris[0]
 
@@ -141,9 +145,10 @@ def _authorize(
     cap = runtime.settings.interactions_per_ip_per_minute
     if cap and browser.ip and interactions.started_since(db, browser.ip, now() - 60) >= cap:
         raise PageError(
-            "Too many sign-in attempts",
-            "Too many sign-ins were started from your network. Wait a minute, then try again.",
+            N_("Too many sign-in attempts"),
+            N_("Too many sign-ins were started from your network. Wait a minute, then try again."),
             429,
+            client_uri=client.client_uri,
         )
     interaction_id = interactions.start(
         db,

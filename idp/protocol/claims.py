@@ -15,19 +15,6 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
 }
 
-# Plain words for the consent page.
-SCOPE_DESCRIPTIONS = {
-    "openid": "Confirm who you are (your account identifier)",
-    "profile": "See your name",
-    "email": "See your email address and whether it is verified",
-    "offline_access": "Keep access while you are not signed in",
-}
-
-
-def describe(scope: str) -> str:
-    return SCOPE_DESCRIPTIONS.get(scope, f"Access “{scope}”")
-
-
 def user_claims(user: User, scopes: list[str]) -> dict[str, Any]:
     claims: dict[str, Any] = {"sub": user.id}
     if "profile" in scopes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
-from idp.errors import AccessDenied, LoginRequired, OAuth2Error, PageError
+from idp.errors import N_, AccessDenied, LoginRequired, OAuth2Error, PageError
 from idp.protocol.authorization import (
     INTERACTION_TTL,
     Browser,
@@ -32,7 +32,7 @@ from idp.store import clients, consents, interactions
 from idp.store.clients import Client
 from idp.store.interactions import CONSENT, LOGIN, Interaction
 
-EXPIRED = ("This sign-in has expired", "Go back to the application and sign in again.")
+EXPIRED = (N_("This sign-in has expired"), N_("Go back to the application and sign in again."))
 # The one parameter of an interaction of the IdP's own: where to go once signed in.
 RETURN_PATH = "return_path"
 
@@ -146,7 +146,7 @@ def decide(
         # Signed out, or signed in as somebody else in another tab: the answer is not theirs.
         return NeedsInteraction(interaction_id or "", LOGIN)
     if it.client is None:
-        raise PageError("Invalid request", "Nothing here needs your consent.")
+        raise PageError(N_("Invalid request"), N_("Nothing here needs your consent."))
     user, client_id = signed_in[1], it.client.client_id
     if not allow:
         record(db, AuditEvent.CONSENT_DENIED, ip=browser.ip, user_id=user.id, client_id=client_id)

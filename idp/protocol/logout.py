@@ -15,7 +15,7 @@ from authlib.common.urls import add_params_to_uri
 from sqlalchemy.orm import Session
 
 from idp.authn import sessions
-from idp.errors import PageError
+from idp.errors import N_, PageError
 from idp.protocol.authorization import origin_of
 from idp.protocol.requests import Params
 from idp.protocol.tokens import BadToken, token_service
@@ -77,12 +77,19 @@ def parse(db: Session, runtime: Runtime, p: Params) -> LogoutRequest:
         if client is None:
             raise _cannot("post_logout_redirect_uri needs id_token_hint or client_id")
         if redirect_uri not in client.post_logout_redirect_uris:
-            raise _cannot(f"this post_logout_redirect_uri is not registered for {client.name}")
+            raise _cannot(
+                f"this post_logout_redirect_uri is not registered for {client.name}", client
+            )
     return LogoutRequest(client, redirect_uri, hinted_sub)
 
 
-def _cannot(message: str) -> PageError:
-    return PageError("Cannot sign out", message)
+def _cannot(detail: str, client: Client | None = None) -> PageError:
+    return PageError(
+        N_("Cannot sign out"),
+        N_("The application asked to sign you out with a request this server cannot accept."),
+        detail=detail,
+        client_uri=client.client_uri if client else None,
+    )
 
 
 def end_session(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey
+from sqlalchemy import JSON, ForeignKey, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -39,3 +39,19 @@ def grant(db: Session, user_id: str, client_id: str, scopes: list[str]) -> None:
         row.scopes = sorted(set(row.scopes) | set(scopes))
         row.granted_at = now()
     db.flush()
+
+
+def of_user(db: Session, user_id: str) -> list[Consent]:
+    return list(
+        db.scalars(
+            select(Consent).where(Consent.user_id == user_id).order_by(Consent.granted_at.desc())
+        )
+    )
+
+
+def withdraw(db: Session, user_id: str, client_id: str) -> bool:
+    """Forget the consent; the next authorization request asks again. False if there was none."""
+    result = db.execute(
+        delete(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ are remembered (by jti) so that revoking the family can revoke them too.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, select, update
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store import revocations
@@ -149,11 +149,26 @@ def live_families_of_session(db: Session, sid: str) -> list[str]:
     )
 
 
-def live_families_of_user(db: Session, user_id: str) -> list[str]:
-    return list(
-        db.scalars(
-            select(TokenFamily.id).where(
-                TokenFamily.user_id == user_id, TokenFamily.revoked_at.is_(None)
-            )
-        )
+def live_families_of_user(db: Session, user_id: str, client_id: str | None = None) -> list[str]:
+    """The unrevoked families of a user; of one client's only, when client_id is given."""
+    query = select(TokenFamily.id).where(
+        TokenFamily.user_id == user_id, TokenFamily.revoked_at.is_(None)
     )
+    if client_id is not None:
+        query = query.where(TokenFamily.client_id == client_id)
+    return list(db.scalars(query))
+
+
+def clients_holding_tokens(db: Session, user_id: str) -> dict[str, int]:
+    """client_id -> when the newest live family of this user began, for each client that
+    holds one (an application can keep access without a consent on file: a trusted one)."""
+    rows = db.execute(
+        select(TokenFamily.client_id, func.max(TokenFamily.created_at))
+        .where(
+            TokenFamily.user_id == user_id,
+            TokenFamily.revoked_at.is_(None),
+            TokenFamily.expires_at > now(),
+        )
+        .group_by(TokenFamily.client_id)
+    ).all()
+    return {client_id: int(created) for client_id, created in rows}

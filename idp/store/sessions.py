@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, String, delete, select
+from sqlalchemy import JSON, ForeignKey, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import new_id, new_secret, sha256_hex
@@ -102,3 +102,18 @@ def end_by_sid(db: Session, sid: str) -> None:
 
 def of_user(db: Session, user_id: str) -> list[BrowserSession]:
     return list(db.scalars(select(BrowserSession).where(BrowserSession.user_id == user_id)))
+
+
+def live_count(db: Session, user_id: str, idle_timeout: int) -> int:
+    """How many browsers this user is signed in on now."""
+    ts = now()
+    return int(
+        db.scalar(
+            select(func.count()).where(
+                BrowserSession.user_id == user_id,
+                BrowserSession.expires_at > ts,
+                BrowserSession.last_seen_at > ts - idle_timeout,
+            )
+        )
+        or 0
+    )

@@ -14,14 +14,29 @@ from starlette.responses import RedirectResponse, Response
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
-from idp.errors import PageError
+from idp.errors import N_, PageError
 from idp.protocol import interaction
-from idp.protocol.claims import describe
 from idp.protocol.endpoints.authorize import respond
 from idp.security import csrf
 from idp.store import users
 
 router = APIRouter()
+
+# What each scope lets the application do, in plain words.
+SCOPE_DESCRIPTIONS = {
+    "openid": N_("Confirm who you are (your account identifier)"),
+    "profile": N_("See your name"),
+    "email": N_("See your email address and whether it is verified"),
+    "offline_access": N_("Keep access while you are not signed in"),
+}
+OTHER_SCOPE = N_("Access “%(scope)s”")
+
+
+def describe(scope: str) -> tuple[str, dict[str, str]]:
+    """A message id and its values, translated by the page."""
+    if scope in SCOPE_DESCRIPTIONS:
+        return SCOPE_DESCRIPTIONS[scope], {}
+    return OTHER_SCOPE, {"scope": scope}
 
 
 @router.get("/consent", include_in_schema=False)
@@ -31,7 +46,7 @@ def consent_page(
     interaction_id = request.query_params.get("interaction")
     pending = interaction.pending(db, interaction_id, browser)
     if pending.client is None:
-        raise PageError("Invalid request", "Nothing here needs your consent.")
+        raise PageError(N_("Invalid request"), N_("Nothing here needs your consent."))
     session = sessions.current(db, browser.session_cookie, runtime.settings, touch=False)
     user = users.get(db, session.user_id) if session else None
     if user is None:
@@ -42,12 +57,15 @@ def consent_page(
         request,
         "consent/ask.html",
         {
-            "client_name": pending.client.name,
+            "client": pending.client,
+            # The application's own site, as it registered it; else where it sends people.
+            "client_domain": urlsplit(pending.client.client_uri or pending.redirect_uri).netloc,
             "user_email": user.email,
             "scopes": [describe(s) for s in pending.scopes],
             "interaction": interaction_id,
             "redirect_host": urlsplit(pending.redirect_uri).netloc,
         },
+        ui_locales=pending.params.get("ui_locales"),
         # Chromium applies form-action to the redirect after the POST, to the relying party.
         form_action_origins=pending.origins,
     )
@@ -66,11 +84,14 @@ def consent_submit(
         # Answered with a page, not raised: the audit event commits with the request.
         record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/consent")
         return pages.error(
-            request, "This form expired", "Go back to the application and sign in again.", 403
+            request,
+            N_("This form expired"),
+            N_("Go back to the application and sign in again."),
+            403,
         )
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
-        raise PageError("Invalid request", "Choose Allow or Deny.")
+        raise PageError(N_("Invalid request"), N_("Choose Allow or Deny."))
     outcome = interaction.decide(
         db, runtime, form.get("interaction"), browser, allow=decision == "allow"
     )

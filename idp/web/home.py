@@ -1,15 +1,30 @@
-"""/ : who is signed in, for people who land on the IdP directly."""
+"""/ : who is signed in and which applications may use their account, with a way to take that
+access back (POST /apps/revoke)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.security import cookies
+from idp.audit.events import AuditEvent, record
+from idp.errors import N_
+from idp.protocol import access
+from idp.security import cookies, csrf
 from idp.store import sessions, users
 
 router = APIRouter()
+
+# Notices a redirect back to a page may ask for: a fixed set, so nothing a link carries is
+# ever shown as text.
+NOTICES = {
+    "revoked": N_("Access removed. The application must ask you again to use your account."),
+    "signed_out_everywhere": N_("You were signed out everywhere."),
+}
+
+
+def notice(request: Request) -> str | None:
+    return NOTICES.get(request.query_params.get("notice", ""))
 
 
 @router.get("/", include_in_schema=False)
@@ -22,4 +37,37 @@ def home(request: Request, runtime: deps.Rt, pages: deps.Pages, db: deps.ReadDb)
         touch=False,  # a read-only look: the page does not keep the session alive
     )
     user = users.get(db, session.user_id) if session else None
-    return pages.render(request, "home/index.html", {"user": user})
+    apps = access.granted_apps(db, user.id) if user else []
+    return pages.render(
+        request, "home/index.html", {"user": user, "apps": apps, "notice": notice(request)}
+    )
+
+
+@router.post("/apps/revoke", include_in_schema=False)
+def revoke_app(
+    request: Request,
+    form: deps.PageParams,
+    runtime: deps.Rt,
+    pages: deps.Pages,
+    browser: deps.Browser,
+    db: deps.Db,
+) -> Response:
+    if not csrf.verify(request, runtime.settings, runtime.csrf_key, form.get("csrf_token")):
+        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/apps/revoke")
+        return pages.error(
+            request, N_("This form expired"), N_("Go back to the home page and try again."), 403
+        )
+    session = sessions.current(
+        db, browser.session_cookie, runtime.settings.session_idle_timeout_seconds
+    )
+    if session is None:  # signed out meanwhile: the home page offers to sign in
+        return RedirectResponse("/", status_code=303)
+    client_id = form.get("client_id") or ""
+    if len(client_id) > 64 or not access.withdraw(db, session.user_id, client_id, browser.ip):
+        return pages.error(
+            request,
+            N_("Nothing to remove"),
+            N_("This application has no access to your account."),
+            404,
+        )
+    return RedirectResponse("/?notice=revoked", status_code=303)

@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
+from idp.errors import N_
 from idp.protocol import interaction
 from idp.protocol.authorization import Browser
 from idp.protocol.interaction import Pending
@@ -29,8 +30,8 @@ from idp.web.templating import Templates
 
 router = APIRouter()
 
-BAD_CREDENTIALS = "Incorrect email or password."
-FORM_EXPIRED = "This form expired. Please try again."
+BAD_CREDENTIALS = N_("Incorrect email or password.")
+FORM_EXPIRED = N_("This form expired. Please try again.")
 AMR_PASSWORD = ["pwd"]
 ACR_SINGLE_FACTOR = "aal1"
 
@@ -62,6 +63,7 @@ def _page(
         # Chromium applies form-action to every redirect after the POST: the last one goes to
         # the relying party's validated redirect_uri.
         form_action_origins=pending.origins if pending else [],
+        ui_locales=pending.params.get("ui_locales") if pending else None,
     )
 
 

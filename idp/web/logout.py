@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
+from idp.errors import N_
 from idp.protocol.logout import Confirm, end_session
 from idp.protocol.requests import Params
 from idp.security import cookies, csrf
@@ -34,7 +35,7 @@ def logout_endpoint(
     if confirmed and not csrf.verify(request, settings, runtime.csrf_key, params.get("csrf_token")):
         with deps.transaction(runtime) as db:
             record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/logout")
-        return pages.error(request, "This form expired", "Try signing out again.", 403)
+        return pages.error(request, N_("This form expired"), N_("Try signing out again."), 403)
     forwarded = Params(params.without("csrf_token", "confirm"))
     unit = deps.transaction if browser.session_cookie else deps.read_transaction
     with unit(runtime) as db:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.authorize_helpers import (
@@ -166,3 +168,34 @@ def test_consent_page_cannot_be_framed_or_cached(idp: Harness) -> None:
     assert "frame-ancestors 'none'" in csp
     assert page.headers["x-frame-options"] == "DENY"
     assert "no-store" in page.headers["cache-control"]
+
+
+def test_consent_page_shows_the_clients_registration_metadata(idp: Harness) -> None:
+    """OIDC Registration §2: logo_uri, client_uri, policy_uri and tos_uri "SHOULD" be shown to
+    the End-User: the logo (served from our origin), the domain and the links."""
+    from tests.images import png
+    from tests.slow_host import serve_slow
+
+    idp.user()
+    with serve_slow("ok", body=png(), content_type="image/png") as host:
+        rp = idp.client(
+            name="Acme Photos",
+            logo_uri=host.url + "logo.png",
+            client_uri="https://photos.acme.example/",
+            policy_uri="https://photos.acme.example/privacy",
+            tos_uri="https://photos.acme.example/terms",
+        )
+    page = consent_page_for(idp, rp).text
+    assert f'src="/clients/{rp.client_id}/logo?v=' in page
+    assert re.search(r'<a href="https://photos.acme.example/"[^>]*>photos.acme.example</a>', page)
+    assert 'href="https://photos.acme.example/privacy"' in page and "Privacy policy" in page
+    assert 'href="https://photos.acme.example/terms"' in page and "Terms of service" in page
+    assert host.url not in page  # no browser contacts the client's host
+
+
+def test_consent_page_without_metadata_names_the_redirect_host(idp: Harness) -> None:
+    idp.user()
+    rp = idp.client(name="Plain")
+    page = consent_page_for(idp, rp).text
+    assert "/logo" not in page and "Privacy policy" not in page
+    assert re.search(r'<p class="lead">\s*rp.example\s*</p>', page)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from idp.protocol.claims import STANDARD_SCOPES, supported_claims
 from idp.protocol.client_auth import ASSERTION_ALGS
-from idp.settings import Settings
+from idp.settings import UI_LOCALES, Settings
 from idp.store.clients import AUTH_METHODS
 
 router = APIRouter()
@@ -47,6 +47,8 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
+        # OIDC Discovery §3: the languages of the pages, for ui_locales (OIDC Core §3.1.2.1).
+        "ui_locales_supported": list(UI_LOCALES),
     }
 
 
