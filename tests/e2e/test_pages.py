@@ -56,7 +56,7 @@ def fill_credentials(v: Visit, password: str) -> None:
     v.page.fill("input[autocomplete~=username]", v.server.email)
     v.page.fill("input[autocomplete~=current-password]", password)
     with v.page.expect_navigation():
-        v.page.click("form button[type=submit]")
+        v.page.click("form:has(input[autocomplete~=current-password]) button[type=submit]")
 
 
 def sign_in(v: Visit) -> None:
@@ -227,6 +227,36 @@ def test_page_names_its_language_and_has_a_title(
         title = v.page.evaluate("document.querySelector('head > title')?.textContent ?? null")
     assert lang and lang.strip(), f"{state.name}: <html lang> is {lang!r}"
     assert title and title.strip(), f"{state.name}: <title> is {title!r}"
+
+
+def test_axe_catches_violations_in_dark_mode(
+    chromium: Browser, server: RunningServer, axe_source: str
+) -> None:
+    """WCAG 1.1.1 (image-alt) and 1.4.3 Contrast (color-contrast), provoked on purpose: an
+    image without alt text, and dark grey text on the dark canvas, which axe-core alone would
+    measure against white and pass. Without this, a dead audit passes every page."""
+    with visit(chromium, server, Variant("dark", 1280)) as v:
+        v.page.goto(v.url("/login"))
+        v.page.evaluate(
+            """() => {
+              const img = document.createElement("img");
+              img.src = "/static/favicon.svg";  // img-src 'self': allowed
+              img.width = img.height = 16;
+              const dim = document.createElement("p");
+              dim.textContent = "Hard to read";
+              dim.style.color = "#333333";  // CSSOM: style-src does not govern it
+              document.querySelector("main").append(dim, img);
+            }"""
+        )
+        axe = axe_results(v, axe_source)
+        csp = v.csp_violations()
+    found = {x["id"]: x for x in axe["violations"]}
+    assert axe["canvas"] == "rgb(18, 18, 18)", axe["canvas"]
+    assert "image-alt" in found, found
+    assert (
+        "color-contrast" in found and "#333333" in found["color-contrast"]["nodes"][0]["summary"]
+    ), found
+    assert csp == [], csp
 
 
 def test_the_csp_detector_catches_violations(chromium: Browser, server: RunningServer) -> None:
