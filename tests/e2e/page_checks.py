@@ -1,7 +1,8 @@
 """What tests/e2e/test_pages.py checks on a page in Chromium, and how it watches the page.
 
 - `visit()` opens a fresh browser context (its own cookies; the page's CSP enforced, never
-  bypassed) with a `securitypolicyviolation` recorder installed as an init script, and records
+  bypassed) with a `securitypolicyviolation` recorder installed as an init script (reporting
+  through a binding, so no document of a flow is missed), and records
   console errors, uncaught exceptions and the main frame's documents.
 - `axe_results()` runs axe-core (WCAG 2.2 AA tags) on the page as it is.
 - `problems()` turns all of it, and a check that the page does not scroll sideways (WCAG
@@ -33,19 +34,28 @@ FAILED_TO_LOAD = "Failed to load resource: the server responded with a status of
 
 # Runs before any of the page's own code, in every document of the context. Init scripts are
 # evaluated through DevTools, so a CSP without script-src does not block them (the self-check
-# in test_pages.py proves it on a page whose CSP allows no script at all).
-CSP_LISTENER = """
+# in test_pages.py proves it on a page whose CSP allows no script at all). Each violation is
+# kept on `window` (read synchronously from the document shown) and handed to Python through
+# a binding (asynchronous, but it outlives the document), so those of the documents a flow
+# passes through on its way to the page are reported too.
+CSP_BINDING = "__idpTestCspViolation"
+CSP_LISTENER = f"""
 window.__cspViolations = [];
-window.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push({
+window.__cspDocument = performance.timeOrigin + "-" + Math.random();  // this document
+window.addEventListener("securitypolicyviolation", (e) => {{
+  const violation = {{
+    id: window.__cspDocument,
+    document: document.URL,
     directive: e.effectiveDirective,
     blocked: e.blockedURI,
     source: e.sourceFile,
     line: e.lineNumber,
     sample: e.sample,
     disposition: e.disposition,
-  });
-}, true);
+  }};
+  window.__cspViolations.push(violation);
+  window.{CSP_BINDING}(violation);
+}}, true);
 """
 
 # axe-core measures contrast against white wherever no element declares a background, even
@@ -120,6 +130,7 @@ class Visit:
     page: Page
     server: RunningServer
     console_errors: list[tuple[str, str]] = field(default_factory=list)  # (text, url)
+    csp_events: list[dict[str, Any]] = field(default_factory=list)  # of every document
     csp_console: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     documents: list[tuple[str, int]] = field(default_factory=list)  # main frame: (url, status)
@@ -133,9 +144,15 @@ class Visit:
         return self.documents[-1]
 
     def csp_violations(self) -> list[dict[str, Any]]:
-        recorded: list[dict[str, Any]] | None = self.page.evaluate("window.__cspViolations")
+        """The `securitypolicyviolation` events of every document this page has shown: the
+        earlier ones as the binding delivered them, this one's as it kept them."""
+        shown, recorded = self.page.evaluate("[window.__cspDocument, window.__cspViolations]")
         assert recorded is not None, "the CSP listener did not run in this document"
-        return recorded
+        earlier = [x for x in self.csp_events if x["id"] != shown]
+        return [*earlier, *recorded]
+
+    def on_csp_violation(self, source: Any, violation: dict[str, Any]) -> None:
+        self.csp_events.append(violation)
 
     def on_console(self, message: ConsoleMessage) -> None:
         url = message.location.get("url", "")
@@ -165,9 +182,10 @@ def visit(
     )
     try:
         context.set_default_timeout(TIMEOUT_MS)
-        context.add_init_script(CSP_LISTENER)
         page = context.new_page()
         watched = Visit(page, server)
+        context.expose_binding(CSP_BINDING, watched.on_csp_violation)
+        context.add_init_script(CSP_LISTENER)
         page.on("console", watched.on_console)
         page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
         page.on("response", watched.on_response)
@@ -254,7 +272,7 @@ def problems(v: Visit, expected_status: int, axe: dict[str, Any]) -> list[str]:
         found.append("CSP violations (securitypolicyviolation events, then the console):")
         found += [
             f"  - {x['directive']} blocked {x['blocked']!r} ({x['disposition']}) "
-            f"at {x['source']}:{x['line']} {x['sample']!r}"
+            f"at {x['source']}:{x['line']} {x['sample']!r}, in {x['document']}"
             for x in violations
         ]
         found += [f"  - {m}" for m in v.csp_console]

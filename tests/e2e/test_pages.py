@@ -261,8 +261,9 @@ def test_axe_catches_violations_in_dark_mode(
 
 def test_the_csp_detector_catches_violations(chromium: Browser, server: RunningServer) -> None:
     """CSP Level 3 §5.3 (`securitypolicyviolation`): the recorder runs on a page whose CSP
-    allows no script at all, and catches an image and an inline script that the page's CSP
-    blocks; the console reports them too. Without this, a dead detector passes every page."""
+    allows no script at all, catches an image and an inline script that the page's CSP
+    blocks, and still reports them once the browser has moved on to another page; the console
+    reports them too. Without this, a dead detector passes every page."""
     with visit(chromium, server, VARIANTS[-1]) as v:
         v.page.goto(v.url("/login"))
         assert v.csp_violations() == []  # the init script ran despite default-src 'none'
@@ -281,10 +282,15 @@ def test_the_csp_detector_catches_violations(chromium: Browser, server: RunningS
         v.page.wait_for_function("window.__cspViolations.length >= 2")
         caught = {(x["directive"], x["blocked"]) for x in v.csp_violations()}
         ran = v.page.evaluate("window.__ran === true")
+        v.page.goto(v.url("/"))  # the violations were in the document before this one
+        later = {(x["directive"], x["blocked"], x["document"]) for x in v.csp_violations()}
         console = list(v.csp_console)
     assert ("img-src", "https://example.invalid/x.png") in caught, caught
     assert ("script-src-elem", "inline") in caught, caught
     assert not ran, "the page's CSP let an inline script run"
+    login = v.url("/login")
+    assert ("img-src", "https://example.invalid/x.png", login) in later, later
+    assert ("script-src-elem", "inline", login) in later, later
     assert any("example.invalid" in m for m in console), console
     assert any("inline script" in m for m in console), console
 
