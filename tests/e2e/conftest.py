@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; a browser is never downloaded
+# axe-core from tests/interop's npm dependencies (`npm ci --prefix tests/interop`, run by .ci/run).
+AXE_CORE = Path(__file__).resolve().parents[1] / "interop" / "node_modules" / "axe-core"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -253,3 +255,13 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's browser bundle, read once; page.evaluate() runs it in a page without
+    touching the page's Content-Security-Policy."""
+    bundle = AXE_CORE / "axe.min.js"
+    if not bundle.is_file():
+        _unavailable(f"{bundle} is missing (npm ci --prefix tests/interop)")
+    return bundle.read_text(encoding="utf-8")
