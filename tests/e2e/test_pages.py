@@ -66,7 +66,7 @@ def sign_in(v: Visit) -> None:
     assert urlsplit(v.page.url).path == "/", v.page.url
 
 
-def start_authorization(v: Visit) -> None:
+def start_authorization(v: Visit, scope: str = "openid profile email") -> None:
     """The relying party's redirect: the code flow with PKCE S256, asking openid profile
     email of a client that is not trusted (so consent is asked)."""
     _, challenge = pkce_pair()
@@ -76,7 +76,7 @@ def start_authorization(v: Visit) -> None:
             response_type="code",
             client_id=v.server.client_id,
             redirect_uri=REDIRECT_URI,
-            scope="openid profile email",
+            scope=scope,
             state=secrets.token_urlsafe(16),
             nonce=secrets.token_urlsafe(16),
             code_challenge=challenge,
@@ -132,6 +132,39 @@ def home(v: Visit) -> None:
     v.page.goto(v.url("/"))
 
 
+def home_with_an_application(v: Visit) -> None:
+    """A session of its own that allowed the client: the home page lists it with its
+    "Remove access" form. The answer is posted with the context's own cookies but not
+    followed: Chromium refuses to load the relying party's port 9. Consent is remembered, so
+    only the first variant is asked. It grants `openid` alone, so the "consent" page, which
+    asks for more, is still asked whatever runs first."""
+    sign_in(v)  # lands on the home page
+    if v.page.locator("form[action='/apps/revoke']").count():
+        return
+    start_authorization(v, scope="openid")
+    v.page.wait_for_url(re.compile(r"/consent\?interaction="))
+    form = {
+        name: v.page.input_value(f"form[action='/consent'] input[name={name}]")
+        for name in ("csrf_token", "interaction")
+    }
+    answer = v.page.request.post(
+        v.url("/consent"),
+        form={**form, "decision": "allow"},
+        headers={"Origin": v.server.issuer},
+        max_redirects=0,
+    )
+    assert answer.status == 303 and answer.headers["location"].startswith(REDIRECT_URI)
+    home(v)
+
+
+def account(v: Visit) -> None:
+    v.page.goto(v.url("/account"))
+
+
+def login_in_german(v: Visit) -> None:
+    v.page.goto(v.url("/login", ui_locales="de"))
+
+
 @dataclass(frozen=True)
 class PageState:
     """A page as a person sees it. `reach` drives a fresh page there, signed in beforehand
@@ -155,6 +188,9 @@ PAGES = [
     PageState("error", error_page, "/authorize", status=400),
     PageState("home", home, "/"),
     PageState("home-signed-in", home, "/", signed_in=True),
+    PageState("home-with-an-application", home_with_an_application, "/"),
+    PageState("account", account, "/account", signed_in=True),
+    PageState("login-de", login_in_german, "/login"),
 ]
 
 
@@ -233,8 +269,9 @@ def test_axe_catches_violations_in_dark_mode(
     chromium: Browser, server: RunningServer, axe_source: str
 ) -> None:
     """WCAG 1.1.1 (image-alt) and 1.4.3 Contrast (color-contrast), provoked on purpose: an
-    image without alt text, and dark grey text on the dark canvas, which axe-core alone would
-    measure against white and pass. Without this, a dead audit passes every page."""
+    image without alt text, and dark grey text on the dark background (which axe-core would
+    measure against white, and pass, on a page that left its background to the browser).
+    Without this, a dead audit passes every page."""
     with visit(chromium, server, Variant("dark", 1280)) as v:
         v.page.goto(v.url("/login"))
         v.page.evaluate(
@@ -251,7 +288,8 @@ def test_axe_catches_violations_in_dark_mode(
         axe = axe_results(v, axe_source)
         csp = v.csp_violations()
     found = {x["id"]: x for x in axe["violations"]}
-    assert axe["canvas"] == "rgb(18, 18, 18)", axe["canvas"]
+    # The pages paint their own dark background, so axe measures against it unaided.
+    assert axe["canvas"] is None, axe["canvas"]
     assert "image-alt" in found, found
     assert (
         "color-contrast" in found and "#333333" in found["color-contrast"]["nodes"][0]["summary"]
