@@ -114,9 +114,8 @@ class PageError(Exception):
         detail: str | None = None,
         client_uri: str | None = None,
     ) -> None:
-        super().__init__(
-            f"{title}: {message % (values or {})}" + (f" ({detail})" if detail else "")
-        )
+        text = message % values if values else message
+        super().__init__(f"{title}: {text}" + (f" ({detail})" if detail else ""))
         self.title, self.message, self.status = title, message, status
         self.values, self.detail, self.client_uri = values or {}, detail, client_uri
 

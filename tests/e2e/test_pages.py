@@ -353,3 +353,20 @@ def test_the_reflow_check_catches_sideways_scrolling(
         )
         problem = reflow_problem(v)
     assert problem is not None and "scrolls sideways" in problem, problem
+
+
+def test_removing_an_applications_access_from_the_home_page(
+    chromium: Browser, server: RunningServer
+) -> None:
+    """In the browser, with the keyboard alone (WCAG 2.1.1): "Remove access" on the home page
+    removes the application's consent; the page says so and no longer lists it."""
+    with visit(chromium, server, VARIANTS[-1]) as v:
+        home_with_an_application(v)
+        button = v.page.get_by_role("button", name=re.compile(r"^Remove access for E2E$"))
+        button.focus()
+        with v.page.expect_navigation():
+            v.page.keyboard.press("Enter")
+        assert urlsplit(v.page.url).path == "/"
+        assert "Access removed." in v.page.locator("[role=status]").inner_text()
+        assert v.page.locator("form[action='/apps/revoke']").count() == 0
+        assert v.csp_violations() == []
