@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     password_hash_parallelism: int = Field(default=4, ge=1)
     # Hashes computed at once per process; bounds memory (64 MiB each by default).
     password_hash_concurrency: int = Field(default=4, ge=1)
+    # Sign-ins that may wait for a hashing slot, per process; more are answered 503 at once.
+    password_hash_queue: int = Field(default=32, ge=0)
 
     # Largest form body accepted on any endpoint, and largest single parameter value.
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)

@@ -1,10 +1,21 @@
-"""argon2id password hashing and the NIST SP 800-63B password policy."""
+"""argon2id password hashing and the NIST SP 800-63B password policy.
+
+Hashing runs on a small executor of its own, behind an admission limit: a request awaits its
+hash on the event loop and holds no thread of the shared pool, so a flood of sign-ins cannot
+stall the endpoints that need those threads (/authorize, /userinfo, /logout, ...). When every
+slot and the queue before them are taken, the caller is told at once (PasswordsBusy), before
+any hash is computed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -17,6 +28,15 @@ MAX_LENGTH = 256
 
 # 30,000 most common passwords, as shipped by zxcvbn (lower case).
 _COMMON = frozenset(FREQUENCY_LISTS["passwords"])
+
+
+T = TypeVar("T")
+
+
+class PasswordsBusy(Exception):
+    """Every hashing slot is busy and the queue before them is full: try again shortly."""
+
+    retry_after_seconds = 1
 
 
 class PasswordRejected(ValueError):
@@ -43,7 +63,10 @@ def check_policy(password: str, min_length: int, email: str | None = None) -> No
 
 
 class Passwords:
-    """Hash and verify with bounded concurrency (each hash takes tens of MiB of memory)."""
+    """Hash and verify on a bounded executor (each hash takes tens of MiB of memory).
+
+    `averify` and `ahash` are for request handlers; `verify` and `hash` block the calling
+    thread (the command line, admin services) but go through the same slots and queue."""
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(
@@ -52,23 +75,57 @@ class Passwords:
             parallelism=settings.password_hash_parallelism,
             type=Type.ID,
         )
-        self._slots = threading.BoundedSemaphore(settings.password_hash_concurrency)
+        # argon2-cffi releases the GIL while it hashes: the slots hash in parallel.
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.password_hash_concurrency, thread_name_prefix="argon2"
+        )
+        self._capacity = settings.password_hash_concurrency + settings.password_hash_queue
+        self._admitted = 0
+        self._lock = threading.Lock()
         # Verified against when the email is unknown, so both answers take the same time.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
-    def hash(self, password: str) -> str:
-        with self._slots:
-            return self._hasher.hash(normalize(password))
+    def _admit(self, work: Callable[..., T], *args: object) -> Future[T]:
+        with self._lock:
+            if self._admitted >= self._capacity:
+                raise PasswordsBusy
+            self._admitted += 1
+        try:
+            future = self._pool.submit(work, *args)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _: object = None) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def _hash(self, password: str) -> str:
+        return self._hasher.hash(normalize(password))
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy, normalize(password)) and (
+                password_hash is not None
+            )
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def averify(self, password_hash: str | None, password: str) -> bool:
+        """True if the password matches; an unknown user (None) costs the same and is False.
+        Raises PasswordsBusy, without hashing, when no slot or queue place is free."""
+        return await asyncio.wrap_future(self._admit(self._verify, password_hash, password))
+
+    async def ahash(self, password: str) -> str:
+        return await asyncio.wrap_future(self._admit(self._hash, password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
-        """True if the password matches; an unknown user (None) costs the same and is False."""
-        with self._slots:
-            try:
-                return self._hasher.verify(password_hash or self._dummy, normalize(password)) and (
-                    password_hash is not None
-                )
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+        return self._admit(self._verify, password_hash, password).result()
+
+    def hash(self, password: str) -> str:
+        return self._admit(self._hash, password).result()
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)

@@ -14,11 +14,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
+from idp.authn.passwords import PasswordsBusy
 from idp.errors import N_
 from idp.protocol import interaction
 from idp.protocol.authorization import Browser
@@ -26,12 +28,14 @@ from idp.protocol.interaction import Pending
 from idp.runtime import Runtime
 from idp.security import cookies, csrf
 from idp.store import users
+from idp.store.users import User
 from idp.web.templating import Templates
 
 router = APIRouter()
 
 BAD_CREDENTIALS = N_("Incorrect email or password.")
 FORM_EXPIRED = N_("This form expired. Please try again.")
+BUSY = N_("Too many people are signing in right now. Wait a moment, then try again.")
 AMR_PASSWORD = ["pwd"]
 ACR_SINGLE_FACTOR = "aal1"
 
@@ -78,28 +82,69 @@ def login_form(
 
 
 @router.post("/login", include_in_schema=False)
-def login_submit(
+async def login_submit(
     request: Request,
     form: deps.PageParams,
     runtime: deps.Rt,
     pages: deps.Pages,
     browser: deps.Browser,
 ) -> Response:
+    # async: the database work runs in the shared pool, a few milliseconds each; the password
+    # check is awaited on the event loop, so a flood of sign-ins holds none of those threads.
     interaction_id = form.get("interaction") or None
     email = (form.get("email") or "").strip()[:320]
     settings = runtime.settings
-    with deps.read_transaction(runtime) as db:
-        pending = _interaction(db, interaction_id, browser)
-        user = users.by_email(db, email) if email else None
+    pending, user = await run_in_threadpool(_look_up, runtime, interaction_id, email, browser)
     if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
-        with deps.transaction(runtime) as db:
-            record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/login")
+        await run_in_threadpool(_record_csrf_rejected, runtime, browser)
         return _page(request, pages, interaction_id, pending, email, FORM_EXPIRED, 403)
     password = form.get("password") or ""
-    ok = runtime.passwords.verify(user.password_hash if user else None, password)
-    rehashed = None
-    if ok and user is not None and runtime.passwords.needs_rehash(user.password_hash):
-        rehashed = runtime.passwords.hash(password)  # before the transaction, like the check
+    try:
+        ok = await runtime.passwords.averify(user.password_hash if user else None, password)
+        rehashed = None
+        if ok and user is not None and runtime.passwords.needs_rehash(user.password_hash):
+            rehashed = await runtime.passwords.ahash(password)  # before the transaction too
+    except PasswordsBusy as busy:
+        # Nothing was hashed or judged: the person may simply try again in a moment.
+        response = _page(request, pages, interaction_id, pending, email, BUSY, 503)
+        response.headers["Retry-After"] = str(busy.retry_after_seconds)
+        return response
+    cookie = await run_in_threadpool(
+        _conclude, runtime, user, ok, rehashed, browser, interaction_id
+    )
+    if cookie is None:
+        return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
+    target = "/"
+    if pending is not None:
+        target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
+    response = RedirectResponse(target, status_code=303)
+    cookies.set_cookie(response, settings, cookies.SESSION, cookie)
+    csrf.rotate(response, settings)  # no form made before this sign-in works after it
+    return response
+
+
+def _look_up(
+    runtime: Runtime, interaction_id: str | None, email: str, browser: Browser
+) -> tuple[Pending | None, User | None]:
+    with deps.read_transaction(runtime) as db:
+        pending = _interaction(db, interaction_id, browser)
+        return pending, users.by_email(db, email) if email else None
+
+
+def _record_csrf_rejected(runtime: Runtime, browser: Browser) -> None:
+    with deps.transaction(runtime) as db:
+        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/login")
+
+
+def _conclude(
+    runtime: Runtime,
+    user: User | None,
+    ok: bool,
+    rehashed: str | None,
+    browser: Browser,
+    interaction_id: str | None,
+) -> str | None:
+    """One write transaction: the session and its cookie, or the failure's audit event."""
     with deps.transaction(runtime) as db:
         if not ok or user is None or user.disabled:
             reason = "disabled" if ok and user is not None else "bad_credentials"
@@ -110,19 +155,8 @@ def login_submit(
                 user_id=user.id if user else None,
                 reason=reason,
             )
-            failed = True
-        else:
-            cookie = _sign_in(db, runtime, user.id, rehashed, browser, interaction_id)
-            failed = False
-    if failed:
-        return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
-    target = "/"
-    if pending is not None:
-        target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
-    response = RedirectResponse(target, status_code=303)
-    cookies.set_cookie(response, settings, cookies.SESSION, cookie)
-    csrf.rotate(response, settings)  # no form made before this sign-in works after it
-    return response
+            return None
+        return _sign_in(db, runtime, user.id, rehashed, browser, interaction_id)
 
 
 def _sign_in(
