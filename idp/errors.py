@@ -43,6 +43,7 @@ __all__ = [
     "RequestNotSupported",
     "RequestUriNotSupported",
     "ServerError",
+    "UnsupportedResponseType",
     "bearer_challenge",
     "install",
     "oauth_json",
@@ -74,6 +75,13 @@ class RequestUriNotSupported(OAuth2Error):  # type: ignore[misc]
     """OIDC Core §3.1.2.6."""
 
     error = "request_uri_not_supported"
+
+
+class UnsupportedResponseType(OAuth2Error):  # type: ignore[misc]
+    """RFC 6749 §4.1.2.1. Ours, not authlib's: authlib's puts the request's response_type,
+    unchecked, in its description."""
+
+    error = "unsupported_response_type"
 
 
 class InvalidToken(OAuth2Error):  # type: ignore[misc]
