@@ -43,12 +43,18 @@ class Params:
         return [(k, v) for k, v in self.pairs if k not in keys]
 
 
-def parse(raw: str, max_param_bytes: int) -> Params:
+def parse(raw: str, max_param_bytes: int, opaque: frozenset[str] = frozenset()) -> Params:
+    """`opaque` names parameters that are only hashed or signature-checked, never stored, shown
+    or logged: they are exempt from the per-parameter cap and the NUL rule (the body cap still
+    holds), so an endpoint can answer "not a token I know" for any string (RFC 7662 §2.2,
+    RFC 7009 §2.2) instead of refusing the request."""
     try:
         pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadParameters("malformed or too many parameters") from exc
     for key, value in pairs:
+        if key in opaque:
+            continue
         if len(key) > 64 or len(value.encode()) > max_param_bytes:
             raise BadParameters(f"parameter {key[:64]!r} is too long")
         if "\x00" in value:
@@ -56,7 +62,9 @@ def parse(raw: str, max_param_bytes: int) -> Params:
     return Params(pairs)
 
 
-async def read_form(request: Request, max_body: int, max_param_bytes: int) -> Params:
+async def read_form(
+    request: Request, max_body: int, max_param_bytes: int, opaque: frozenset[str] = frozenset()
+) -> Params:
     """The urlencoded body, refused when too large, of another type or not UTF-8."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
@@ -73,7 +81,7 @@ async def read_form(request: Request, max_body: int, max_param_bytes: int) -> Pa
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadParameters("the body is not UTF-8") from exc
-    return parse(text, max_param_bytes)
+    return parse(text, max_param_bytes, opaque)
 
 
 def query_params(request: Request, max_param_bytes: int) -> Params:

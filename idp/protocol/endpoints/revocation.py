@@ -92,7 +92,7 @@ def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | 
 
 @router.post("/revoke", include_in_schema=False)
 async def revocation_endpoint(
-    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+    request: Request, form: deps.TokenForm, keys: deps.TokenClientKeys, runtime: deps.Rt
 ) -> Response:
     """RFC 7009 §2.1."""
     one_method(request.headers, form)  # RFC 6749 §2.3, RFC 7009 §2.1
@@ -102,7 +102,7 @@ async def revocation_endpoint(
 
 @router.post("/introspect", include_in_schema=False)
 async def introspection_endpoint(
-    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+    request: Request, form: deps.TokenForm, keys: deps.TokenClientKeys, runtime: deps.Rt
 ) -> Response:
     """RFC 7662 §2.1."""
     one_method(request.headers, form)  # RFC 6749 §2.3, RFC 7662 §2.1
