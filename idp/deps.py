@@ -27,7 +27,14 @@ from starlette.responses import Response
 from idp.errors import N_, InvalidRequest, PageError
 from idp.protocol import authorization
 from idp.protocol.client_auth import KeysLocation, RemoteKeys, fetch_client_keys, keys_location
-from idp.protocol.requests import BadParameters, Params, client_ip, query_params, read_form
+from idp.protocol.requests import (
+    BadParameters,
+    Params,
+    client_ip,
+    query_params,
+    read_form,
+    shown_name,
+)
 from idp.runtime import Runtime
 from idp.security import cookies
 from idp.security.secrets import new_secret
@@ -120,7 +127,7 @@ async def oauth_form(
     except BadParameters as exc:
         raise InvalidRequest(str(exc)) from None
     if repeated := params.repeated():
-        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if request.query_params:
         raise InvalidRequest("parameters must be sent in the body, not the query string")
     return params

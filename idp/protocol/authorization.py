@@ -32,7 +32,7 @@ from idp.errors import (
     UnsupportedResponseType,
     redirect_error,
 )
-from idp.protocol.requests import IdpRequest, Params
+from idp.protocol.requests import IdpRequest, Params, shown_name
 from idp.protocol.server import IdpServer
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
@@ -167,7 +167,7 @@ def _authorize(
 
 def _check_unsupported(p: Params) -> None:
     if repeated := p.repeated():
-        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if "request" in p.data:
         raise RequestNotSupported("request objects are not supported")
     if "request_uri" in p.data:

@@ -7,6 +7,7 @@ parameters MUST NOT be included more than once.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,16 @@ from starlette.requests import Request
 
 MAX_FIELDS = 64
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def shown_name(key: str) -> str:
+    """A parameter's name as it may appear in an error description: as sent when it is plain,
+    otherwise not at all. RFC 6749 §5.2 allows only printable ASCII without '"' and '\\' in
+    error_description, and authlib refuses (with a ValueError, a 500) to build anything else."""
+    return key if _PLAIN_NAME.fullmatch(key) else "?"
 
 
 class BadParameters(ValueError):
@@ -56,9 +67,9 @@ def parse(raw: str, max_param_bytes: int, opaque: frozenset[str] = frozenset()) 
         if key in opaque:
             continue
         if len(key) > 64 or len(value.encode()) > max_param_bytes:
-            raise BadParameters(f"parameter {key[:64]!r} is too long")
+            raise BadParameters(f"parameter '{shown_name(key)}' is too long")
         if "\x00" in value:
-            raise BadParameters(f"parameter {key[:64]!r} holds a NUL character")
+            raise BadParameters(f"parameter '{shown_name(key)}' holds a NUL character")
     return Params(pairs)
 
 
