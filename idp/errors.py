@@ -187,15 +187,22 @@ def install(
     the security headers here."""
     back_channel = frozenset(json_paths)
 
+    def path_of(request: Request) -> str:
+        # The scope's path, not request.url.path: building request.url decodes the raw query
+        # string as strict UTF-8, so a request whose query is not UTF-8 would crash its own
+        # error handler.
+        return str(request.scope.get("path", ""))
+
     async def on_page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
         return render_page(request, exc)
 
     async def on_oauth_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OAuth2Error)
-        if request.url.path == "/userinfo":
+        path = path_of(request)
+        if path == "/userinfo":
             return bearer_challenge(exc)
-        if request.url.path in back_channel:
+        if path in back_channel:
             return oauth_json(exc)
         return render_page(
             request,
@@ -207,8 +214,9 @@ def install(
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s", request.url.path, exc_info=exc)
-        if request.url.path in back_channel or request.url.path == "/userinfo":
+        path = path_of(request)
+        log.error("unexpected error on %s", path, exc_info=exc)
+        if path in back_channel or path == "/userinfo":
             response: Response = oauth_json(ServerError("The server could not answer."))
         else:
             page = PageError(

@@ -96,9 +96,16 @@ async def read_form(
 
 
 def query_params(request: Request, max_param_bytes: int) -> Params:
-    if len(request.url.query) > 16 * 1024:
+    """The query string, refused when too long or not UTF-8. Read from the raw scope, not
+    request.url, which raises UnicodeDecodeError (a 500) on raw bytes that are not UTF-8."""
+    raw: bytes = request.scope.get("query_string", b"")
+    if len(raw) > 16 * 1024:
         raise BadParameters("query string too long")
-    return parse(request.url.query, max_param_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadParameters("the query string is not UTF-8") from None
+    return parse(text, max_param_bytes)
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]

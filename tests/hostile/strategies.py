@@ -164,3 +164,6 @@ def assert_safe_location(location: str, allowed: tuple[str, ...]) -> None:
     assert any(
         location == uri or location.startswith(uri + "?") for uri in allowed
     ), f"redirect to an unregistered URI: {location}"
+
+
+BACK_CHANNEL_PATHS_FOR_TESTS = frozenset({"/token", "/revoke", "/introspect"})
