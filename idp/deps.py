@@ -27,7 +27,14 @@ from starlette.responses import Response
 from idp.errors import N_, InvalidRequest, PageError
 from idp.protocol import authorization
 from idp.protocol.client_auth import KeysLocation, RemoteKeys, fetch_client_keys, keys_location
-from idp.protocol.requests import BadParameters, Params, client_ip, query_params, read_form
+from idp.protocol.requests import (
+    BadParameters,
+    Params,
+    client_ip,
+    query_params,
+    read_form,
+    shown_name,
+)
 from idp.runtime import Runtime
 from idp.security import cookies
 from idp.security.secrets import new_secret
@@ -106,17 +113,21 @@ async def page_params(request: Request, runtime: Rt) -> Params:
 PageParams = Annotated[Params, Depends(page_params)]
 
 
-async def oauth_form(request: Request, runtime: Rt) -> Params:
+async def oauth_form(
+    request: Request, runtime: Rt, opaque: frozenset[str] = frozenset()
+) -> Params:
     """The form body of a back-channel OAuth request: not too large, well formed, no parameter
     sent twice (RFC 6749 §3.1), and nothing in the query string (credentials and codes belong in
     the body, never in a URL that logs keep)."""
     settings = runtime.settings
     try:
-        params = await read_form(request, settings.max_body_bytes, settings.max_param_bytes)
+        params = await read_form(
+            request, settings.max_body_bytes, settings.max_param_bytes, opaque
+        )
     except BadParameters as exc:
         raise InvalidRequest(str(exc)) from None
     if repeated := params.repeated():
-        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if request.query_params:
         raise InvalidRequest("parameters must be sent in the body, not the query string")
     return params
@@ -124,13 +135,25 @@ async def oauth_form(request: Request, runtime: Rt) -> Params:
 
 OAuthForm = Annotated[Params, Depends(oauth_form)]
 
+# RFC 7009 §2.2 and RFC 7662 §2.2: a token the server does not recognise is not an error (200,
+# or {"active": false}), whatever its length; it is only hashed or signature-checked.
+PRESENTED_TOKEN = frozenset({"token"})
+
+
+async def token_form(request: Request, runtime: Rt) -> Params:
+    """`oauth_form` for /revoke and /introspect: `token` may be any string the body can hold."""
+    return await oauth_form(request, runtime, PRESENTED_TOKEN)
+
+
+TokenForm = Annotated[Params, Depends(token_form)]
+
 
 def _keys_location(runtime: Runtime, form: Params) -> KeysLocation | None:
     with read_transaction(runtime) as db:
         return keys_location(db, form)
 
 
-async def client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
+async def client_keys(form: Params, runtime: Runtime) -> RemoteKeys | None:
     """A private_key_jwt client's keys from its jwks_uri: where they are is read in a read-only
     transaction, which ends before the fetch; the fetch itself runs with no transaction open."""
     if "client_assertion" not in form.data:
@@ -141,7 +164,17 @@ async def client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
     return await run_in_threadpool(fetch_client_keys, where)
 
 
-ClientKeys = Annotated[RemoteKeys | None, Depends(client_keys)]
+async def _client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:
+    return await client_keys(form, runtime)
+
+
+async def _token_client_keys(form: TokenForm, runtime: Rt) -> RemoteKeys | None:
+    return await client_keys(form, runtime)
+
+
+ClientKeys = Annotated[RemoteKeys | None, Depends(_client_keys)]
+# The same, after `token_form` (FastAPI caches each dependency once per request).
+TokenClientKeys = Annotated[RemoteKeys | None, Depends(_token_client_keys)]
 
 
 async def get_browser(request: Request, runtime: Rt) -> authorization.Browser:

@@ -43,6 +43,7 @@ __all__ = [
     "RequestNotSupported",
     "RequestUriNotSupported",
     "ServerError",
+    "UnsupportedResponseType",
     "bearer_challenge",
     "install",
     "oauth_json",
@@ -74,6 +75,13 @@ class RequestUriNotSupported(OAuth2Error):  # type: ignore[misc]
     """OIDC Core §3.1.2.6."""
 
     error = "request_uri_not_supported"
+
+
+class UnsupportedResponseType(OAuth2Error):  # type: ignore[misc]
+    """RFC 6749 §4.1.2.1. Ours, not authlib's: authlib's puts the request's response_type,
+    unchecked, in its description."""
+
+    error = "unsupported_response_type"
 
 
 class InvalidToken(OAuth2Error):  # type: ignore[misc]
@@ -179,15 +187,22 @@ def install(
     the security headers here."""
     back_channel = frozenset(json_paths)
 
+    def path_of(request: Request) -> str:
+        # The scope's path, not request.url.path: building request.url decodes the raw query
+        # string as strict UTF-8, so a request whose query is not UTF-8 would crash its own
+        # error handler.
+        return str(request.scope.get("path", ""))
+
     async def on_page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
         return render_page(request, exc)
 
     async def on_oauth_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OAuth2Error)
-        if request.url.path == "/userinfo":
+        path = path_of(request)
+        if path == "/userinfo":
             return bearer_challenge(exc)
-        if request.url.path in back_channel:
+        if path in back_channel:
             return oauth_json(exc)
         return render_page(
             request,
@@ -199,8 +214,9 @@ def install(
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s", request.url.path, exc_info=exc)
-        if request.url.path in back_channel or request.url.path == "/userinfo":
+        path = path_of(request)
+        log.error("unexpected error on %s", path, exc_info=exc)
+        if path in back_channel or path == "/userinfo":
             response: Response = oauth_json(ServerError("The server could not answer."))
         else:
             page = PageError(

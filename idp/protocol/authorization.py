@@ -29,9 +29,10 @@ from idp.errors import (
     PageError,
     RequestNotSupported,
     RequestUriNotSupported,
+    UnsupportedResponseType,
     redirect_error,
 )
-from idp.protocol.requests import IdpRequest, Params
+from idp.protocol.requests import IdpRequest, Params, shown_name
 from idp.protocol.server import IdpServer
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
@@ -166,13 +167,21 @@ def _authorize(
 
 def _check_unsupported(p: Params) -> None:
     if repeated := p.repeated():
-        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if "request" in p.data:
         raise RequestNotSupported("request objects are not supported")
     if "request_uri" in p.data:
         raise RequestUriNotSupported("request_uri is not supported")
     if p.get("response_mode") not in (None, "query"):
         raise InvalidRequest("only response_mode=query is supported")
+    # Checked here, not left to authlib: authlib quotes the response_type it does not support
+    # in its error description, and refuses (with a ValueError, a 500) to build a description
+    # holding a quote, a control character or anything outside ASCII (RFC 6749 §4.1.2.1).
+    response_type = p.get("response_type")
+    if response_type is None:
+        raise InvalidRequest("response_type is required")
+    if response_type != "code":
+        raise UnsupportedResponseType("only response_type=code is supported")
 
 
 def authlib_grant(db: Session, runtime: Runtime, p: Params) -> tuple[Any, IdpRequest]:

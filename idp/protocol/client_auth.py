@@ -1,16 +1,25 @@
-"""private_key_jwt client authentication (RFC 7523 §2.2, OIDC Core §9), on authlib's assertion
-checker: we supply the keys, the audiences and the replay store."""
+"""Client authentication at the back-channel endpoints.
+
+- `client_secret_basic` (RFC 6749 §2.3.1) with our own strict reading of the header: authlib's
+  answers 500 for credentials that are not UTF-8.
+- `one_method()`: RFC 6749 §2.3, one authentication method per request, and one client.
+- private_key_jwt (RFC 7523 §2.2, OIDC Core §9), on authlib's assertion checker: we supply the
+  keys, the audiences and the replay store."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -111,6 +120,77 @@ def _has_kid(document: dict[str, Any], kid: str) -> bool:
 
 
 REMOTE_JWKS = _RemoteJwksCache()
+
+
+# --- client_secret_basic and the one-method rule ------------------------------------------------
+
+
+def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1: the client id and secret of an `Authorization: Basic` header, each
+    form-urlencoded (Appendix B) inside the base64; None when there is no Basic header.
+
+    Strict where authlib is lax: base64 that is not canonical, credentials that are not UTF-8
+    (raw or percent-encoded), no colon, or an empty id or secret raise InvalidClientError: the
+    request carried credentials and they cannot authenticate anyone."""
+    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        raw_id, colon, raw_secret = decoded.partition(":")
+        client_id = unquote(raw_id, errors="strict")  # as authlib: "+" stays "+"
+        secret = unquote(raw_secret, errors="strict")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raise InvalidClientError(description="The Basic credentials are malformed.") from None
+    if not colon or not client_id or not secret:
+        raise InvalidClientError(description="The Basic credentials are malformed.")
+    return client_id, secret
+
+
+def basic_client_id(headers: Mapping[str, str]) -> str | None:
+    """The client id of a well-formed Basic header, for the audit trail; never raises."""
+    try:
+        credentials = basic_credentials(headers)
+    except InvalidClientError:
+        return None
+    return credentials[0] if credentials else None
+
+
+def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
+    """authlib's `client_secret_basic`, on `basic_credentials()`."""
+    credentials = basic_credentials(request.headers)
+    if credentials is None:
+        return None
+    client = query_client(credentials[0])
+    if client is None:
+        raise InvalidClientError(status_code=401, description="The client does not exist.")
+    return client if client.check_client_secret(credentials[1]) else None
+
+
+def methods_used(headers: Mapping[str, str], params: Params) -> list[str]:
+    """The client authentication methods a request attempts: any Authorization header counts
+    (a Bearer token is not a client credential here either)."""
+    used = []
+    if headers.get("authorization"):
+        used.append("header")
+    if "client_secret" in params.data:
+        used.append("client_secret")
+    if "client_assertion" in params.data or "client_assertion_type" in params.data:
+        used.append("client_assertion")
+    return used
+
+
+def one_method(headers: Mapping[str, str], params: Params) -> None:
+    """RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
+    request." Also one client: a body client_id beside Basic credentials must name the same
+    client (§3.2.1 lets an authenticating client send it; two different ids make the request
+    contradictory, which §5.2 calls invalid_request, "otherwise malformed"). Checked before any
+    method is tried, so no method's answer depends on which one authlib happens to try first."""
+    if len(methods_used(headers, params)) > 1:
+        raise InvalidRequestError("use exactly one client authentication method")
+    body_id, basic_id = params.get("client_id"), basic_client_id(headers)
+    if body_id is not None and basic_id is not None and body_id != basic_id:
+        raise InvalidRequestError("client_id differs from the Basic credentials")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ parameters MUST NOT be included more than once.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,16 @@ from starlette.requests import Request
 
 MAX_FIELDS = 64
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def shown_name(key: str) -> str:
+    """A parameter's name as it may appear in an error description: as sent when it is plain,
+    otherwise not at all. RFC 6749 §5.2 allows only printable ASCII without '"' and '\\' in
+    error_description, and authlib refuses (with a ValueError, a 500) to build anything else."""
+    return key if _PLAIN_NAME.fullmatch(key) else "?"
 
 
 class BadParameters(ValueError):
@@ -43,20 +54,28 @@ class Params:
         return [(k, v) for k, v in self.pairs if k not in keys]
 
 
-def parse(raw: str, max_param_bytes: int) -> Params:
+def parse(raw: str, max_param_bytes: int, opaque: frozenset[str] = frozenset()) -> Params:
+    """`opaque` names parameters that are only hashed or signature-checked, never stored, shown
+    or logged: they are exempt from the per-parameter cap and the NUL rule (the body cap still
+    holds), so an endpoint can answer "not a token I know" for any string (RFC 7662 §2.2,
+    RFC 7009 §2.2) instead of refusing the request."""
     try:
         pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadParameters("malformed or too many parameters") from exc
     for key, value in pairs:
+        if key in opaque:
+            continue
         if len(key) > 64 or len(value.encode()) > max_param_bytes:
-            raise BadParameters(f"parameter {key[:64]!r} is too long")
+            raise BadParameters(f"parameter '{shown_name(key)}' is too long")
         if "\x00" in value:
-            raise BadParameters(f"parameter {key[:64]!r} holds a NUL character")
+            raise BadParameters(f"parameter '{shown_name(key)}' holds a NUL character")
     return Params(pairs)
 
 
-async def read_form(request: Request, max_body: int, max_param_bytes: int) -> Params:
+async def read_form(
+    request: Request, max_body: int, max_param_bytes: int, opaque: frozenset[str] = frozenset()
+) -> Params:
     """The urlencoded body, refused when too large, of another type or not UTF-8."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
@@ -73,13 +92,20 @@ async def read_form(request: Request, max_body: int, max_param_bytes: int) -> Pa
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadParameters("the body is not UTF-8") from exc
-    return parse(text, max_param_bytes)
+    return parse(text, max_param_bytes, opaque)
 
 
 def query_params(request: Request, max_param_bytes: int) -> Params:
-    if len(request.url.query) > 16 * 1024:
+    """The query string, refused when too long or not UTF-8. Read from the raw scope, not
+    request.url, which raises UnicodeDecodeError (a 500) on raw bytes that are not UTF-8."""
+    raw: bytes = request.scope.get("query_string", b"")
+    if len(raw) > 16 * 1024:
         raise BadParameters("query string too long")
-    return parse(request.url.query, max_param_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadParameters("the query string is not UTF-8") from None
+    return parse(text, max_param_bytes)
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]

@@ -10,7 +10,6 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
@@ -18,7 +17,13 @@ from starlette.responses import JSONResponse, Response
 from idp.audit.events import AuditEvent, record
 from idp.errors import NO_STORE, ServerError, oauth_json
 from idp.keys.ring import DEFAULT_ALG
-from idp.protocol.client_auth import PrivateKeyJwt, RemoteKeys, asserted_client
+from idp.protocol.client_auth import (
+    PrivateKeyJwt,
+    RemoteKeys,
+    asserted_client,
+    authenticate_client_secret_basic,
+    basic_client_id,
+)
 from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, S256CodeChallenge
 from idp.protocol.oidc import OpenIDCode
 from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
@@ -55,6 +60,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         )
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(RefreshTokenGrant)
+        self.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
         self.register_client_auth_method(
             "private_key_jwt", PrivateKeyJwt(db, self.settings.issuer, remote_keys)
         )
@@ -130,8 +136,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
     def client_auth_failed(self, request: IdpRequest, error: InvalidClientError) -> Response:
         # RFC 6749 §5.2: 401 with WWW-Authenticate. One description for every cause, so the
         # answer does not tell an attacker which client ids exist.
-        basic_id, _ = extract_basic_authorization(request.headers)
-        client_id = basic_id or request.payload.data.get("client_id")
+        client_id = basic_client_id(request.headers) or request.payload.data.get("client_id")
         if not client_id and (assertion := request.payload.data.get("client_assertion")):
             client_id = asserted_client(assertion)  # unverified: only to name it in the trail
         event: dict[str, Any] = {

@@ -72,7 +72,7 @@ def sign_out_everywhere(
 ) -> Response:
     settings = runtime.settings
     if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
-        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path=request.url.path)
+        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path=request.scope["path"])
         return pages.error(
             request, N_("This form expired"), N_("Go back to your account and try again."), 403
         )

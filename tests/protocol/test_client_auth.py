@@ -5,6 +5,7 @@ OIDC Core §9. Clients registered with a jwks_uri get their keys served by a sma
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import time
@@ -406,3 +407,79 @@ def test_an_unreachable_jwks_uri_is_invalid_client(idp: Harness) -> None:
         auth_method="private_key_jwt", jwks_uri="http://127.0.0.1:9/jwks.json", **SERVICE
     )
     assert_invalid_client(with_assertion(idp, client_assertion(rp.client_id, client_key())))
+
+
+# --- hostile credentials and RFC 6749 §2.3's one method per request -----------------------------
+
+
+def raw_basic(credentials: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"\xff\xfe:\xff", b"id:\xc3", b"\xed\xa0\x80:secret", b"%ff:secret", b"id:%ED%A0%80"],
+    ids=["raw-latin1", "truncated-utf8", "lone-surrogate", "pct-ff", "pct-surrogate"],
+)
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+def test_basic_credentials_that_are_not_utf8_are_invalid_client(
+    idp: Harness, basic_client: RP, path: str, credentials: bytes
+) -> None:
+    """RFC 6749 §2.3.1 and Appendix B: the id and secret are UTF-8, form-urlencoded, then
+    base64; anything else cannot authenticate a client: §5.2 invalid_client (401), not a 500."""
+    data = cc_form() if path == "/token" else {"token": "x"}
+    assert_invalid_client(idp.http.post(path, data=data, headers=raw_basic(credentials)))
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic ", "Basic"]
+)
+def test_malformed_basic_header_is_invalid_client(idp: Harness, header: str) -> None:
+    """RFC 6749 §2.3.1, §5.2: no base64, no colon, or nothing at all: invalid_client."""
+    response = idp.http.post("/token", data=cc_form(), headers={"Authorization": header})
+    assert_invalid_client(response)
+
+
+def _second_method(rp: RP, method: str) -> dict[str, str]:
+    if method == "client_secret":
+        return {"client_id": rp.client_id, "client_secret": rp.secret or ""}
+    return assertion_form(client_assertion(rp.client_id, client_key()))
+
+
+@pytest.mark.parametrize("method", ["client_secret", "client_assertion"])
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+def test_two_authentication_methods_are_invalid_request(
+    idp: Harness, basic_client: RP, path: str, method: str
+) -> None:
+    """RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
+    request." Basic credentials plus a body secret or assertion: §5.2 invalid_request, at the
+    token endpoint and at RFC 7009 §2.1 revocation and RFC 7662 §2.1 introspection alike."""
+    data = cc_form() if path == "/token" else {"token": "x"}
+    data.update(_second_method(basic_client, method))
+    response = idp.http.post(path, data=data, headers=basic_client.auth())
+    assert response.status_code == 400, response.text
+    assert error_of(response) == "invalid_request"
+    assert "access_token" not in response.json()
+
+
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+def test_body_client_id_other_than_basic_is_invalid_request(
+    idp: Harness, basic_client: RP, path: str
+) -> None:
+    """RFC 6749 §3.2.1 lets an authenticated client also send client_id; one that names another
+    client makes the request contradictory: §5.2 invalid_request ("otherwise malformed"), never
+    a token for either client."""
+    other = idp.client(**SERVICE)
+    data = cc_form() if path == "/token" else {"token": "x"}
+    data["client_id"] = other.client_id
+    response = idp.http.post(path, data=data, headers=basic_client.auth())
+    assert response.status_code == 400, response.text
+    assert error_of(response) == "invalid_request"
+
+
+def test_body_client_id_equal_to_basic_is_accepted(idp: Harness, basic_client: RP) -> None:
+    """RFC 6749 §3.2.1: the same client_id in the body as in the Basic header is fine."""
+    response = idp.http.post(
+        "/token", data=cc_form(client_id=basic_client.client_id), headers=basic_client.auth()
+    )
+    assert response.status_code == 200, response.text

@@ -17,7 +17,7 @@ from idp import deps
 from idp.audit.events import record_all
 from idp.errors import NO_STORE, InvalidRequest
 from idp.protocol import token_admin
-from idp.protocol.client_auth import RemoteKeys
+from idp.protocol.client_auth import RemoteKeys, one_method
 from idp.protocol.refresh import AUTH_METHODS
 from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import IdpServer
@@ -92,17 +92,19 @@ def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | 
 
 @router.post("/revoke", include_in_schema=False)
 async def revocation_endpoint(
-    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+    request: Request, form: deps.TokenForm, keys: deps.TokenClientKeys, runtime: deps.Rt
 ) -> Response:
     """RFC 7009 §2.1."""
+    one_method(request.headers, form)  # RFC 6749 §2.3, RFC 7009 §2.1
     oauth_request = _oauth_request(runtime, request, form, "/revoke")
     return await run_in_threadpool(_revoke, runtime, oauth_request, keys)
 
 
 @router.post("/introspect", include_in_schema=False)
 async def introspection_endpoint(
-    request: Request, form: deps.OAuthForm, keys: deps.ClientKeys, runtime: deps.Rt
+    request: Request, form: deps.TokenForm, keys: deps.TokenClientKeys, runtime: deps.Rt
 ) -> Response:
     """RFC 7662 §2.1."""
+    one_method(request.headers, form)  # RFC 6749 §2.3, RFC 7662 §2.1
     oauth_request = _oauth_request(runtime, request, form, "/introspect")
     return await run_in_threadpool(_introspect, runtime, oauth_request, keys)

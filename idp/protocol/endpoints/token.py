@@ -12,7 +12,7 @@ from starlette.responses import Response
 from idp import deps
 from idp.audit.events import record_all
 from idp.errors import InvalidRequest, oauth_json
-from idp.protocol.client_auth import RemoteKeys
+from idp.protocol.client_auth import RemoteKeys, one_method
 from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import IdpServer
 from idp.runtime import Runtime
@@ -27,17 +27,6 @@ def is_read_only(params: Params) -> bool:
     )
 
 
-def auth_methods_used(request: Request, params: Params) -> list[str]:
-    used = []
-    if request.headers.get("authorization"):
-        used.append("header")
-    if "client_secret" in params.data:
-        used.append("client_secret")
-    if "client_assertion" in params.data:
-        used.append("client_assertion")
-    return used
-
-
 async def token_endpoint(request: Request) -> Response:
     """The hot path: a plain Starlette route, which skips FastAPI's dependency solving (measured
     with peer-bench: 676 against 744 client_credentials grants per CPU-second; with the bare
@@ -49,9 +38,7 @@ async def token_endpoint(request: Request) -> Response:
     keys = await deps.client_keys(form, runtime)
     if not form.get("grant_type"):
         raise InvalidRequest("grant_type is required")
-    if len(auth_methods_used(request, form)) > 1:
-        # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
-        raise InvalidRequest("use exactly one client authentication method")
+    one_method(request.headers, form)  # RFC 6749 §2.3
     oauth_request = IdpRequest("POST", runtime.settings.endpoint("/token"), request.headers, form)
     oauth_request.ip = client_ip(request)
     if not is_read_only(form):

@@ -498,3 +498,21 @@ def test_pages_carry_security_headers(idp: Harness, page: str) -> None:
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "same-origin"
     assert "max-age=" in headers["strict-transport-security"]
+
+
+@pytest.mark.parametrize(
+    "response_type", ['"', "code\x01", "\ufeffcode", "code\x7f", "c\\ode", "é"]
+)
+def test_hostile_response_type_is_unsupported_not_a_crash(idp: Harness, response_type: str) -> None:
+    """RFC 6749 §4.1.2.1 unsupported_response_type, for a value that holds characters
+    error_description may not carry (quote, backslash, controls, non-ASCII): still a redirect
+    with the error, never a 500."""
+    rp = idp.client()
+    response = idp.authorize(rp, response_type=response_type)
+    assert redirect_error(response, rp) == "unsupported_response_type"
+
+
+def test_missing_response_type_is_invalid_request(idp: Harness) -> None:
+    """RFC 6749 §4.1.2.1 invalid_request: the request is missing a required parameter."""
+    rp = idp.client()
+    assert redirect_error(idp.authorize(rp, response_type=None), rp) == "invalid_request"

@@ -239,3 +239,26 @@ def test_idle_expired_refresh_token_is_inactive(
         h=hashed(offline["refresh_token"]),
     )
     assert introspected(idp, rp, offline["refresh_token"]) == INACTIVE
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["x" * 4097, "y" * 15_000, "a." + "b" * 8_000 + ".c", "nul\x00inside", "\x01\x7f\ufeff\"'"],
+    ids=["over-param-cap", "near-body-cap", "long-jwt-shape", "nul", "controls"],
+)
+def test_unrecognisable_token_of_any_length_is_inactive(
+    idp: Harness, rp: RP, token: str
+) -> None:
+    """RFC 7662 §2.2: for a token the server cannot recognise the answer is {"active": false},
+    not an error, however long it is (the body limit, IDP_MAX_BODY_BYTES, still holds: the
+    per-parameter cap does not apply to the token, which is only hashed or verified)."""
+    response = introspect(idp, rp, token)
+    assert response.status_code == 200, response.text
+    assert response.json() == INACTIVE
+
+
+def test_token_over_the_body_limit_is_still_refused(idp: Harness, rp: RP) -> None:
+    """The body cap bounds every request: RFC 6749 §5.2 invalid_request, before any lookup."""
+    response = introspect(idp, rp, "z" * (idp.runtime.settings.max_body_bytes + 1))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"

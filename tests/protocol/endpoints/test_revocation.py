@@ -156,3 +156,15 @@ def test_public_client_revokes_with_client_id(idp: Harness) -> None:
 def test_revocation_only_by_post(idp: Harness) -> None:
     """RFC 7009 §2.1: the client requests revocation with an HTTP POST."""
     assert idp.http.get("/revoke", params={"token": "x"}).status_code in (404, 405)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["x" * 4097, "y" * 15_000, "a." + "b" * 8_000 + ".c", "nul\x00inside"],
+    ids=["over-param-cap", "near-body-cap", "long-jwt-shape", "nul"],
+)
+def test_unrecognisable_token_of_any_length_is_200(idp: Harness, rp: RP, token: str) -> None:
+    """RFC 7009 §2.2: the server responds with 200 for an invalid token ("invalid tokens do
+    not cause an error response"), whatever its length up to the body limit."""
+    response = revoke(idp, rp, token)
+    assert response.status_code == 200, response.text

@@ -599,3 +599,23 @@ def test_client_credentials_hot_path(
     assert response.status_code == 200, response.text
     assert reads == [service.client_id]
     assert seen == [], seen  # nothing else: no write, no second read
+
+
+@pytest.mark.parametrize("name", ["a\\b", 'q"', "é", "\x01", "x" * 65])
+@pytest.mark.parametrize("problem", ["repeated", "too-long", "nul"])
+def test_unusual_parameter_name_in_an_error_is_not_a_crash(
+    idp: Harness, name: str, problem: str
+) -> None:
+    """RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'. A refused
+    parameter whose name is anything else is not named in it: invalid_request, not a 500."""
+    value = {"repeated": "v", "too-long": "v" * 5000, "nul": "\x00"}[problem]
+    pairs = [("grant_type", "client_credentials"), (name, value)]
+    if problem == "repeated":
+        pairs.append((name, value))
+    response = idp.http.post(
+        "/token",
+        content=urlencode(pairs).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400, response.text
+    assert error_of(response) == "invalid_request"
