@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     refresh_token_reuse_grace_seconds: int = Field(default=3, ge=0, le=5)
     # Each worker deletes expired codes, tokens and sessions this often (0: only `idp prune`).
     prune_interval_seconds: int = Field(default=3600, ge=0)
+    # Audit events older than this are deleted when pruning.
+    audit_retention_days: int = Field(default=400, ge=1)
     # RFC 9068 §3: without a resource indicator the AS uses a default audience.
     access_token_audience: str | None = None
 

@@ -23,7 +23,10 @@ DELIVERY_RETRY_SECONDS = 2
 
 
 def prune(
-    factory: sessionmaker[Session], batch: int = BATCH, idle_timeout: int | None = None
+    factory: sessionmaker[Session],
+    batch: int = BATCH,
+    idle_timeout: int | None = None,
+    audit_retention_days: int = expiry.AUDIT_RETENTION_DAYS,
 ) -> dict[str, int]:
     """Delete expired rows table by table, `batch` rows per transaction; returns the counts.
     Sessions idle longer than `idle_timeout` count as expired; every session pruned queues its
@@ -37,7 +40,9 @@ def prune(
         total = 0
         while True:
             with factory.begin() as db:
-                deleted = expiry.delete_batch(db, name, ts, batch, idle_timeout)
+                deleted = expiry.delete_batch(
+                    db, name, ts, batch, idle_timeout, audit_retention_days
+                )
             total += deleted
             if deleted < batch:
                 break
@@ -97,7 +102,9 @@ class Worker:
                 next_prune = time.monotonic() + prune_every
                 try:
                     pruned = prune(
-                        self._runtime.sessions, idle_timeout=settings.session_idle_timeout_seconds
+                        self._runtime.sessions,
+                        idle_timeout=settings.session_idle_timeout_seconds,
+                        audit_retention_days=settings.audit_retention_days,
                     )
                     log.info("pruned: %s", pruned)
                 except Exception:

@@ -61,7 +61,24 @@ def record(
             at=now(), event=str(event), user_id=user_id, client_id=client_id, ip=ip, detail=safe
         )
     )
-    log.info("%s user=%s client=%s ip=%s %s", event, user_id, client_id, ip, safe)
+    log.info(
+        "%s user=%s client=%s ip=%s %s",
+        event,
+        loggable(user_id),
+        loggable(client_id),
+        loggable(ip),
+        " ".join(f"{loggable(k)}={loggable(v)}" for k, v in safe.items()),
+    )
+
+
+def loggable(value: object) -> str:
+    """A value as one line of log text: control, format and separator characters (a newline
+    in an attacker's client_id, a bidi override) escaped, so no value can forge a log line.
+    The table keeps the value itself, as JSON."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def record_all(db: Session, events: list[dict[str, Any]]) -> None:

@@ -87,6 +87,7 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> None:
             make_sessionmaker(engine),
             batch=args.batch,
             idle_timeout=settings.session_idle_timeout_seconds,
+            audit_retention_days=settings.audit_retention_days,
         )
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from idp.store import logout_deliveries
 from idp.store.assertions import UsedAssertion
+from idp.store.audit import AuditRecord
 from idp.store.codes import AuthorizationCode
 from idp.store.interactions import Interaction
 from idp.store.logout_deliveries import LogoutDelivery
@@ -18,9 +19,13 @@ from idp.store.sessions import BrowserSession
 
 # Keep used codes and tokens a while past expiry, so a late replay is still recognised as one.
 REPLAY_MEMORY = 86400
+# IDP_AUDIT_RETENTION_DAYS' default: the audit trail is kept this long, then pruned.
+AUDIT_RETENTION_DAYS = 400
 
 
-def _targets(ts: int, idle_timeout: int | None = None) -> list[tuple[str, Any, Any]]:
+def _targets(
+    ts: int, idle_timeout: int | None = None, audit_retention_days: int = AUDIT_RETENTION_DAYS
+) -> list[tuple[str, Any, Any]]:
     old = ts - REPLAY_MEMORY
     session_over = BrowserSession.expires_at < ts
     if idle_timeout:
@@ -45,6 +50,8 @@ def _targets(ts: int, idle_timeout: int | None = None) -> list[tuple[str, Any, A
         ("interactions", Interaction.id_hash, Interaction.expires_at < ts),
         ("client assertions", UsedAssertion.jti, UsedAssertion.expires_at < ts),
         ("logout deliveries", LogoutDelivery.id, LogoutDelivery.created_at < old),
+        # Unauthenticated requests can add audit rows: without retention the table only grows.
+        ("audit events", AuditRecord.id, AuditRecord.at < ts - audit_retention_days * 86400),
     ]
 
 
@@ -52,12 +59,18 @@ TABLES = [name for name, _, _ in _targets(0)]
 
 
 def delete_batch(
-    db: Session, name: str, ts: int, batch: int, idle_timeout: int | None = None
+    db: Session,
+    name: str,
+    ts: int,
+    batch: int,
+    idle_timeout: int | None = None,
+    audit_retention_days: int = AUDIT_RETENTION_DAYS,
 ) -> int:
     """Delete up to `batch` expired rows of one table; returns how many went. A session that
     timed out (absolute, or idle when `idle_timeout` is given) has ended: its relying parties
     are told, as at any other end (Back-Channel Logout 1.0 §2.5)."""
-    _, key, expired = next(t for t in _targets(ts, idle_timeout) if t[0] == name)
+    targets = _targets(ts, idle_timeout, audit_retention_days)
+    _, key, expired = next(t for t in targets if t[0] == name)
     if name == "sessions":
         ended = db.execute(
             select(BrowserSession.id_hash, BrowserSession.sid, BrowserSession.user_id)

@@ -582,3 +582,23 @@ def test_keys_new_kek(tmp_path: Path) -> None:
     first, second = new_kek(), new_kek()
     assert first != second
     assert len(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4))) == 32
+
+
+def test_prune_applies_the_audit_retention_setting(cli: Cli) -> None:
+    """`idp prune` deletes audit events older than IDP_AUDIT_RETENTION_DAYS."""
+    import time
+
+    with cli.engine.begin() as conn:
+        for age_days in (11, 9):
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (at, event, detail) VALUES (:at, 'test.aged', '{}')"
+                ),
+                {"at": int(time.time()) - age_days * 86400},
+            )
+    cli.env["IDP_AUDIT_RETENTION_DAYS"] = "10"
+    result = cli.ok("prune", "--json")
+    assert json.loads(result.stdout)["audit events"] == 1
+    with cli.engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM audit_events WHERE event = 'test.aged'"))
+        assert left.scalar_one() == 1
