@@ -8,13 +8,13 @@ from starlette.background import BackgroundTask
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import N_
 from idp.protocol import interaction
 from idp.protocol.endpoints.authorize import respond
 from idp.security import cookies, csrf
 from idp.store import sessions as session_store, users
+from idp.web import forms
 from idp.web.home import notice
 
 router = APIRouter()
@@ -71,11 +71,9 @@ def sign_out_everywhere(
     db: deps.Db,
 ) -> Response:
     settings = runtime.settings
-    if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
-        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path=request.scope["path"])
-        return pages.error(
-            request, N_("This form expired"), N_("Go back to your account and try again."), 403
-        )
+    next_step = N_("Go back to your account and try again.")
+    if expired := forms.refused(request, form, runtime, pages, browser, db, next_step):
+        return expired
     session = sessions.current(db, browser.session_cookie, settings)
     if session is None:
         return RedirectResponse("/", status_code=303)

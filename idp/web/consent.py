@@ -12,13 +12,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import N_, PageError
 from idp.protocol import interaction
 from idp.protocol.endpoints.authorize import respond
-from idp.security import csrf
 from idp.store import users
+from idp.web import forms
 
 router = APIRouter()
 
@@ -80,15 +79,9 @@ def consent_submit(
     browser: deps.Browser,
     db: deps.Db,
 ) -> Response:
-    if not csrf.verify(request, runtime.settings, runtime.csrf_key, form.get("csrf_token")):
-        # Answered with a page, not raised: the audit event commits with the request.
-        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/consent")
-        return pages.error(
-            request,
-            N_("This form expired"),
-            N_("Go back to the application and sign in again."),
-            403,
-        )
+    next_step = N_("Go back to the application and sign in again.")
+    if expired := forms.refused(request, form, runtime, pages, browser, db, next_step):
+        return expired
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         raise PageError(N_("Invalid request"), N_("Choose Allow or Deny."))

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
-from idp.audit.events import AuditEvent, record
 from idp.errors import N_
 from idp.protocol import access
-from idp.security import cookies, csrf
+from idp.security import cookies
 from idp.store import sessions, users
+from idp.web import forms
 
 router = APIRouter()
 
@@ -52,11 +52,9 @@ def revoke_app(
     browser: deps.Browser,
     db: deps.Db,
 ) -> Response:
-    if not csrf.verify(request, runtime.settings, runtime.csrf_key, form.get("csrf_token")):
-        record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/apps/revoke")
-        return pages.error(
-            request, N_("This form expired"), N_("Go back to the home page and try again."), 403
-        )
+    next_step = N_("Go back to the home page and try again.")
+    if expired := forms.refused(request, form, runtime, pages, browser, db, next_step):
+        return expired
     session = sessions.current(
         db, browser.session_cookie, runtime.settings.session_idle_timeout_seconds
     )
