@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
 from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
@@ -76,4 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)
+    if settings.forwarded_allow_ips:
+        # Outermost (added last): every part sees the client's address and scheme, and every
+        # throttle budget belongs to the client, not to the proxy in front of all of them.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

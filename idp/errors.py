@@ -43,6 +43,7 @@ __all__ = [
     "RequestNotSupported",
     "RequestUriNotSupported",
     "ServerError",
+    "TemporarilyUnavailable",
     "UnsupportedResponseType",
     "bearer_challenge",
     "install",
@@ -63,6 +64,21 @@ class ServerError(OAuth2Error):  # type: ignore[misc]
 
     error = "server_error"
     status_code = 500
+
+
+class TemporarilyUnavailable(OAuth2Error):  # type: ignore[misc]
+    """RFC 6749 §4.1.2.1's code, with RFC 6585 §4's 429 and a Retry-After: too many failed
+    attempts from this client and address."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed attempts; retry later.")
+        self.retry_after = retry_after
+
+    def response(self) -> JSONResponse:
+        return oauth_json(self, headers={"Retry-After": str(self.retry_after)})
 
 
 class RequestNotSupported(OAuth2Error):  # type: ignore[misc]

@@ -43,6 +43,8 @@ class Runtime:
     refresh_key: bytes
     # Signs the HTML forms' CSRF tokens (HKDF of the key-encryption key).
     csrf_key: bytes
+    # Signs the device cookies that exempt known browsers from strangers' throttling.
+    device_key: bytes
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -75,4 +77,5 @@ def build_runtime(settings: Settings) -> Runtime:
         sealer=sealer,
         refresh_key=derive_key(kek, "idp refresh-token successor v1"),
         csrf_key=derive_key(kek, "idp csrf token v1"),
+        device_key=derive_key(kek, "idp device cookie v1"),
     )

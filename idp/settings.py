@@ -68,6 +68,25 @@ class Settings(BaseSettings):
     # address and minute (0: no cap). Generous, for many people behind one NAT.
     interactions_per_ip_per_minute: int = Field(default=120, ge=0)
 
+    # Throttled guessing (authn.throttle), counted in the database for every worker. Failed
+    # attempts allowed before the first block: per account from one address, per address (many
+    # people behind one NAT), per account from unknown devices everywhere, per known device
+    # (its own budget), per client from one address. After that one attempt per block; each
+    # block doubles, from the backoff to the maximum; a budget untouched for the window after
+    # its block is forgotten.
+    throttle_account_address_limit: int = Field(default=5, ge=1)
+    throttle_address_limit: int = Field(default=100, ge=1)
+    throttle_account_limit: int = Field(default=20, ge=1)
+    throttle_device_limit: int = Field(default=10, ge=1)
+    throttle_client_limit: int = Field(default=20, ge=1)
+    throttle_backoff_seconds: int = Field(default=30, ge=1)
+    throttle_max_backoff_seconds: int = Field(default=3600, ge=1)
+    throttle_window_seconds: int = Field(default=3600, ge=1)
+    # The proxies whose X-Forwarded-For / X-Forwarded-Proto name the client (comma-separated
+    # addresses or networks, "*" for any; empty: none). Every budget above is per address, so
+    # name the proxy here, or all clients share the proxy's budgets.
+    forwarded_allow_ips: str = "127.0.0.1"
+
     session_idle_timeout_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_timeout_seconds: int = Field(default=12 * 3600, ge=60)
 

@@ -21,6 +21,8 @@ _SECRETISH = re.compile(r"secret|password|token|code|assertion|cookie|otp", re.I
 class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "login.succeeded"
     LOGIN_FAILED = "login.failed"
+    THROTTLE_STARTED = "throttle.started"  # a budget of failed attempts was used up: blocked
+    THROTTLE_CLEARED = "throttle.cleared"  # an account's budgets reset by an administrator
     LOGOUT = "logout"
     LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"  # a back-channel logout gave up
     SESSIONS_REVOKED = "sessions.revoked"  # every session and refresh token of a user

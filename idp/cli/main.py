@@ -7,6 +7,7 @@ does so in one transaction, after validating everything.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from idp.store import clients as store_clients, users as store_users
     from idp.web import branding
 
+    if args.forwarded_allow_ips is not None:
+        # Each worker builds its app (and its Settings) from the environment.
+        os.environ["IDP_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
     branding.load(settings)  # a bad logo or colour: one line, before anything starts
     cmd_migrate(settings, args)
     services = build_runtime(settings)  # fails here, with one line, on a wrong KEK
@@ -56,8 +60,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        # create_app applies IDP_FORWARDED_ALLOW_IPS itself (set above from the flag).
+        proxy_headers=False,
         server_header=False,
         date_header=True,
         log_level=settings.log_level,
@@ -107,8 +111,7 @@ def build_parser() -> Parser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies whose X-Forwarded-* headers are trusted",
+        help="proxies whose X-Forwarded-* headers are trusted (sets IDP_FORWARDED_ALLOW_IPS)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)

@@ -1,4 +1,4 @@
-"""`idp users ...`: create a user, change their roles, end their sessions."""
+"""`idp users ...`: create a user, change their roles, end their sessions, unlock them."""
 
 from __future__ import annotations
 
@@ -87,6 +87,18 @@ def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> N
     print(f"ended {ended} sessions and {families} refresh-token grants of {args.email}")
 
 
+def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.authn import throttle
+    from idp.store import users
+
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        cleared = throttle.unlock(db, args.email, user.id, actor="cli")
+    print(f"cleared {cleared} sign-in throttle budgets of {args.email}")
+
+
 def add_commands(sub: Any) -> None:
     users = sub.add_parser("users", help="manage users").add_subparsers(
         dest="users_command", required=True, parser_class=Parser
@@ -120,3 +132,9 @@ def add_commands(sub: Any) -> None:
     )
     revoke_sessions.add_argument("email")
     revoke_sessions.set_defaults(func=cmd_users_revoke_sessions)
+
+    unlock = users.add_parser(
+        "unlock", help="clear a user's sign-in throttling (failed attempts; audited)"
+    )
+    unlock.add_argument("email")
+    unlock.set_defaults(func=cmd_users_unlock)

@@ -14,8 +14,9 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
-from idp.audit.events import AuditEvent, record
-from idp.errors import NO_STORE, ServerError, oauth_json
+from idp.audit.events import AuditEvent, record, record_all
+from idp.authn import throttle
+from idp.errors import NO_STORE, ServerError, TemporarilyUnavailable, oauth_json
 from idp.keys.ring import DEFAULT_ALG
 from idp.protocol.client_auth import (
     PrivateKeyJwt,
@@ -54,6 +55,8 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         # A read-only unit of work keeps its audit events for the caller to write afterwards.
         self.read_only = read_only
         self.deferred_events: list[dict[str, Any]] = []
+        # The client id and address of a failed authentication the throttle must still count.
+        self.deferred_failure: tuple[str | None, str | None] | None = None
         self.issued: IssuedAccessToken | None = None
         self.register_grant(
             AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()]
@@ -139,17 +142,34 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         client_id = basic_client_id(request.headers) or request.payload.data.get("client_id")
         if not client_id and (assertion := request.payload.data.get("client_assertion")):
             client_id = asserted_client(assertion)  # unverified: only to name it in the trail
+        client_id = (client_id or "")[:64] or None
         event: dict[str, Any] = {
             "event": AuditEvent.CLIENT_AUTH_FAILED,
             "ip": request.ip,
-            "client_id": (client_id or "")[:64] or None,
+            "client_id": client_id,
             "reason": error.description or "",
         }
         if self.read_only:
+            # Counted by write_deferred(), which may still turn this answer into a 429.
             self.deferred_events.append(event)
-        else:
-            record(self.db, **event)
+            self.deferred_failure = (client_id, request.ip)
+            return oauth_json(error)
+        record(self.db, **event)
+        retry_after = throttle.client_failed(self.db, self.settings, client_id, request.ip)
+        if retry_after is not None:
+            return TemporarilyUnavailable(retry_after).response()
         return oauth_json(error)
+
+    def write_deferred(self, db: Session) -> Response | None:
+        """Write what a read-only unit of work kept for later, in the caller's write
+        transaction: its audit events, and a failed authentication for the throttle. Returns
+        the 429 that replaces the 401 when the client's budget at that address is used up."""
+        record_all(db, self.deferred_events)
+        if self.deferred_failure is None:
+            return None
+        client_id, ip = self.deferred_failure
+        retry_after = throttle.client_failed(db, self.settings, client_id, ip)
+        return TemporarilyUnavailable(retry_after).response() if retry_after is not None else None
 
     # --- tokens -----------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ SESSION = "idp_session"
 CSRF = "idp_csrf"
 # Binds sign-in interactions to the browser that started them (not the CSRF cookie).
 INTERACTION = "idp_interaction"
+# Names the accounts that signed in on this browser, for the sign-in throttle (security.devices).
+DEVICE = "idp_device"
 
 
 def name(settings: Settings, base: str) -> str:
@@ -26,10 +28,15 @@ def read(request: Request, settings: Settings, base: str) -> str | None:
     return request.cookies.get(name(settings, base))
 
 
-def set_cookie(response: Response, settings: Settings, base: str, value: str) -> None:
+def set_cookie(
+    response: Response, settings: Settings, base: str, value: str, max_age: int | None = None
+) -> None:
+    """A cookie for this host only, HttpOnly, SameSite=Lax; a browser-session cookie unless
+    max_age says how long it lives."""
     response.set_cookie(
         name(settings, base),
         value,
+        max_age=max_age,
         path="/",
         secure=not settings.is_development,
         httponly=True,

@@ -13,6 +13,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     revocations,
     roles,
     sessions,
+    throttle,
     users,
 )
 from idp.store.base import Base

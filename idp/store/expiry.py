@@ -16,6 +16,7 @@ from idp.store.logout_deliveries import LogoutDelivery
 from idp.store.refresh_tokens import FamilyAccessToken, RefreshToken, TokenFamily
 from idp.store.revocations import RevokedToken
 from idp.store.sessions import BrowserSession
+from idp.store.throttle import ThrottleCounter
 
 # Keep used codes and tokens a while past expiry, so a late replay is still recognised as one.
 REPLAY_MEMORY = 86400
@@ -49,6 +50,7 @@ def _targets(
         ("revoked tokens", RevokedToken.jti, RevokedToken.expires_at < ts),
         ("interactions", Interaction.id_hash, Interaction.expires_at < ts),
         ("client assertions", UsedAssertion.jti, UsedAssertion.expires_at < ts),
+        ("throttle counters", ThrottleCounter.key, ThrottleCounter.expires_at < ts),
         ("logout deliveries", LogoutDelivery.id, LogoutDelivery.created_at < old),
         # Unauthenticated requests can add audit rows: without retention the table only grows.
         ("audit events", AuditRecord.id, AuditRecord.at < ts - audit_retention_days * 86400),

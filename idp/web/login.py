@@ -19,14 +19,15 @@ from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
-from idp.authn import sessions
+from idp.authn import sessions, throttle
 from idp.authn.passwords import PasswordsBusy
+from idp.authn.throttle import Attempt, Throttled
 from idp.errors import N_
 from idp.protocol import interaction
 from idp.protocol.authorization import Browser
 from idp.protocol.interaction import Pending
 from idp.runtime import Runtime
-from idp.security import cookies, csrf
+from idp.security import cookies, csrf, devices
 from idp.store import users
 from idp.store.users import User
 from idp.web.templating import Templates
@@ -36,6 +37,7 @@ router = APIRouter()
 BAD_CREDENTIALS = N_("Incorrect email or password.")
 FORM_EXPIRED = N_("This form expired. Please try again.")
 BUSY = N_("Too many people are signing in right now. Wait a moment, then try again.")
+THROTTLED = N_("Too many failed attempts. Wait %(wait)s, then try again.")
 AMR_PASSWORD = ["pwd"]
 ACR_SINGLE_FACTOR = "aal1"
 
@@ -53,6 +55,7 @@ def _page(
     email: str = "",
     error: str | None = None,
     status: int = 200,
+    wait: int | None = None,
 ) -> Response:
     return pages.render(
         request,
@@ -61,6 +64,7 @@ def _page(
             "interaction": interaction_id if pending else None,
             "email": email,
             "error": error,
+            "wait": wait,
             "client_name": pending.client.name if pending and pending.client else None,
         },
         status=status,
@@ -98,6 +102,17 @@ async def login_submit(
     if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
         await run_in_threadpool(_record_csrf_rejected, runtime, browser)
         return _page(request, pages, interaction_id, pending, email, FORM_EXPIRED, 403)
+    device = devices.read(runtime.device_key, cookies.read(request, settings, cookies.DEVICE))
+    known = device.id if device is not None and device.knows(user.id if user else None) else None
+    attempt = throttle.sign_in_attempt(settings, email, browser.ip, known)
+    try:
+        await run_in_threadpool(_reserve, runtime, attempt)
+    except Throttled as refused:
+        # RFC 6585 §4; nothing was hashed, and the page does not say whether the account exists.
+        wait = refused.retry_after
+        response = _page(request, pages, interaction_id, pending, email, THROTTLED, 429, wait)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
     password = form.get("password") or ""
     try:
         ok = await runtime.passwords.averify(user.password_hash if user else None, password)
@@ -105,22 +120,40 @@ async def login_submit(
         if ok and user is not None and runtime.passwords.needs_rehash(user.password_hash):
             rehashed = await runtime.passwords.ahash(password)  # before the transaction too
     except PasswordsBusy as busy:
-        # Nothing was hashed or judged: the person may simply try again in a moment.
+        # Nothing was judged: the slots go back, and the person may simply try again.
+        await run_in_threadpool(_not_judged, runtime, attempt)
         response = _page(request, pages, interaction_id, pending, email, BUSY, 503)
         response.headers["Retry-After"] = str(busy.retry_after_seconds)
         return response
     cookie = await run_in_threadpool(
-        _conclude, runtime, user, ok, rehashed, browser, interaction_id
+        _conclude, runtime, user, ok, rehashed, browser, interaction_id, attempt
     )
-    if cookie is None:
+    if cookie is None or user is None:
         return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
     target = "/"
     if pending is not None:
         target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
     response = RedirectResponse(target, status_code=303)
     cookies.set_cookie(response, settings, cookies.SESSION, cookie)
+    cookies.set_cookie(
+        response,
+        settings,
+        cookies.DEVICE,
+        devices.signed_in(runtime.device_key, device, user.id),
+        max_age=devices.MAX_AGE_SECONDS,
+    )
     csrf.rotate(response, settings)  # no form made before this sign-in works after it
     return response
+
+
+def _reserve(runtime: Runtime, attempt: Attempt) -> None:
+    with deps.transaction(runtime) as db:
+        throttle.reserve(db, runtime.settings, attempt)
+
+
+def _not_judged(runtime: Runtime, attempt: Attempt) -> None:
+    with deps.transaction(runtime) as db:
+        throttle.not_judged(db, attempt)
 
 
 def _look_up(
@@ -143,19 +176,18 @@ def _conclude(
     rehashed: str | None,
     browser: Browser,
     interaction_id: str | None,
+    attempt: Attempt,
 ) -> str | None:
-    """One write transaction: the session and its cookie, or the failure's audit event."""
+    """One write transaction: the session and its cookie, or the failure's audit event; the
+    throttle hears the verdict in the same transaction."""
     with deps.transaction(runtime) as db:
         if not ok or user is None or user.disabled:
             reason = "disabled" if ok and user is not None else "bad_credentials"
-            record(
-                db,
-                AuditEvent.LOGIN_FAILED,
-                ip=browser.ip,
-                user_id=user.id if user else None,
-                reason=reason,
-            )
+            user_id = user.id if user else None
+            throttle.failed(db, runtime.settings, attempt, browser.ip, user_id)
+            record(db, AuditEvent.LOGIN_FAILED, ip=browser.ip, user_id=user_id, reason=reason)
             return None
+        throttle.succeeded(db, attempt)
         return _sign_in(db, runtime, user.id, rehashed, browser, interaction_id)
 
 

@@ -8,10 +8,10 @@ per request but the choice of environment.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from babel.dates import format_date
+from babel.dates import format_date, format_timedelta
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -39,7 +39,17 @@ def _environment(locale: str) -> Environment:
     def date(timestamp: int) -> str:
         return format_date(datetime.fromtimestamp(timestamp, UTC), "medium", locale=locale)
 
+    def duration(seconds: int) -> str:
+        # Whole minutes past the first, rounded up, so nobody comes back a moment too early:
+        # "30 seconds", "3 minutes", "2 Stunden".
+        if seconds > 60:
+            seconds = -(-seconds // 60) * 60
+        return format_timedelta(
+            timedelta(seconds=seconds), threshold=1.5, add_direction=False, locale=locale
+        )
+
     env.filters["date"] = date
+    env.filters["duration"] = duration
     return env
 
 

@@ -20,6 +20,8 @@ BACK_CHANNEL_ERRORS = frozenset(
     {
         "invalid_request",
         "invalid_client",
+        # Too many failed authentications of one client from one address (authn.throttle).
+        "temporarily_unavailable",
         "invalid_grant",
         "unauthorized_client",
         "unsupported_grant_type",
@@ -133,6 +135,9 @@ def assert_back_channel(response: httpx.Response) -> None:
     assert isinstance(body.get("error_description", ""), str), body
     if response.status_code == 401:
         assert response.headers["www-authenticate"].startswith("Basic"), response.headers
+    if body["error"] == "temporarily_unavailable":  # the client throttle: RFC 6585 §4
+        assert response.status_code == 429, response.status_code
+        assert int(response.headers["retry-after"]) >= 1, response.headers
 
 
 def assert_bearer(response: httpx.Response) -> None:

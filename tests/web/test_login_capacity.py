@@ -15,12 +15,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from idp.settings import Settings
 from tests.conftest import make_settings, migrated_app
 from tests.helpers import PASSWORD, Harness, basic, form_fields
 from tests.token_helpers import ISSUER
 
 T = TypeVar("T")
 GATE_TIMEOUT = 30.0  # a forgotten gate fails the test instead of hanging it
+UNTHROTTLED = {"throttle_account_address_limit": 1000, "throttle_account_limit": 1000}
 
 
 def _gated(app: FastAPI) -> tuple[threading.Event, list[int]]:
@@ -65,9 +67,22 @@ async def _until(predicate: Callable[[], bool], timeout: float = GATE_TIMEOUT) -
 
 
 @pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """These tests fill the hashing queue with wrong guesses from one address: the sign-in
+    throttle (tested in tests/authn/test_throttle.py) would refuse them long before."""
+    return make_settings(database_url, tmp_path, **UNTHROTTLED)
+
+
+@pytest.fixture
 def small_app(tmp_path: Path, database_url: str) -> Any:
     app = migrated_app(
-        make_settings(database_url, tmp_path, password_hash_concurrency=1, password_hash_queue=1)
+        make_settings(
+            database_url,
+            tmp_path,
+            password_hash_concurrency=1,
+            password_hash_queue=1,
+            **UNTHROTTLED,
+        )
     )
     yield app
     app.state.runtime.engine.dispose()

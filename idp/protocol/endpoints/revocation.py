@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from idp import deps
-from idp.audit.events import record_all
 from idp.errors import NO_STORE, InvalidRequest
 from idp.protocol import token_admin
 from idp.protocol.client_auth import RemoteKeys, one_method
@@ -68,13 +67,14 @@ def _revoke(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
         found = None
         if client is not None:
             found = token_admin.find_revocable(db, runtime, client, _token_of(oauth_request))
-    if server.deferred_events or found is not None:
+    throttled = None
+    if server.deferred_events or server.deferred_failure or found is not None:
         with deps.transaction(runtime) as db:
-            record_all(db, server.deferred_events)
+            throttled = server.write_deferred(db)
             if found is not None:
                 token_admin.revoke(db, found, oauth_request.ip)
     # RFC 7009 §2.2: 200 whether or not there was anything to revoke.
-    return refused or Response(status_code=200, headers=NO_STORE)
+    return throttled or refused or Response(status_code=200, headers=NO_STORE)
 
 
 def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
@@ -84,10 +84,11 @@ def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | 
         client, refused = _authenticate(server, oauth_request, INTROSPECT_METHODS, "introspect")
         if client is not None:
             answer = token_admin.introspect(db, runtime, client, _token_of(oauth_request))
-    if server.deferred_events:
+    throttled = None
+    if server.deferred_events or server.deferred_failure:
         with deps.transaction(runtime) as db:
-            record_all(db, server.deferred_events)
-    return refused or JSONResponse(answer, headers=NO_STORE)
+            throttled = server.write_deferred(db)
+    return throttled or refused or JSONResponse(answer, headers=NO_STORE)
 
 
 @router.post("/revoke", include_in_schema=False)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.audit.events import record_all
 from idp.errors import InvalidRequest, oauth_json
 from idp.protocol.client_auth import RemoteKeys, one_method
 from idp.protocol.requests import IdpRequest, Params, client_ip
@@ -47,13 +44,14 @@ async def token_endpoint(request: Request) -> Response:
         # The hot path on the embedded database runs on the event loop: one local, lock-free
         # read (WAL) and one signature, CPU-bound work a thread hop would only slow down. A
         # network database is never awaited on the loop: a slow server would stall it.
-        response, events = _read_only_grant(runtime, oauth_request)
+        response, server = _read_only_grant(runtime, oauth_request)
     else:
-        response, events = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
-    if events:
-        # A failed authentication is recorded after the read, in a write transaction of its
-        # own, so the common case never takes the write lock.
-        await run_in_threadpool(_record_all, runtime, events)
+        response, server = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
+    if server.deferred_events or server.deferred_failure:
+        # A failed authentication is recorded (and throttled) after the read, in a write
+        # transaction of its own, so the common case never takes the write lock.
+        throttled = await run_in_threadpool(_write_deferred, runtime, server)
+        return throttled or response
     return response
 
 
@@ -64,22 +62,21 @@ def _grant(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None)
     return response
 
 
-def _read_only_grant(
-    runtime: Runtime, oauth_request: IdpRequest
-) -> tuple[Response, list[dict[str, Any]]]:
-    """client_credentials with a secret: one read-only snapshot; audit events come back."""
+def _read_only_grant(runtime: Runtime, oauth_request: IdpRequest) -> tuple[Response, IdpServer]:
+    """client_credentials with a secret: one read-only snapshot; the server comes back with
+    what it kept for a write (a failed authentication)."""
     with deps.read_connection(runtime) as conn:
         server = IdpServer(runtime, Session(bind=conn), read_only=True, reader=conn)
         response: Response = server.create_token_response(oauth_request)
-    return response, server.deferred_events
+    return response, server
 
 
 router.add_route("/token", token_endpoint, methods=["POST"], include_in_schema=False)
 
 
-def _record_all(runtime: Runtime, events: list[dict[str, Any]]) -> None:
+def _write_deferred(runtime: Runtime, server: IdpServer) -> Response | None:
     with deps.transaction(runtime) as db:
-        record_all(db, events)
+        return server.write_deferred(db)
 
 
 @router.get("/token", include_in_schema=False)

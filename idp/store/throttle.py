@@ -1,0 +1,144 @@
+"""Throttle counters: failed attempts per key, shared by every worker and node.
+
+Each row is one bucket (an account, an address, an account from one address, a device, a
+client from one address). `count` holds the attempts of the current round that are in flight
+or failed; a round allows `limit` attempts while the bucket has no strikes, one after that.
+When a failure uses up the round, the bucket is blocked for a delay that doubles with each
+strike, and a new round starts when the block ends. A bucket nobody touched for the window
+is forgotten.
+
+Every decision is one statement, so parallel attempts on any number of workers cannot pass
+more than the limit: the reservation is an upsert whose update applies only while a slot is
+free (`... DO UPDATE SET count = count + 1 WHERE count < allowance RETURNING`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Integer, String, case, delete, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from idp.store.base import Base
+
+# 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
+SHIFT_CAP = 30
+
+
+class ThrottleCounter(Base):
+    __tablename__ = "throttle_counters"
+
+    # SHA-256 of the bucket's kind and identifiers: no email address or client id is stored.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # SHA-256 of the account identifier as submitted, so an unlock finds every bucket of it.
+    account: Mapped[str | None] = mapped_column(String(64), index=True)
+    count: Mapped[int] = mapped_column(Integer)
+    strikes: Mapped[int] = mapped_column(Integer)
+    blocked_until: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    account: str | None
+    limit: int  # attempts in the first round
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: int  # seconds of the first block
+    maximum: int  # no block is longer
+    window: int  # a bucket untouched this long (after its block) is forgotten
+
+
+def _insert(db: Session):  # type: ignore[no-untyped-def]
+    dialect = db.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ThrottleCounter)
+
+
+def _allowance(limit: int):  # type: ignore[no-untyped-def]
+    t = ThrottleCounter
+    return case((t.strikes == 0, literal(limit)), else_=literal(1))
+
+
+def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
+    """Take one attempt's slot in the bucket; False when it is blocked or its slots are taken."""
+    t = ThrottleCounter
+    forgotten = t.expires_at <= ts
+    stmt = (
+        _insert(db)
+        .values(
+            key=bucket.key,
+            account=bucket.account,
+            count=1,
+            strikes=0,
+            blocked_until=0,
+            expires_at=ts + backoff.window,
+        )
+        .on_conflict_do_update(
+            index_elements=[t.key],
+            set_={
+                "count": case((forgotten, 1), else_=t.count + 1),
+                "strikes": case((forgotten, 0), else_=t.strikes),
+                "blocked_until": case((forgotten, 0), else_=t.blocked_until),
+                "expires_at": case(
+                    (t.expires_at > ts + backoff.window, t.expires_at),
+                    else_=ts + backoff.window,
+                ),
+            },
+            where=forgotten | ((t.blocked_until <= ts) & (t.count < _allowance(bucket.limit))),
+        )
+        .returning(t.count)
+    )
+    return db.execute(stmt).first() is not None
+
+
+def retry_after(db: Session, key: str, ts: int) -> int:
+    """Seconds until the bucket may take an attempt again (1 when its slots are only busy)."""
+    t = ThrottleCounter
+    blocked_until = db.scalar(select(t.blocked_until).where(t.key == key))
+    return max(1, (blocked_until or 0) - ts)
+
+
+def fail(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> int | None:
+    """A reserved attempt failed. When it used up the round, the bucket is blocked (the delay
+    doubles with each strike) and a new round is readied; returns the new strike count then."""
+    t = ThrottleCounter
+    # The first block is `base`; the shift is capped before it can overflow.
+    shift = case((t.strikes >= SHIFT_CAP, literal(SHIFT_CAP)), else_=t.strikes)
+    delay = literal(backoff.base, BigInteger) * (literal(1, BigInteger).op("<<")(shift))
+    capped = case((delay > backoff.maximum, literal(backoff.maximum, BigInteger)), else_=delay)
+    stmt = (
+        update(t)
+        .where(t.key == bucket.key, t.count >= _allowance(bucket.limit))
+        .values(
+            strikes=t.strikes + 1,
+            count=0,
+            blocked_until=ts + capped,
+            expires_at=ts + capped + backoff.window,
+        )
+        .returning(t.strikes)
+    )
+    return db.execute(stmt).scalar()
+
+
+def release(db: Session, key: str) -> None:
+    """Give back a reserved slot whose attempt was not judged, or that succeeded."""
+    t = ThrottleCounter
+    db.execute(update(t).where(t.key == key, t.count > 0).values(count=t.count - 1))
+
+
+def forget(db: Session, key: str) -> None:
+    """Reset a bucket: its owner proved who they are."""
+    db.execute(delete(ThrottleCounter).where(ThrottleCounter.key == key))
+
+
+def forget_account(db: Session, account: str) -> int:
+    """Reset every bucket of one account identifier; how many there were."""
+    result = db.execute(
+        delete(ThrottleCounter).where(ThrottleCounter.account == account),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
