@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
     max_param_bytes: int = Field(default=4096, ge=256)
 
+    # uvicorn, per worker. An idle keep-alive connection is closed after this long; the TLS
+    # proxy's own upstream keep-alive timeout must be shorter, or it reuses a closed connection.
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Open connections (idle keep-alive ones too) or requests in progress, per worker: while
+    # either count is at this limit, a new request is answered 503 (Connection: close) at once
+    # instead of queueing. 1000 is 25 times the 40-thread pool, so a burst queues, but a flood
+    # is refused instead of growing memory without bound. It closes no slow connection: header
+    # and body read timeouts are the TLS proxy's (README, Production).
+    limit_concurrency: int = Field(default=1000, ge=1)
+
     log_level: str = "info"
 
     # Branding of the pages (and the TOTP issuer): the organisation's name, its logo (an SVG

@@ -103,9 +103,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         server_header=False,
         date_header=True,
         log_level=settings.log_level,
+        # uvicorn has no header or body read timeout: the TLS proxy sets those (README).
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        limit_concurrency=settings.limit_concurrency,
         # Per-request access lines cost a measurable share of the token endpoint's time; the
         # audit trail records what matters for security. Opt in with --access-log.
         access_log=args.access_log,
+        # The listen backlog stays uvicorn's 2048 (capped by the kernel's somaxconn): uvicorn
+        # accepts at once, so it fills only while the event loop is stalled.
     )
 
 

@@ -1,4 +1,5 @@
-"""`idp serve` (issue 11, secure defaults): development mode only on a loopback address.
+"""`idp serve` (issue 11, secure defaults): development mode only on a loopback address, and
+uvicorn's connection limits from the settings.
 
 Most tests run `main(["serve", ...])` in this process with uvicorn.run replaced, on a fresh
 working directory holding nothing, as `make run` does on a fresh machine.
@@ -169,3 +170,32 @@ def test_refusal_exits_the_process_non_zero(tmp_path: Path) -> None:
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert nothing_written(tmp_path)
 
+
+# --- uvicorn's limits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "keep_alive", "concurrency"),
+    [
+        ({}, 5, 1000),
+        ({"IDP_KEEP_ALIVE_TIMEOUT_SECONDS": "2", "IDP_LIMIT_CONCURRENCY": "64"}, 2, 64),
+    ],
+    ids=["defaults", "settings"],
+)
+def test_serve_passes_the_connection_limits_to_uvicorn(
+    served: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    keep_alive: int,
+    concurrency: int,
+) -> None:
+    """Issue 11: idle keep-alive connections close after IDP_KEEP_ALIVE_TIMEOUT_SECONDS and a
+    worker answers 503 past IDP_LIMIT_CONCURRENCY connections or requests, so connections
+    cannot pile up without bound (the proxy's header and body timeouts do the rest)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 0
+    [call] = served
+    assert call["timeout_keep_alive"] == keep_alive
+    assert call["limit_concurrency"] == concurrency
+    assert call["server_header"] is False and call["proxy_headers"] is True
