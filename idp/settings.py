@@ -90,8 +90,11 @@ class Settings(BaseSettings):
     session_idle_timeout_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_timeout_seconds: int = Field(default=12 * 3600, ge=60)
 
-    # NIST SP 800-63B §3.1.1.2: at least 8; 15 where the password is the only factor.
-    password_min_length: int = Field(default=8, ge=8, le=64)
+    # NIST SP 800-63B-4 §3.1.1.2: at least 15 characters where the password is the account's
+    # only factor, at least 8 where it is one of two; the second applies once an account has a
+    # second factor, and may not be longer than the first.
+    password_min_length: int = Field(default=15, ge=8, le=64)
+    password_min_length_with_mfa: int = Field(default=8, ge=8, le=64)
     # argon2id cost (RFC 9106 "second recommended" profile by default).
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=64 * 1024, ge=8)
@@ -104,6 +107,16 @@ class Settings(BaseSettings):
     # Largest form body accepted on any endpoint, and largest single parameter value.
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
     max_param_bytes: int = Field(default=4096, ge=256)
+
+    # uvicorn, per worker. An idle keep-alive connection is closed after this long; the TLS
+    # proxy's own upstream keep-alive timeout must be shorter, or it reuses a closed connection.
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Open connections (idle keep-alive ones too) or requests in progress, per worker: while
+    # either count is at this limit, a new request is answered 503 (Connection: close) at once
+    # instead of queueing. 1000 is 25 times the 40-thread pool, so a burst queues, but a flood
+    # is refused instead of growing memory without bound. It closes no slow connection: header
+    # and body read timeouts are the TLS proxy's (README, Production).
+    limit_concurrency: int = Field(default=1000, ge=1)
 
     log_level: str = "info"
 
@@ -176,6 +189,15 @@ class Settings(BaseSettings):
                 f"IDP_DEFAULT_LOCALE must be one of {', '.join(UI_LOCALES)}, got {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _password_lengths_are_ordered(self) -> Settings:
+        if self.password_min_length_with_mfa > self.password_min_length:
+            raise ValueError(
+                "IDP_PASSWORD_MIN_LENGTH_WITH_MFA must not exceed IDP_PASSWORD_MIN_LENGTH "
+                f"({self.password_min_length}): a second factor never asks for a longer password"
+            )
+        return self
 
     @model_validator(mode="after")
     def _timeouts_are_ordered(self) -> Settings:

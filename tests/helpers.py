@@ -102,7 +102,12 @@ class Harness:
     ) -> str:
         with self.runtime.sessions.begin() as db:
             user = create_user(
-                db, self.runtime.passwords, email=email, password=password, min_length=8, **kwargs
+                db,
+                self.runtime.passwords,
+                self.runtime.settings,
+                email=email,
+                password=password,
+                **kwargs,
             )
             return user.id
 

@@ -100,7 +100,8 @@ def test_settings_read_idp_environment_variables(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("IDP_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek")
     monkeypatch.setenv("IDP_SESSION_IDLE_TIMEOUT_SECONDS", "600")
     monkeypatch.setenv("IDP_SESSION_ABSOLUTE_TIMEOUT_SECONDS", "7200")
-    monkeypatch.setenv("IDP_PASSWORD_MIN_LENGTH", "15")
+    monkeypatch.setenv("IDP_PASSWORD_MIN_LENGTH", "20")
+    monkeypatch.setenv("IDP_PASSWORD_MIN_LENGTH_WITH_MFA", "10")
     monkeypatch.setenv("IDP_ACCESS_TOKEN_TTL_SECONDS", "120")
     settings = Settings()
     assert settings.issuer == "https://id.example.org"
@@ -114,7 +115,8 @@ def test_settings_read_idp_environment_variables(monkeypatch: pytest.MonkeyPatch
     assert settings.key_encryption_key_file == Path("/run/secrets/kek")
     assert settings.session_idle_timeout_seconds == 600
     assert settings.session_absolute_timeout_seconds == 7200
-    assert settings.password_min_length == 15
+    assert settings.password_min_length == 20
+    assert settings.password_min_length_with_mfa == 10
     assert settings.access_token_ttl_seconds == 120
 
 

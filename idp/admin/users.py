@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
-from idp.authn.passwords import Passwords, check_policy
+from idp.authn.passwords import Passwords, check_policy, min_password_length
+from idp.settings import Settings
 from idp.store import roles, users
 from idp.store.users import User
 
@@ -26,10 +27,10 @@ class InvalidUser(ValueError):
 def create_user(
     db: Session,
     passwords: Passwords,
+    settings: Settings,
     *,
     email: str,
     password: str,
-    min_length: int,
     name: str | None = None,
     is_admin: bool = False,
     roles_granted: Sequence[str] = (),
@@ -40,7 +41,8 @@ def create_user(
     if name is not None and len(name) > 200:
         raise InvalidUser("name must be at most 200 characters")
     try:
-        check_policy(password, min_length, email)
+        # A new account has no second factor yet, so its password is its only factor.
+        check_policy(password, min_password_length(settings, has_second_factor=False), email)
     except ValueError as exc:
         raise InvalidUser(str(exc)) from None
     for role in roles_granted:

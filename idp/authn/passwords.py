@@ -49,6 +49,15 @@ def normalize(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def min_password_length(settings: Settings, has_second_factor: bool) -> int:
+    """NIST SP 800-63B-4 §3.1.1.2: the shortest password allowed for an account: 15 characters
+    (IDP_PASSWORD_MIN_LENGTH) while the password is its only factor, 8
+    (IDP_PASSWORD_MIN_LENGTH_WITH_MFA) once it has a second factor."""
+    if has_second_factor:
+        return settings.password_min_length_with_mfa
+    return settings.password_min_length
+
+
 def check_policy(password: str, min_length: int, email: str | None = None) -> None:
     """NIST SP 800-63B §3.1.1.2: a length floor, no composition rules, no known-bad passwords."""
     pw = normalize(password)

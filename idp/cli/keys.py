@@ -90,13 +90,13 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
     from idp.audit.events import AuditEvent, record
-    from idp.keys.kek import decode_kek
+    from idp.keys.kek import read_kek_file
     from idp.keys.rotation import rewrap
     from idp.security.secrets import Sealer
 
     path = Path(args.new_kek_file)
     try:
-        new = Sealer(decode_kek(path.read_text().strip(), str(path)))
+        new = Sealer(read_kek_file(path))
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     with database(settings) as db:

@@ -7,6 +7,7 @@ does so in one transaction, after validating everything.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -32,6 +33,44 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
     print("database is at the latest schema", file=sys.stderr)
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (also as [::1] or ::ffff:127.x.y.z): only this machine."""
+    name = host.strip().removeprefix("[").removesuffix("]")
+    if name.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # another host name, or "" (every interface)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def development_refusal(settings: Settings, host: str) -> str | None:
+    """Why development mode must not listen on `host` (None if it may): a plain-http issuer
+    sends cookies without `Secure` over plain http, and a generated KEK lives only in this
+    checkout (no secrets manager, no backup, no other node); both are for one machine."""
+    from idp.keys.kek import is_development_kek
+
+    if is_loopback(host):
+        return None
+    where = f"--host {host or '(every interface)'} is not a loopback address"
+    if settings.is_development:
+        return (
+            f"{where}, but IDP_ISSUER {settings.issuer} is a plain-http development issuer: "
+            "set IDP_ISSUER to the https URL clients use, or serve on --host 127.0.0.1"
+        )
+    if is_development_kek(settings):
+        return (
+            f"{where}, but the key-encryption key {settings.key_encryption_key_file} was "
+            "generated for development: set IDP_KEY_ENCRYPTION_KEY or IDP_KEY_ENCRYPTION_KEY_FILE "
+            "to a key of your own (`idp keys new-kek`; `idp keys rewrap` moves the stored keys "
+            "to it), or serve on --host 127.0.0.1"
+        )
+    return None
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -39,6 +78,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from idp.store import clients as store_clients, users as store_users
     from idp.web import branding
 
+    refusal = development_refusal(settings, args.host)
+    if refusal:  # before anything is migrated, generated or bound
+        raise CommandError(refusal)
     if args.forwarded_allow_ips is not None:
         # Each worker builds its app (and its Settings) from the environment.
         os.environ["IDP_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
@@ -65,9 +107,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         server_header=False,
         date_header=True,
         log_level=settings.log_level,
+        # uvicorn has no header or body read timeout: the TLS proxy sets those (README).
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        limit_concurrency=settings.limit_concurrency,
         # Per-request access lines cost a measurable share of the token endpoint's time; the
         # audit trail records what matters for security. Opt in with --access-log.
         access_log=args.access_log,
+        # The listen backlog stays uvicorn's 2048 (capped by the kernel's somaxconn): uvicorn
+        # accepts at once, so it fills only while the event loop is stalled.
     )
 
 

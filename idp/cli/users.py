@@ -35,9 +35,9 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
             user = create_user(
                 db,
                 Passwords(settings),
+                settings,
                 email=args.email,
                 password=password,
-                min_length=settings.password_min_length,
                 name=args.name,
                 is_admin=args.admin,
                 roles_granted=args.role or [],

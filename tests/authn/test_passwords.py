@@ -1,4 +1,4 @@
-"""Passwords: NIST SP 800-63B §3.1.1.2 (memorized secret verifiers) and RFC 9106 (argon2id)."""
+"""Passwords: NIST SP 800-63B-4 §3.1.1.2 (password verifiers) and RFC 9106 (argon2id)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import ValidationError
 
-from idp.authn.passwords import MAX_LENGTH, PasswordRejected, Passwords, check_policy
+from idp.authn.passwords import (
+    MAX_LENGTH,
+    PasswordRejected,
+    Passwords,
+    check_policy,
+    min_password_length,
+)
 from idp.settings import Settings
 from tests.conftest import make_settings
 
@@ -27,24 +33,58 @@ def passwords(tmp_path: Path) -> Passwords:
 # --- the policy ---------------------------------------------------------------------------------
 
 
-def test_minimum_length_defaults_to_eight() -> None:
-    """§3.1.1.2: verifiers SHALL require passwords of at least 8 characters (single factor: 15
-    SHALL for new systems is configurable below); the default floor is 8."""
-    assert Settings.model_fields["password_min_length"].default == 8
-    with pytest.raises(PasswordRejected, match="at least 8"):
-        check_policy("zq7Kx9p", 8)  # 7 characters
-    check_policy("zq7Kx9pW", 8)  # 8 characters
-
-
-def test_minimum_length_is_configurable(tmp_path: Path) -> None:
-    """§3.1.1.2: IDP_PASSWORD_MIN_LENGTH raises the floor (15 where a password is the only factor),
-    but can never go below the 8 NIST requires."""
-    assert settings_for(tmp_path, password_min_length=15).password_min_length == 15
+def test_a_password_alone_is_at_least_fifteen_characters(tmp_path: Path) -> None:
+    """NIST SP 800-63B-4 §3.1.1.2: if passwords are used as a single-factor authenticator, they
+    SHALL be a minimum of 15 characters in length; the default floor for an account without a
+    second factor is 15."""
+    assert Settings.model_fields["password_min_length"].default == 15
+    floor = min_password_length(settings_for(tmp_path), has_second_factor=False)
+    assert floor == 15
     with pytest.raises(PasswordRejected, match="at least 15"):
-        check_policy("zq7Kx9pWm3vR2t", 15)  # 14 characters
-    check_policy("zq7Kx9pWm3vR2tL", 15)  # 15 characters
+        check_policy("zq7Kx9pWm3vR2t", floor)  # 14 characters
+    check_policy("zq7Kx9pWm3vR2tL", floor)  # 15 characters
+
+
+def test_a_password_with_a_second_factor_is_at_least_eight_characters(tmp_path: Path) -> None:
+    """NIST SP 800-63B-4 §3.1.1.2: if they are used only as part of multi-factor authentication,
+    they SHALL be a minimum of 8 characters; IDP_PASSWORD_MIN_LENGTH_WITH_MFA (8) applies once
+    the account has a second factor."""
+    assert Settings.model_fields["password_min_length_with_mfa"].default == 8
+    floor = min_password_length(settings_for(tmp_path), has_second_factor=True)
+    assert floor == 8
+    with pytest.raises(PasswordRejected, match="at least 8"):
+        check_policy("zq7Kx9p", floor)  # 7 characters
+    check_policy("zq7Kx9pW", floor)  # 8 characters
+
+
+def test_minimum_lengths_are_configurable(tmp_path: Path) -> None:
+    """NIST SP 800-63B-4 §3.1.1.2: IDP_PASSWORD_MIN_LENGTH and IDP_PASSWORD_MIN_LENGTH_WITH_MFA
+    raise the floors, which the policy applies by whether the account has a second factor."""
+    settings = settings_for(tmp_path, password_min_length=20, password_min_length_with_mfa=12)
+    assert min_password_length(settings, has_second_factor=False) == 20
+    assert min_password_length(settings, has_second_factor=True) == 12
+    with pytest.raises(PasswordRejected, match="at least 20"):
+        check_policy("zq7Kx9pWm3vR2tLq8Ns", 20)  # 19 characters
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"password_min_length": 7},
+        {"password_min_length_with_mfa": 7},
+        {"password_min_length": 65},
+        {"password_min_length": 12, "password_min_length_with_mfa": 13},
+    ],
+    ids=["alone-below-8", "with-mfa-below-8", "alone-above-64", "with-mfa-above-alone"],
+)
+def test_minimum_lengths_stay_within_what_nist_allows(
+    tmp_path: Path, overrides: dict[str, int]
+) -> None:
+    """NIST SP 800-63B-4 §3.1.1.2: no floor below the 8 characters required even with a second
+    factor, none above the 64 verifiers SHOULD permit, and a second factor never asks for a
+    longer password than the password alone: such settings refuse to load."""
     with pytest.raises(ValidationError):
-        settings_for(tmp_path, password_min_length=7)
+        settings_for(tmp_path, **overrides)
 
 
 @pytest.mark.parametrize("length", [64, 100, MAX_LENGTH])

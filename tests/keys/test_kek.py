@@ -20,7 +20,14 @@ import idp.runtime
 from idp.app import build_runtime, create_app
 from idp.db.engine import make_engine
 from idp.db.migrate import upgrade
-from idp.keys.kek import KeyMaterialError, load_key_encryption_key, new_key_encryption_key
+from idp.keys.kek import (
+    DEVELOPMENT_MARKER,
+    KeyMaterialError,
+    is_development_kek,
+    load_key_encryption_key,
+    new_key_encryption_key,
+    read_kek_file,
+)
 from idp.runtime import Runtime
 from idp.security.secrets import b64url_decode
 from idp.settings import Settings, SettingsError
@@ -172,7 +179,8 @@ def test_malformed_key_encryption_key_is_refused(
 
 def test_development_issuer_generates_a_private_kek_file(database_url: str, tmp_path: Path) -> None:
     """Issue, Keys: on a localhost http issuer with no KEK, the server writes a fresh one to
-    IDP_KEY_ENCRYPTION_KEY_FILE, readable by its owner only (mode 0600)."""
+    IDP_KEY_ENCRYPTION_KEY_FILE, readable by its owner only (mode 0600), whose first line says it
+    is a development key."""
     kek_file = tmp_path / "keys" / "kek"
     settings = make_settings(
         database_url,
@@ -185,7 +193,8 @@ def test_development_issuer_generates_a_private_kek_file(database_url: str, tmp_
     services_for(settings)
     assert kek_file.exists()
     assert stat.S_IMODE(kek_file.stat().st_mode) == 0o600
-    assert len(b64url_decode(kek_file.read_text().strip())) == 32
+    assert len(read_kek_file(kek_file)) == 32
+    assert kek_file.read_text().splitlines()[0] == DEVELOPMENT_MARKER
 
 
 def load_kek_together(settings: Settings, workers: int) -> tuple[list[bytes], list[BaseException]]:
@@ -227,7 +236,7 @@ def test_development_kek_file_is_generated_once_when_workers_start_together(
         keks, errors = load_kek_together(settings, 8)
         assert not errors, f"round {round_}: {errors[0]!r}"
         assert len(keks) == 8
-        assert set(keks) == {b64url_decode(kek_file.read_text().strip())}
+        assert set(keks) == {read_kek_file(kek_file)}
 
 
 def test_https_issuer_without_a_kek_refuses_to_start(database_url: str, tmp_path: Path) -> None:
@@ -255,6 +264,35 @@ def test_kek_file_is_used_when_present(database_url: str, tmp_path: Path) -> Non
     migrate(settings)
     kid, _ = services_for(settings).keys.signing_key()
     assert [row["kid"] for row in key_rows(settings)] == [kid]
+
+
+def test_a_generated_kek_is_told_from_the_operators(tmp_path: Path) -> None:
+    """Issue 11, secure defaults: a KEK file the server generated is a development key (so
+    `idp serve` refuses it on a network address); a KEK from IDP_KEY_ENCRYPTION_KEY or a file the
+    operator wrote (`idp keys new-kek`) is not, and comment lines in a KEK file are skipped."""
+    kek_file = tmp_path / "keys" / "kek"
+    dev = make_settings(
+        "sqlite://",
+        tmp_path,
+        issuer=DEV_ISSUER,
+        key_encryption_key=None,
+        key_encryption_key_file=kek_file,
+    )
+    assert is_development_kek(dev)  # not there yet: the first start would generate it
+    generated = load_key_encryption_key(dev)
+    https = make_settings(
+        "sqlite://", tmp_path, key_encryption_key=None, key_encryption_key_file=kek_file
+    )
+    assert is_development_kek(dev) and is_development_kek(https)
+    assert load_key_encryption_key(https) == generated
+    value = new_key_encryption_key()
+    kek_file.write_text(f"# from the vault\n\n{value}\n")
+    assert not is_development_kek(https)
+    assert read_kek_file(kek_file) == b64url_decode(value)
+    assert not is_development_kek(make_settings("sqlite://", tmp_path, issuer=DEV_ISSUER))
+    kek_file.write_text(f"{value}\n{value}\n")
+    with pytest.raises(KeyMaterialError, match="32 bytes"):
+        read_kek_file(kek_file)
 
 
 def test_same_kek_file_loads_the_same_keys(database_url: str, tmp_path: Path) -> None:
