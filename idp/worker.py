@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.audit.events import close_minutes, minutes_to_close
 from idp.protocol.backchannel import Claimed, claim_due, send
 from idp.runtime import Runtime
 from idp.store import expiry
@@ -34,7 +35,7 @@ def prune(
 
     Safe while servers run: each batch is its own short transaction and deletes only rows that
     can no longer be used (expired, or used and past any retry window)."""
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {"failure minutes audited": close_failure_minutes(factory, batch)}
     ts = now()
     for name in expiry.TABLES:
         total = 0
@@ -50,12 +51,33 @@ def prune(
     return counts
 
 
+def close_failure_minutes(
+    factory: sessionmaker[Session],
+    batch: int = BATCH,
+    reads: sessionmaker[Session] | None = None,
+) -> int:
+    """Audit the failure tallies of every closed minute, `batch` per transaction. Given a
+    read-only factory, it looks first, so a quiet server takes no write lock for it."""
+    if reads is not None:
+        with reads.begin() as db:
+            if not minutes_to_close(db):
+                return 0
+    total = 0
+    while True:
+        with factory.begin() as db:
+            closed = close_minutes(db, limit=batch)
+        total += closed
+        if closed < batch:
+            return total
+
+
 class Worker:
     """A server process's background work, on two threads of its own and a delivery pool.
 
     The maintenance thread runs the key schedule and picks up key changes every
     IDP_KEY_REFRESH_SECONDS (so requests never wait for key maintenance or read keys from the
-    database), and prunes every IDP_PRUNE_INTERVAL_SECONDS. The delivery thread claims due
+    database), audits the failure tallies of closed minutes as often, and prunes every
+    IDP_PRUNE_INTERVAL_SECONDS. The delivery thread claims due
     back-channel logout deliveries and sends them from a bounded pool: an attempt has an overall
     deadline, and a relying party that never answers holds one pool thread for that long, never
     the maintenance thread nor the other relying parties' deliveries beyond the pool's size.
@@ -98,6 +120,10 @@ class Worker:
                     log.info("signing keys: %s", action)
             except Exception:  # the next tick tries again; never let the thread die
                 log.exception("signing key maintenance failed")
+            try:
+                close_failure_minutes(self._runtime.sessions, reads=self._runtime.reads)
+            except Exception:
+                log.exception("auditing the failure tallies failed")
             if prune_every and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + prune_every
                 try:

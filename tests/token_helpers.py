@@ -16,6 +16,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import Engine, event, text
 
+from idp.audit.events import close_minutes
+from idp.store.base import now
 from tests.helpers import Harness
 
 ISSUER = "https://testserver"
@@ -33,9 +35,29 @@ def sql(idp: Harness, statement: str, **params: Any) -> list[Any]:
 
 
 def audit_events(idp: Harness, event_name: str) -> list[Any]:
+    """The audit events of one kind, once every failure tally has been written as if its
+    minute had closed (tests/audit/test_tallies.py tests the minutes themselves)."""
+    close_open_minutes(idp)
     return sql(
         idp, "SELECT client_id, user_id, detail FROM audit_events WHERE event = :e", e=event_name
     )
+
+
+def close_open_minutes(idp: Harness) -> None:
+    with idp.runtime.sessions.begin() as db:
+        close_minutes(db, now() + 120)
+
+
+def audited_count(idp: Harness, event_name: str) -> int:
+    """How many times an event happened: a failure that was tallied counts its minute's count
+    (its events may straddle two minutes, so the rows alone would not say)."""
+    rows = audit_events(idp, event_name)
+    return sum(int(json_of(detail).get("count", 1)) for _, _, detail in rows)
+
+
+def json_of(value: Any) -> Any:
+    """A JSON column's value: SQLite's driver hands back text, PostgreSQL's the object."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def error_of(response: httpx.Response) -> str:

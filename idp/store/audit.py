@@ -1,9 +1,12 @@
-"""Audit trail rows, append-only."""
+"""Audit trail rows, append-only; and the per-minute tallies of unauthenticated failures."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from dataclasses import dataclass
+
+from sqlalchemy import JSON, BigInteger, Integer, String, delete, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
 
@@ -20,3 +23,87 @@ class AuditRecord(Base):
     client_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class FailureTally(Base):
+    """Failures of unauthenticated requests, counted per minute, address, client and event
+    until the minute closes; then one audit event carries the count. An attacker's requests
+    grow a counter, not the audit trail, and no audit row is ever changed in place."""
+
+    __tablename__ = "failure_tallies"
+
+    minute: Mapped[int] = mapped_column(primary_key=True)  # Unix time of the minute's start
+    event: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when unknown
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when none
+    count: Mapped[int] = mapped_column(Integer)
+    # The minute's first event's user and detail, as an example of what was counted.
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+def tally(
+    db: Session,
+    minute: int,
+    event: str,
+    ip: str | None,
+    client_id: str | None,
+    user_id: str | None,
+    detail: dict[str, object],
+) -> None:
+    """Count one failure in its minute: one upsert, as cheap as the row it replaces."""
+    t = FailureTally
+    dialect = db.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
+    stmt = insert.values(
+        minute=minute,
+        event=event,
+        ip=(ip or "")[:64],
+        client_id=(client_id or "")[:64],
+        count=1,
+        user_id=user_id,
+        detail=detail,
+    ).on_conflict_do_update(
+        index_elements=[t.minute, t.event, t.ip, t.client_id], set_={"count": t.count + 1}
+    )
+    db.execute(stmt)
+
+
+def any_closed(db: Session, before: int) -> bool:
+    t = FailureTally
+    return db.scalar(select(t.minute).where(t.minute < before).limit(1)) is not None
+
+
+@dataclass(frozen=True)
+class ClosedTally:
+    minute: int
+    event: str
+    ip: str
+    client_id: str
+    count: int
+    user_id: str | None
+    detail: dict[str, object]
+
+
+def take_closed(db: Session, before: int, limit: int) -> list[ClosedTally]:
+    """Remove and return up to `limit` tallies of minutes before `before`. A DELETE ...
+    RETURNING: two workers closing at once never both get one row."""
+    t = FailureTally
+    # Oldest first, so the trail stays in time order; the subquery bounds the batch.
+    chosen = (
+        select(t.minute, t.event, t.ip, t.client_id)
+        .where(t.minute < before)
+        .order_by(t.minute, t.event, t.ip, t.client_id)
+        .limit(limit)
+    )
+    keys = db.execute(chosen).all()
+    if not keys:
+        return []
+    rows = db.execute(
+        delete(t)
+        .where(tuple_(t.minute, t.event, t.ip, t.client_id).in_(keys))
+        .returning(t.minute, t.event, t.ip, t.client_id, t.count, t.user_id, t.detail)
+    ).all()
+    return sorted(
+        (ClosedTally(*row) for row in rows), key=lambda r: (r.minute, r.event, r.ip, r.client_id)
+    )

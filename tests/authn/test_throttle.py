@@ -23,7 +23,7 @@ from idp.settings import Settings
 from idp.store.expiry import delete_batch
 from tests.conftest import TEST_KEK, make_settings
 from tests.helpers import PASSWORD, Harness, form_fields
-from tests.token_helpers import ISSUER, audit_events, sql
+from tests.token_helpers import ISSUER, audit_events, close_open_minutes, sql
 
 WRONG = "not the password at all"
 LIMITS = {
@@ -324,6 +324,7 @@ def test_the_address_is_the_trusted_proxys_x_forwarded_for(
         with TestClient(app, base_url=ISSUER) as http:
             sign_in(http, ip="192.0.2.44")
             harness = Harness(app, http)
+            close_open_minutes(harness)
             failed = sql(harness, "SELECT ip FROM audit_events WHERE event = 'login.failed'")
             assert failed == [(seen,)]
     finally:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.conftest import ISSUER
 from tests.helpers import PASSWORD, Harness, form_fields
+from tests.token_helpers import audit_events, json_of
 
 CSRF_COOKIE = "__Host-idp_csrf"
 
@@ -102,6 +102,5 @@ def test_refusals_are_audited(idp: Harness) -> None:
     fields = form_fields(idp.http.get("/login").text)
     fields.update(email="alice@example.com", password=PASSWORD, csrf_token="x" * 43)
     assert refused(idp.http.post("/login", data=fields))
-    with idp.runtime.sessions() as db:
-        rows = db.execute(text("SELECT detail FROM audit_events WHERE event = 'csrf.rejected'"))
-        assert len(rows.all()) == 1
+    [(_, _, detail)] = audit_events(idp, "csrf.rejected")
+    assert json_of(detail)["count"] == 1

@@ -129,6 +129,9 @@ def test_other_endpoints_answer_while_password_checks_pile_up(idp: Harness) -> N
     async def scenario() -> tuple[list[int], list[httpx.Response]]:
         waiting = [asyncio.create_task(_attempt(idp.app)) for _ in range(50)]
         await _until(lambda: passwords._admitted == 36)  # 4 slots + 32 queued (defaults)
+        # Every other sign-in has been refused (each reserves its throttle slot first, one
+        # write at a time, so the last ones reach the queue a little later).
+        await _until(lambda: sum(task.done() for task in waiting) == 14)
         async with _client(idp.app) as other:
             async with asyncio.timeout(10):
                 answers = [
