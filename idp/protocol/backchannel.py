@@ -69,10 +69,11 @@ def claim_due(runtime: Runtime, limit: int) -> list[Claimed]:
     return claimed
 
 
-def _post(uri: str, token: str) -> str | None:
+def _post(uri: str, token: str, policy: outbound.OutboundPolicy) -> str | None:
     """Send one logout token; None on success, else a short reason."""
     try:
-        response = outbound.post_form(uri, {"logout_token": token}, deadline=DEADLINE_SECONDS)
+        form = {"logout_token": token}
+        response = outbound.post_form(uri, form, policy, deadline=DEADLINE_SECONDS)
     except outbound.OutboundError as exc:
         return str(exc)
     # §2.8: the RP answers 200 (204 is accepted too); anything else is a failed attempt.
@@ -82,7 +83,8 @@ def _post(uri: str, token: str) -> str | None:
 def send(runtime: Runtime, delivery: Claimed) -> bool:
     """One attempt, with no transaction open while the relying party answers; then its
     outcome: delivered, retried later (2, 4, 8, 16 s) or given up and recorded."""
-    error = _post(delivery.uri, logout_token(runtime, delivery.client_id, delivery.claims))
+    token = logout_token(runtime, delivery.client_id, delivery.claims)
+    error = _post(delivery.uri, token, runtime.outbound)
     with runtime.sessions.begin() as db:
         if error is None:
             logout_deliveries.delivered(db, delivery.id)

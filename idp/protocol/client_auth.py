@@ -53,47 +53,57 @@ JWKS_WAIT_SECONDS = 0.25
 JWKS_MIN_REFETCH_SECONDS = 10
 
 
+_Key = tuple[str, outbound.OutboundPolicy]
+
+
 class _RemoteJwksCache:
     """Clients' jwks_uri documents, cached per process (a cache of remote data, not our state).
 
     An assertion whose kid the cached document lacks triggers one early refetch, so a client
     that rotates its key is accepted at once rather than after JWKS_CACHE_SECONDS; refetches
     are at most one per JWKS_MIN_REFETCH_SECONDS per URI, so unknown kids cannot make this
-    server hammer the client's host. One fetch per URI at a time."""
+    server hammer the client's host. One fetch per URI at a time. Entries are per address
+    policy too: apps with different IDP_OUTBOUND_ALLOWED_NETWORKS in one process (tests) never
+    see a document another's policy let through."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # uri -> (fetched at, document or the error), times from time.monotonic()
-        self._entries: dict[str, tuple[float, dict[str, Any] | str]] = {}
-        self._fetching: dict[str, threading.Lock] = {}
+        # (uri, policy) -> (fetched at, document or the error), times from time.monotonic()
+        self._entries: dict[_Key, tuple[float, dict[str, Any] | str]] = {}
+        self._fetching: dict[_Key, threading.Lock] = {}
 
-    def get(self, uri: str, kid: str | None = None) -> dict[str, Any]:
+    def get(
+        self, uri: str, policy: outbound.OutboundPolicy, kid: str | None = None
+    ) -> dict[str, Any]:
         """The document, or InvalidClientError; fetched through idp.outbound when due."""
-        if (hit := self._fresh(uri, kid)) is not None:
+        key = (uri, policy)
+        if (hit := self._fresh(key, kid)) is not None:
             return self._answer(hit)
         with self._lock:
-            fetching = self._fetching.setdefault(uri, threading.Lock())
+            fetching = self._fetching.setdefault(key, threading.Lock())
         if not fetching.acquire(timeout=JWKS_WAIT_SECONDS):
             raise InvalidClientError(description="The client's jwks_uri could not be read.")
         try:
-            if (hit := self._fresh(uri, kid, just_fetched=True)) is not None:
+            if (hit := self._fresh(key, kid, just_fetched=True)) is not None:
                 return self._answer(hit)
             try:
-                entry: dict[str, Any] | str = outbound.fetch_json(uri, deadline=JWKS_FETCH_DEADLINE)
+                entry: dict[str, Any] | str = outbound.fetch_json(
+                    uri, policy, deadline=JWKS_FETCH_DEADLINE
+                )
             except outbound.OutboundError as exc:
                 log.warning("jwks_uri %s: %s", uri, exc)
                 entry = str(exc)
             with self._lock:
-                self._entries[uri] = (time.monotonic(), entry)
+                self._entries[key] = (time.monotonic(), entry)
         finally:
             fetching.release()
         return self._answer(entry)
 
     def _fresh(
-        self, uri: str, kid: str | None, just_fetched: bool = False
+        self, key: _Key, kid: str | None, just_fetched: bool = False
     ) -> dict[str, Any] | str | None:
         with self._lock:
-            hit = self._entries.get(uri)
+            hit = self._entries.get(key)
         if hit is None:
             return None
         age, entry = time.monotonic() - hit[0], hit[1]
@@ -245,11 +255,11 @@ def keys_location(db: Session, form: Params) -> KeysLocation | None:
     return KeysLocation(client_id, row.jwks_uri, kid)
 
 
-def fetch_client_keys(where: KeysLocation) -> RemoteKeys:
+def fetch_client_keys(where: KeysLocation, policy: outbound.OutboundPolicy) -> RemoteKeys:
     """The client's keys from its jwks_uri (cached), or the reason they could not be read.
     Called with no transaction open: the network wait holds no database resource at all."""
     try:
-        return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, where.kid))
+        return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, policy, where.kid))
     except InvalidClientError:
         return RemoteKeys(where.client_id, None)
 
