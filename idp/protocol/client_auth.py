@@ -37,6 +37,7 @@ from idp.store.clients import ClientProtocol
 log = logging.getLogger("idp.client_auth")
 
 ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 §2.2
 # An assertion is meant to be used at once, and its jti is remembered until it expires, so a
 # cap bounds the replay table. One hour, because authlib (a widely used client) signs its
 # assertions for exactly that long; a replay is refused however long the assertion lives.
@@ -213,23 +214,41 @@ class RemoteKeys:
     document: dict[str, Any] | None  # None: the fetch failed
 
 
-def _unverified(assertion: str) -> tuple[str | None, str | None]:
-    """The assertion's client (`iss`, RFC 7523 §3) and `kid`, read without checking anything:
-    they only pick which keys to fetch, and the signature is checked against those keys later."""
+@dataclass(frozen=True)
+class _Unverified:
+    """What an assertion says of itself, read without checking anything: it only decides
+    whether and where to fetch keys; the signature is checked against those keys later."""
+
+    iss: str | None
+    sub: str | None
+    kid: str | None
+    alg: str | None
+
+
+def _unverified(assertion: str) -> _Unverified:
     try:
         parsed = jws.extract_compact(assertion.encode())
         claims = json.loads(parsed.payload)
     except (JoseError, ValueError, RecursionError):
-        return None, None
+        return _Unverified(None, None, None, None)
     if not isinstance(claims, dict):
-        return None, None
-    iss, kid = claims.get("iss"), parsed.protected.get("kid")
-    return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
+        claims = {}
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    header = parsed.protected
+    return _Unverified(
+        text(claims.get("iss")),
+        text(claims.get("sub")),
+        text(header.get("kid")),
+        text(header.get("alg")),
+    )
 
 
 def asserted_client(assertion: str) -> str | None:
     """The client a client_assertion claims to come from (its `iss`), unverified."""
-    return _unverified(assertion)[0] if len(assertion) <= 8192 else None
+    return _unverified(assertion).iss if len(assertion) <= 8192 else None
 
 
 @dataclass(frozen=True)
@@ -242,17 +261,26 @@ class KeysLocation:
 
 
 def keys_location(db: Session, form: Params) -> KeysLocation | None:
-    """The jwks_uri of the client a client_assertion names; None when there is nothing to fetch
-    (no such client, or keys registered inline)."""
+    """The jwks_uri of the client a client_assertion names; None when nothing is to be fetched.
+
+    Nothing is fetched for an assertion that could not authenticate anyway, so a stranger
+    cannot make this server call arbitrary registered hosts: the assertion type must be
+    RFC 7523's, `iss` and `sub` must both name the client (RFC 7523 §3, OIDC Core §9), a body
+    client_id must name it too, the header's `alg` must be one we verify, and the client must
+    be registered for private_key_jwt with a jwks_uri (not inline keys)."""
     assertion = form.get("client_assertion") or ""
-    client_id, kid = _unverified(assertion)
-    client_id = form.get("client_id") or client_id
-    if not client_id or len(client_id) > 64 or len(assertion) > 8192:
+    if len(assertion) > 8192 or form.get("client_assertion_type") != JWT_BEARER:
+        return None
+    said = _unverified(assertion)
+    client_id = said.iss
+    if not client_id or len(client_id) > 64 or said.sub != client_id:
+        return None
+    if form.get("client_id") not in (None, client_id) or said.alg not in ASSERTION_ALGS:
         return None
     row = clients.get_record(db, client_id)
-    if row is None or row.jwks or not row.jwks_uri:
+    if row is None or row.auth_method != "private_key_jwt" or row.jwks or not row.jwks_uri:
         return None
-    return KeysLocation(client_id, row.jwks_uri, kid)
+    return KeysLocation(client_id, row.jwks_uri, said.kid)
 
 
 def fetch_client_keys(where: KeysLocation, policy: outbound.OutboundPolicy) -> RemoteKeys:
