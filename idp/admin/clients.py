@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
 from idp import outbound
@@ -30,6 +32,7 @@ from idp.admin.client_uris import (
 )
 from idp.audit.events import AuditEvent, record
 from idp.outbound import OutboundPolicy
+from idp.protocol.client_jwks import key_problem
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
@@ -109,9 +112,28 @@ def load_jwks_file(path: Path) -> dict[str, object]:
         raise InvalidRegistration(f"cannot read JWKS file {path}: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise InvalidRegistration(f"{path} is not a JWK Set (no 'keys' list)")
-    if any(isinstance(k, dict) and "d" in k for k in document["keys"]):
-        raise InvalidRegistration(f"{path} holds a private key; register only public keys")
+    try:
+        check_jwks(document)
+    except InvalidRegistration as exc:
+        raise InvalidRegistration(f"{path}: {exc}") from None
     return document
+
+
+def check_jwks(document: dict[str, object]) -> None:
+    """A registered JWK Set: at least one key, and every key public and strong enough for the
+    assertion algorithms we verify (idp.protocol.client_jwks), and readable as a key."""
+    keys = document.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise InvalidRegistration("jwks must be a JWK Set with at least one key")
+    for number, key in enumerate(keys, 1):
+        problem = key_problem(key)
+        kid = f" ({key.get('kid')!r})" if isinstance(key, dict) and "kid" in key else ""
+        if problem is not None:
+            raise InvalidRegistration(f"jwks: key {number}{kid} {problem}")
+        try:
+            KeySet.import_key_set({"keys": [key]})
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidRegistration(f"jwks: key {number}{kid} is not a valid JWK") from None
 
 
 def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
@@ -150,6 +172,8 @@ def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
         raise InvalidRegistration("private_key_jwt needs --jwks-uri or --jwks-file")
     if spec.jwks_uri and spec.jwks:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
+    if spec.jwks is not None:
+        check_jwks(spec.jwks)
     for what, uri in spec.fetched_uris().items():
         check_fetched_url(uri, what, policy)
     for what, value in spec.metadata_uris().items():

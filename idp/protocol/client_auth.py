@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from idp import outbound
 from idp.audit.events import AuditEvent, record
+from idp.protocol.client_jwks import usable
 from idp.protocol.jose import registry
 from idp.protocol.requests import Params
 from idp.store import assertions, clients
@@ -320,6 +321,11 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
             document = remote.document
         if not document:
             raise InvalidClientError(description="The client has no registered keys.")
+        # Weak, symmetric and private keys are left out (idp.protocol.client_jwks); registration
+        # refuses them, but a fetched document is whatever the client's host serves.
+        document = usable(document, client.client_id)
+        if not document["keys"]:
+            raise InvalidClientError(description="The client's keys are not valid.")
         try:
             return KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError) as exc:
