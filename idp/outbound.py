@@ -347,7 +347,8 @@ def _request(
                 raise OutboundError("too large")
             # RFC 9110 §8.4: we asked for identity; a gzip body (a "zip bomb" inflates a
             # thousandfold) is refused unread, never inflated.
-            if answered.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+            encodings = [v for k, v in response.headers if k.lower() == b"content-encoding"]
+            if any(v.strip().lower() not in (b"", b"identity") for v in encodings):
                 raise OutboundError("refused encoding")
             for chunk in response.iter_stream():
                 if len(body) + len(chunk) > max_bytes:

@@ -467,6 +467,13 @@ def test_a_compressed_answer_is_refused(encoding: str) -> None:
         timed(lambda: post_form(host.url, {}, LOOPBACK), "refused encoding")
 
 
+def test_a_second_content_encoding_header_is_not_overlooked() -> None:
+    """Two Content-Encoding fields are one list (RFC 9110 §5.3): gzip in either is refused."""
+    headers = [("Content-Encoding", "gzip"), ("Content-Encoding", "identity")]
+    with serve_slow("ok", body=b"{}", headers=headers) as host:
+        timed(lambda: fetch_json(host.url, LOOPBACK), "refused encoding")
+
+
 def test_an_identity_encoding_is_accepted() -> None:
     """Content-Encoding: identity is no encoding at all."""
     with serve_slow("ok", body=b"{}", headers=[("Content-Encoding", "identity")]) as host:
