@@ -161,7 +161,7 @@ async def client_keys(form: Params, runtime: Runtime) -> RemoteKeys | None:
     where = await run_in_threadpool(_keys_location, runtime, form)
     if where is None:
         return None
-    return await run_in_threadpool(fetch_client_keys, where)
+    return await run_in_threadpool(fetch_client_keys, where, runtime.outbound)
 
 
 async def _client_keys(form: OAuthForm, runtime: Rt) -> RemoteKeys | None:

@@ -1,5 +1,7 @@
 """Every HTTP request this IdP makes to another host: an overall deadline, a size cap, no
-redirects, no credentials in URLs, and never a cloud metadata address.
+redirects, no compressed bodies, no credentials in URLs, and an address policy (OutboundPolicy)
+checked on the very address connected to: outside development only public addresses, or the
+networks an operator allows; never a link-local or cloud metadata address.
 
 httpx's timeout is per read and restarts with every byte, so a dripping host is never timed
 out. Here the name lookup and each socket operation (connect, TLS handshake, write, read) get
@@ -24,6 +26,8 @@ from urllib.parse import urlencode
 import httpcore
 import httpx
 
+from idp.settings import Network, Settings
+
 JWKS_DEADLINE = 5.0
 JWKS_MAX_BYTES = 64 * 1024
 LOGOUT_DEADLINE = 5.0
@@ -31,9 +35,6 @@ LOGOUT_MAX_BYTES = 16 * 1024  # a logout endpoint's answer is its status; its bo
 LOGO_DEADLINE = 5.0
 LOGO_MAX_BYTES = 256 * 1024
 IMAGE_ACCEPT = b"image/png, image/jpeg, image/webp"
-
-# Clouds' instance metadata outside 169.254.0.0/16: AWS over IPv6, Alibaba Cloud.
-_METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 
 
 class OutboundError(Exception):
@@ -49,18 +50,132 @@ class OutboundResponse:
     headers: dict[str, str]  # names in lower case
 
 
-def refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """The address policy: refuse link-local (169.254.0.0/16, fe80::/10) and metadata addresses.
-
-    They are where clouds serve instance credentials, never a relying party. Loopback and
-    private ranges are allowed: operators run relying parties on private networks."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_link_local or address in _METADATA
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def check_address(host: str, port: int, timeout: float) -> list[str]:
-    """Resolve host to the addresses to connect to; "refused address" if any is refused."""
+def _networks(*cidrs: str) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# Refused whatever IDP_OUTBOUND_ALLOWED_NETWORKS says. Link-local is where clouds serve instance
+# credentials (169.254.169.254), as are AWS's fd00:ec2::254 over IPv6 and Alibaba Cloud's
+# 100.100.100.200; a connection to 0.0.0.0 or :: reaches this very host.
+ALWAYS_REFUSED = _networks(
+    "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8", "::/128"
+)
+# This host and the networks of one site: loopback, private (RFC 1918), shared address space
+# (CGNAT, RFC 6598) and unique local (RFC 4193). Reached in development, or when allowed.
+LOCAL = _networks(
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+)
+# Never a relying party (the IANA special-purpose registries, RFC 6890): IETF protocol
+# assignments (Teredo included), documentation, benchmarking, 6to4 relays, local-use NAT64,
+# discard, deprecated site-local, multicast and reserved (255.255.255.255 included).
+SPECIAL = _networks(
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/23",
+    "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
+    "fec0::/10",
+    "ff00::/8",
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated
+
+
+def embedded(address: Address) -> Address:
+    """The IPv4 address an IPv6 one stands for (IPv4-mapped, IPv4-translated, NAT64, 6to4,
+    IPv4-compatible), else the address itself: the policy judges where the packets end up."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64 or address in _TRANSLATED:
+        return low
+    if int(address) >> 32 == 0 and int(address) > 1:  # ::a.b.c.d (RFC 4291 §2.5.5.1)
+        return low
+    return address
+
+
+def _within(address: Address, networks: Iterable[Network]) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """Which addresses this server may connect to, built once from the settings (the Runtime
+    holds it) and given to every outbound call.
+
+    Outside development only public addresses, plus the networks the operator allows
+    (IDP_OUTBOUND_ALLOWED_NETWORKS, for relying parties on premises): a registered URL must not
+    turn this server into a way into its own network (SSRF). Development (a plain-http
+    localhost issuer) also reaches loopback and private networks. Link-local, metadata and
+    unspecified addresses are refused whatever the settings."""
+
+    development: bool = False
+    allowed: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundPolicy:
+        return cls(settings.is_development, settings.outbound_networks)
+
+    def refused(self, address: Address) -> bool:
+        """Whether a connection to this address is refused."""
+        address = embedded(address)
+        if _within(address, ALWAYS_REFUSED):
+            return True
+        if _within(address, self.allowed):
+            return False
+        if _within(address, SPECIAL):
+            return True
+        if _within(address, LOCAL):
+            return not self.development
+        return address.is_multicast or address.is_reserved or not address.is_global
+
+    def refused_host(self, host: str) -> bool:
+        """Whether host is an IP address (IPv6 bracketed or not) that the policy refuses."""
+        try:
+            address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False  # a name: judged by the addresses it resolves to, at each connect
+        return self.refused(address)
+
+    def allows_http(self, host: str) -> bool:
+        """Plain http only in development, or to an IP address inside an allowed network (an
+        operator's own relying party on premises); never to a name, whose answer can change.
+        Everything else is https: a document or token on the way must not be read or changed."""
+        if self.development:
+            return True
+        try:
+            address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False
+        return _within(embedded(address), self.allowed) and not self.refused(address)
+
+
+def check_address(host: str, port: int, timeout: float, policy: OutboundPolicy) -> list[str]:
+    """Resolve host to the addresses to connect to; "refused address" if the policy refuses
+    any of them (one refused address among several refuses the name: the next lookup could
+    answer that one alone)."""
     answer: list[Any] = []
 
     def lookup() -> None:
@@ -79,16 +194,29 @@ def check_address(host: str, port: int, timeout: float) -> list[str]:
     if isinstance(answer[0], Exception):
         raise OutboundError("connection failed") from answer[0]
     addresses = [str(info[4][0]) for info in answer[0]]
-    if not addresses or any(refused(ipaddress.ip_address(a)) for a in addresses):
+    if not addresses or any(policy.refused(ipaddress.ip_address(a)) for a in addresses):
         raise OutboundError("refused address")
     return addresses
 
 
+def check_target(url: str, policy: OutboundPolicy, *, deadline: float = JWKS_DEADLINE) -> None:
+    """Whether url could be fetched under the policy (its scheme, and the addresses its host
+    resolves to now), without connecting: for registration, with no transaction open."""
+    end = time.monotonic() + deadline
+    target, port = _target(url, policy)
+    check_address(target.raw_host.decode(), port, end - time.monotonic(), policy)
+
+
 def fetch_json(
-    url: str, *, deadline: float = JWKS_DEADLINE, max_bytes: int = JWKS_MAX_BYTES
+    url: str,
+    policy: OutboundPolicy,
+    *,
+    deadline: float = JWKS_DEADLINE,
+    max_bytes: int = JWKS_MAX_BYTES,
 ) -> dict[str, Any]:
     """GET a JSON object; anything but a 200 carrying a JSON object is an OutboundError."""
-    response = _request("GET", url, [(b"Accept", b"application/json")], None, deadline, max_bytes)
+    accept = [(b"Accept", b"application/json")]
+    response = _request("GET", url, policy, accept, None, deadline, max_bytes)
     if response.status != 200:
         raise OutboundError(f"HTTP {response.status}")
     try:
@@ -109,13 +237,17 @@ class Image:
 
 
 def fetch_image(
-    url: str, *, deadline: float = LOGO_DEADLINE, max_bytes: int = LOGO_MAX_BYTES
+    url: str,
+    policy: OutboundPolicy,
+    *,
+    deadline: float = LOGO_DEADLINE,
+    max_bytes: int = LOGO_MAX_BYTES,
 ) -> Image:
     """GET a whole PNG, JPEG or WebP image; anything else is an OutboundError.
 
     The type comes from the bytes, never from the Content-Type header, which the host chooses:
     an SVG (which can carry script), an HTML page or a GIF is refused whatever it is labelled."""
-    response = _request("GET", url, [(b"Accept", IMAGE_ACCEPT)], None, deadline, max_bytes)
+    response = _request("GET", url, policy, [(b"Accept", IMAGE_ACCEPT)], None, deadline, max_bytes)
     if response.status != 200:
         raise OutboundError(f"HTTP {response.status}")
     content_type = image_type(response.body)
@@ -152,24 +284,19 @@ def _whole(content_type: str, data: bytes) -> bool:
 def post_form(
     url: str,
     data: dict[str, str],
+    policy: OutboundPolicy,
     *,
     deadline: float = LOGOUT_DEADLINE,
     max_bytes: int = LOGOUT_MAX_BYTES,
 ) -> OutboundResponse:
     """POST data as application/x-www-form-urlencoded; any status is returned, not raised."""
     form = [(b"Content-Type", b"application/x-www-form-urlencoded")]
-    return _request("POST", url, form, urlencode(data).encode(), deadline, max_bytes)
+    return _request("POST", url, policy, form, urlencode(data).encode(), deadline, max_bytes)
 
 
-def _request(
-    method: str,
-    url: str,
-    headers: list[tuple[bytes, bytes]],
-    content: bytes | None,
-    deadline: float,
-    max_bytes: int,
-) -> OutboundResponse:
-    end = time.monotonic() + deadline
+def _target(url: str, policy: OutboundPolicy) -> tuple[httpx.URL, int]:
+    """The parsed URL and its port; "refused URL" for anything but http(s) to a host, with no
+    userinfo, and http only where the policy allows it."""
     try:
         target = httpx.URL(url)  # httpx's parser: IDNA, IPv6 brackets, percent-encoding
     except httpx.InvalidURL as exc:
@@ -180,10 +307,29 @@ def _request(
         raise OutboundError("refused URL")
     if not 0 < port < 65536:  # httpx's parser allows any number
         raise OutboundError("refused URL")
-    addresses = check_address(target.raw_host.decode(), port, end - time.monotonic())
+    if policy.refused_host(target.raw_host.decode()):  # an IP address: refused before anything
+        raise OutboundError("refused address")
+    if target.scheme == "http" and not policy.allows_http(target.raw_host.decode()):
+        raise OutboundError("refused URL")
+    return target, port
+
+
+def _request(
+    method: str,
+    url: str,
+    policy: OutboundPolicy,
+    headers: list[tuple[bytes, bytes]],
+    content: bytes | None,
+    deadline: float,
+    max_bytes: int,
+) -> OutboundResponse:
+    end = time.monotonic() + deadline
+    target, port = _target(url, policy)
+    addresses = check_address(target.raw_host.decode(), port, end - time.monotonic(), policy)
     backend = _Backend(addresses, port, end)
     # The Host header is the URL's own authority (httpcore would write an IPv6 one unbracketed).
-    headers = [(b"Host", target.netloc), *headers]
+    # identity: a compressed body would be inflated past the cap that counts received bytes.
+    headers = [(b"Host", target.netloc), (b"Accept-Encoding", b"identity"), *headers]
     request = httpcore.URL(
         scheme=target.raw_scheme, host=target.raw_host, port=port, target=target.raw_path
     )
@@ -199,6 +345,11 @@ def _request(
             }
             if int(answered.get("content-length") or 0) > max_bytes:  # h11 checked it is a number
                 raise OutboundError("too large")
+            # RFC 9110 §8.4: we asked for identity; a gzip body (a "zip bomb" inflates a
+            # thousandfold) is refused unread, never inflated.
+            encodings = [v for k, v in response.headers if k.lower() == b"content-encoding"]
+            if any(v.strip().lower() not in (b"", b"identity") for v in encodings):
+                raise OutboundError("refused encoding")
             for chunk in response.iter_stream():
                 if len(body) + len(chunk) > max_bytes:
                     raise OutboundError("too large")

@@ -17,6 +17,7 @@ from idp.db.engine import make_engine, make_sessionmaker, read_only
 from idp.keys.kek import load_key_encryption_key
 from idp.keys.ring import KeyRing
 from idp.keys.rotation import maintain
+from idp.outbound import OutboundPolicy
 from idp.security.secrets import Sealer, derive_key
 from idp.settings import Settings, SettingsError
 
@@ -45,6 +46,8 @@ class Runtime:
     csrf_key: bytes
     # Signs the device cookies that exempt known browsers from strangers' throttling.
     device_key: bytes
+    # Which addresses outbound requests may reach (jwks_uri, back-channel logout, logos).
+    outbound: OutboundPolicy
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -78,4 +81,5 @@ def build_runtime(settings: Settings) -> Runtime:
         refresh_key=derive_key(kek, "idp refresh-token successor v1"),
         csrf_key=derive_key(kek, "idp csrf token v1"),
         device_key=derive_key(kek, "idp device cookie v1"),
+        outbound=OutboundPolicy.from_settings(settings),
     )

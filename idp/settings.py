@@ -6,6 +6,7 @@ environment at import time, so tests can build as many differently configured ap
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 # The languages of the pages: one catalogue each in idp/web/locale (English is the source).
 UI_LOCALES = ("en", "de")
 HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -131,6 +133,11 @@ class Settings(BaseSettings):
     # names one of UI_LOCALES.
     default_locale: str = "en"
 
+    # Networks (comma-separated CIDRs) this server may connect to outside development, beyond
+    # public addresses: relying parties on premises (jwks_uri, backchannel_logout_uri, logos).
+    # Link-local and cloud metadata addresses stay refused whatever this says.
+    outbound_allowed_networks: str = ""
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_origin_plus_path(cls, value: str) -> str:
@@ -190,6 +197,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @model_validator(mode="after")
     def _password_lengths_are_ordered(self) -> Settings:
         if self.password_min_length_with_mfa > self.password_min_length:
@@ -237,11 +250,31 @@ class Settings(BaseSettings):
         return urlsplit(self.issuer).scheme == "http"
 
     @property
+    def outbound_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.outbound_allowed_networks)
+
+    @property
     def audience(self) -> str:
         return self.access_token_audience or self.issuer
 
     def endpoint(self, path: str) -> str:
         return self.issuer + path
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs ("10.0.0.0/8, fd12::/16"); ValueError names the first bad one."""
+    networks: list[Network] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item))  # strict: no host bits past the prefix
+        except ValueError:
+            raise ValueError(
+                f"IDP_OUTBOUND_ALLOWED_NETWORKS: {item!r} is not a network in CIDR form "
+                "(such as 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: object) -> Settings:

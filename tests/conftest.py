@@ -90,6 +90,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "password_hash_memory_kib": 8,
         "password_hash_parallelism": 1,
         "database_pool_size": 5,
+        "outbound_allowed_networks": "127.0.0.0/8,::1/128",  # the loopback test hosts
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

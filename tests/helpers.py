@@ -120,9 +120,10 @@ class Harness:
         }
         spec.update(kwargs)
         wanted = ClientSpec(**spec)  # type: ignore[arg-type]
-        logo = fetch_logo(wanted)  # as every caller does: before the transaction
+        # As every caller does: fetch_logo before the transaction, the policy of the app's runtime.
+        logo = fetch_logo(wanted, self.runtime.outbound)
         with self.runtime.sessions.begin() as db:
-            registered = register(db, wanted, logo)
+            registered = register(db, wanted, logo, policy=self.runtime.outbound)
             return RP(
                 registered.client.client_id,
                 registered.client_secret,

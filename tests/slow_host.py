@@ -19,6 +19,8 @@ Behaviours (`host.behaviour`, which a test may change between requests):
 - "hang": reads the request and never answers.
 - "big": `size` bytes of body, announced in a Content-Length if `content_length`.
 
+Every answer carries the extra `headers` (such as Content-Encoding) after its own.
+
 Every connection is counted in `connections`, every HTTP request recorded in `requests`, and
 `sent` counts the bytes written after the headers (every byte, for the drips). When the `with`
 block ends, every connection still dripping or hanging is let go (handlers wait on a stop
@@ -70,6 +72,7 @@ class SlowHost:
     content_length: bool = True
     length: int | None = None  # the Content-Length announced, if not the body's own
     chunked: bool = False
+    headers: list[tuple[str, str]] = field(default_factory=list)  # extra, in every answer
     url: str = ""  # http://127.0.0.1:<port>/
     port: int = 0
     connections: int = 0
@@ -171,7 +174,7 @@ def serve_slow(behaviour: str = "ok", **settings: Any) -> Iterator[SlowHost]:
 
         def head(self, status: int, headers: list[tuple[str, str]], version: str = "1.0") -> bytes:
             lines = [f"HTTP/{version} {status} Slow", f"Content-Type: {host.content_type}"]
-            lines += [f"{k}: {v}" for k, v in headers]
+            lines += [f"{k}: {v}" for k, v in [*headers, *host.headers]]
             return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
         def drip(self, data: Iterable[int]) -> None:

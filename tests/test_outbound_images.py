@@ -9,13 +9,14 @@ import pytest
 from idp.outbound import LOGO_MAX_BYTES, Image, OutboundError, fetch_image
 from tests.images import GIF, HTML, JPEG, SVG, WEBP, png
 from tests.slow_host import serve_slow
+from tests.test_outbound import LOOPBACK
 
 NOT_AN_IMAGE = "not a PNG, JPEG or WebP image"
 
 
 def refused(url: str) -> str:
     with pytest.raises(OutboundError) as raised:
-        fetch_image(url)
+        fetch_image(url, LOOPBACK)
     return str(raised.value)
 
 
@@ -28,7 +29,7 @@ def test_png_jpeg_and_webp_are_fetched(body: bytes, content_type: str) -> None:
     """OIDC Registration §2 logo_uri: the image is fetched with an Accept header naming the
     three types this server stores, and comes back with the type its bytes say."""
     with serve_slow("ok", body=body, content_type=content_type) as host:
-        assert fetch_image(host.url + "logo") == Image(content_type, body)
+        assert fetch_image(host.url + "logo", LOOPBACK) == Image(content_type, body)
     (seen,) = host.requests
     assert (seen.method, seen.path) == ("GET", "/logo")
     assert seen.headers["accept"] == "image/png, image/jpeg, image/webp"
@@ -37,7 +38,7 @@ def test_png_jpeg_and_webp_are_fetched(body: bytes, content_type: str) -> None:
 def test_a_png_labelled_text_html_is_a_png() -> None:
     """The magic bytes decide: a PNG served as text/html is stored as image/png."""
     with serve_slow("ok", body=png(), content_type="text/html") as host:
-        assert fetch_image(host.url).content_type == "image/png"
+        assert fetch_image(host.url, LOOPBACK).content_type == "image/png"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_an_image_that_does_not_end_where_its_format_says_is_refused(body: bytes
 def test_a_png_of_exactly_the_cap_is_accepted_and_one_byte_more_is_refused() -> None:
     """The cap is inclusive: a logo of LOGO_MAX_BYTES (256 KiB) is fetched, one byte more is not."""
     with serve_slow("ok", body=png(LOGO_MAX_BYTES)) as host:
-        assert len(fetch_image(host.url).body) == LOGO_MAX_BYTES
+        assert len(fetch_image(host.url, LOOPBACK).body) == LOGO_MAX_BYTES
         host.body = png(LOGO_MAX_BYTES + 1)
         assert refused(host.url) == "too large"
 
@@ -95,7 +96,7 @@ def test_an_oversized_png_is_refused_however_it_is_framed(framing: dict[str, boo
 def test_a_chunked_png_under_the_cap_is_accepted() -> None:
     """Chunked transfer coding is read like any other body (so the refusal above is the cap's)."""
     with serve_slow("ok", body=png(100 * 1024), chunked=True) as host:
-        assert fetch_image(host.url).body == png(100 * 1024)
+        assert fetch_image(host.url, LOOPBACK).body == png(100 * 1024)
 
 
 def test_a_content_length_under_the_truth_lets_no_more_bytes_in() -> None:
@@ -135,4 +136,4 @@ def test_any_status_but_200_is_refused(status: int) -> None:
 def test_a_host_that_never_answers_is_cut_off_at_the_deadline() -> None:
     """The deadline of every outbound request holds here too."""
     with serve_slow("hang") as host, pytest.raises(OutboundError, match="timed out"):
-        fetch_image(host.url, deadline=0.3)
+        fetch_image(host.url, LOOPBACK, deadline=0.3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from idp.outbound import OutboundPolicy
 from idp.settings import LOOPBACK_HOSTS
 
 MAX_URI = 2000
@@ -68,6 +69,28 @@ def check_url(uri: str, what: str) -> None:
         raise InvalidRegistration(f"{what} {uri!r} must not carry a user name or password")
     if "#" in uri:
         raise InvalidRegistration(f"{what} {uri!r} must not have a fragment")
+
+
+def check_fetched_url(uri: str, what: str, policy: OutboundPolicy) -> None:
+    """A URL this server sends requests to (jwks_uri, backchannel_logout_uri): check_url(), and
+    https outside development (OutboundPolicy.allows_http), and not an IP address the address
+    policy refuses. Names are resolved by fetch_logo(), outside any transaction."""
+    check_url(uri, what)
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not policy.allows_http(host):
+        raise InvalidRegistration(
+            f"{what} {uri!r} must be https (plain http is for development, or for an address "
+            "in IDP_OUTBOUND_ALLOWED_NETWORKS)"
+        )
+    if policy.refused_host(host):
+        raise InvalidRegistration(f"{what} {uri!r}: {REFUSED_ADDRESS}")
+
+
+REFUSED_ADDRESS = (
+    "this server does not connect to that address (loopback, private, link-local, metadata or "
+    "reserved; on-premises networks can be allowed with IDP_OUTBOUND_ALLOWED_NETWORKS)"
+)
 
 
 def check_audience(audience: str) -> None:

@@ -1,9 +1,11 @@
 """Register and remove relying parties; a client secret is returned once and stored as a hash.
 
 Registering is two steps, for every caller (the CLI, and later the admin pages and API):
-`fetch_logo(spec)` validates the registration and fetches its logo, with no transaction open,
-since it waits on the client's host; then `register(db, spec, logo)` writes the client and its
-logo in the caller's transaction, with no I/O.
+`fetch_logo(spec, policy)` validates the registration, resolves the hosts of the URLs this
+server will call (jwks_uri, backchannel_logout_uri) against the address policy and fetches the
+logo, with no transaction open, since it waits on other hosts; then
+`register(db, spec, logo, policy=policy)` writes the client and its logo in the caller's
+transaction, with no I/O (it checks the URLs again, all but the name lookups).
 """
 
 from __future__ import annotations
@@ -15,16 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
 from idp import outbound
 from idp.admin.client_uris import (
+    REFUSED_ADDRESS,
     InvalidRegistration as InvalidRegistration,  # re-exported: callers catch it from here
     check_audience,
+    check_fetched_url,
     check_redirect_uri,
     check_url,
 )
 from idp.audit.events import AuditEvent, record
+from idp.outbound import OutboundPolicy
+from idp.protocol.client_jwks import key_problem
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
@@ -60,6 +68,11 @@ class ClientSpec:
     client_uri: str | None = None
     policy_uri: str | None = None
     tos_uri: str | None = None
+
+    def fetched_uris(self) -> dict[str, str]:
+        """The URLs this server sends requests to once the client is registered."""
+        uris = {"jwks_uri": self.jwks_uri, "backchannel_logout_uri": self.backchannel_logout_uri}
+        return {what: uri for what, uri in uris.items() if uri}
 
     def metadata_uris(self) -> dict[str, str | None]:
         """OIDC Registration §2: the URIs a consent page may show, by their metadata names."""
@@ -99,12 +112,31 @@ def load_jwks_file(path: Path) -> dict[str, object]:
         raise InvalidRegistration(f"cannot read JWKS file {path}: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise InvalidRegistration(f"{path} is not a JWK Set (no 'keys' list)")
-    if any(isinstance(k, dict) and "d" in k for k in document["keys"]):
-        raise InvalidRegistration(f"{path} holds a private key; register only public keys")
+    try:
+        check_jwks(document)
+    except InvalidRegistration as exc:
+        raise InvalidRegistration(f"{path}: {exc}") from None
     return document
 
 
-def _validate(spec: ClientSpec) -> str:
+def check_jwks(document: dict[str, object]) -> None:
+    """A registered JWK Set: at least one key, and every key public and strong enough for the
+    assertion algorithms we verify (idp.protocol.client_jwks), and readable as a key."""
+    keys = document.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise InvalidRegistration("jwks must be a JWK Set with at least one key")
+    for number, key in enumerate(keys, 1):
+        problem = key_problem(key)
+        kid = f" ({key.get('kid')!r})" if isinstance(key, dict) and "kid" in key else ""
+        if problem is not None:
+            raise InvalidRegistration(f"jwks: key {number}{kid} {problem}")
+        try:
+            KeySet.import_key_set({"keys": [key]})
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidRegistration(f"jwks: key {number}{kid} is not a valid JWK") from None
+
+
+def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
     """Check the whole registration; returns the token endpoint auth method."""
     if not spec.name.strip() or len(spec.name) > 200:
         raise InvalidRegistration("name must be 1 to 200 characters")
@@ -140,10 +172,10 @@ def _validate(spec: ClientSpec) -> str:
         raise InvalidRegistration("private_key_jwt needs --jwks-uri or --jwks-file")
     if spec.jwks_uri and spec.jwks:
         raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
-    if spec.jwks_uri:
-        check_url(spec.jwks_uri, "jwks_uri")
-    if spec.backchannel_logout_uri:
-        check_url(spec.backchannel_logout_uri, "backchannel_logout_uri")
+    if spec.jwks is not None:
+        check_jwks(spec.jwks)
+    for what, uri in spec.fetched_uris().items():
+        check_fetched_url(uri, what, policy)
     for what, value in spec.metadata_uris().items():
         if value is not None:
             check_url(value, what)
@@ -164,25 +196,42 @@ def _validate(spec: ClientSpec) -> str:
     return method
 
 
-def fetch_logo(spec: ClientSpec, *, deadline: float = outbound.LOGO_DEADLINE) -> Logo | None:
-    """Validate the registration, then fetch its logo (None without a logo_uri).
+def fetch_logo(
+    spec: ClientSpec, policy: OutboundPolicy, *, deadline: float = outbound.LOGO_DEADLINE
+) -> Logo | None:
+    """Validate the registration, check the addresses the hosts of its jwks_uri and
+    backchannel_logout_uri resolve to, then fetch its logo (None without a logo_uri).
 
-    Call it with no transaction open: it waits up to `deadline` on the client's host. Nothing is
-    fetched for a registration that is not valid; a logo that cannot be had refuses it."""
-    _validate(spec)
+    Call it with no transaction open: it waits up to `deadline` on other hosts. Nothing is
+    fetched for a registration that is not valid; a logo that cannot be had refuses it. A name
+    that does not resolve (yet) is accepted: it is checked again at every connection."""
+    _validate(spec, policy)
+    for what, uri in spec.fetched_uris().items():
+        try:
+            outbound.check_target(uri, policy, deadline=deadline)
+        except outbound.OutboundError as exc:
+            if str(exc) == "refused address":
+                raise InvalidRegistration(f"{what} {uri!r}: {REFUSED_ADDRESS}") from None
+            if str(exc) == "refused URL":
+                raise InvalidRegistration(
+                    f"{what} {uri!r} is not a URL this server fetches"
+                ) from None
+            # A name that does not resolve (yet), or a slow resolver: checked at each connect.
     if spec.logo_uri is None:
         return None
     try:
-        image = outbound.fetch_image(spec.logo_uri, deadline=deadline)
+        image = outbound.fetch_image(spec.logo_uri, policy, deadline=deadline)
     except outbound.OutboundError as exc:
         raise InvalidRegistration(f"logo_uri: could not fetch the logo ({exc})") from None
     digest = hashlib.sha256(image.body).hexdigest()
     return Logo(spec.logo_uri, image.content_type, image.body, digest, now())
 
 
-def register(db: Session, spec: ClientSpec, logo: Logo | None = None) -> Registered:
+def register(
+    db: Session, spec: ClientSpec, logo: Logo | None = None, *, policy: OutboundPolicy
+) -> Registered:
     """Write the client, and the logo fetch_logo(spec) returned, in the caller's transaction."""
-    method = _validate(spec)
+    method = _validate(spec, policy)
     if (logo.uri if logo else None) != spec.logo_uri:
         # A programming error, not a bad registration: a client with a logo_uri always has
         # its logo, so pages never link to one that is missing.

@@ -45,9 +45,11 @@ def start(
 
 
 def end(db: Session, session: BrowserSession, ip: str | None, reason: str = "logout") -> None:
-    """End one session: logout tokens queued, non-offline refresh tokens revoked, audited."""
-    logout_deliveries.queue_session_end(db, session.sid, session.user_id)
-    store.end_by_sid(db, session.sid)
+    """End one session: logout tokens queued, non-offline refresh tokens revoked, audited.
+    Logout tokens are queued only if this call really ended the session's row: a second
+    sign-out of the same session (two tabs, a retried POST) tells nobody twice."""
+    if store.end_by_sid(db, session.sid):
+        logout_deliveries.queue_session_end(db, session.sid, session.user_id)
     families = refresh_tokens.live_families_of_session(db, session.sid)
     for family_id in families:
         refresh_tokens.revoke_family(db, family_id, "logout")
@@ -60,8 +62,8 @@ def end_all(db: Session, user_id: str) -> tuple[int, int]:
     """End every session and refresh-token family of a user (offline ones included)."""
     ended = store.of_user(db, user_id)
     for session in ended:
-        logout_deliveries.queue_session_end(db, session.sid, session.user_id)
-        store.end_by_sid(db, session.sid)
+        if store.end_by_sid(db, session.sid):  # else it ended meanwhile, and told its RPs
+            logout_deliveries.queue_session_end(db, session.sid, session.user_id)
     families = refresh_tokens.live_families_of_user(db, user_id)
     for family_id in families:
         refresh_tokens.revoke_family(db, family_id, "sessions_revoked")

@@ -21,6 +21,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         load_jwks_file,
         register,
     )
+    from idp.outbound import OutboundPolicy
 
     try:
         spec = ClientSpec(
@@ -49,9 +50,10 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
             raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
-        logo = fetch_logo(spec)  # before the transaction: it waits on the client's host
+        policy = OutboundPolicy.from_settings(settings)
+        logo = fetch_logo(spec, policy)  # before the transaction: it waits on other hosts
         with database(settings) as db:
-            registered = register(db, spec, logo)
+            registered = register(db, spec, logo, policy=policy)
             out = describe(registered.client, logo=logo.facts if logo else None)
     except InvalidRegistration as exc:
         raise CommandError(str(exc)) from None

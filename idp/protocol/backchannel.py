@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from idp import outbound
 from idp.audit.events import AuditEvent, record
 from idp.protocol.tokens import token_service
@@ -54,14 +56,20 @@ class Claimed:
 
 def claim_due(runtime: Runtime, limit: int) -> list[Claimed]:
     """Take up to `limit` due deliveries; each is one conditional UPDATE, so two workers never
-    send the same attempt. The lease outlives one attempt's whole deadline."""
+    send the same attempt, and it counts the attempt as it takes it: however long a POST
+    hangs, a delivery is sent at most MAX_ATTEMPTS times. The lease outlives one attempt's
+    whole deadline."""
+    with runtime.sessions.begin() as db:
+        for ended in logout_deliveries.exhausted(db, MAX_ATTEMPTS):
+            _gave_up(db, ended.client_id, ended.claims, ended.last_error or "")
     claimed: list[Claimed] = []
     with runtime.reads.begin() as db:
-        ids = logout_deliveries.due(db, limit)
+        ids = logout_deliveries.due(db, limit, MAX_ATTEMPTS)
     for delivery_id in ids:
         with runtime.sessions.begin() as db:
             # The lease outlives one attempt's whole deadline: nobody else sends it meanwhile.
-            row = logout_deliveries.claim(db, delivery_id, lease=int(DEADLINE_SECONDS * 2) + 1)
+            lease = int(DEADLINE_SECONDS * 2) + 1
+            row = logout_deliveries.claim(db, delivery_id, lease, MAX_ATTEMPTS)
             if row is not None:  # else another worker took it
                 claimed.append(
                     Claimed(row.id, row.uri, row.client_id, dict(row.claims), row.attempts)
@@ -69,10 +77,11 @@ def claim_due(runtime: Runtime, limit: int) -> list[Claimed]:
     return claimed
 
 
-def _post(uri: str, token: str) -> str | None:
+def _post(uri: str, token: str, policy: outbound.OutboundPolicy) -> str | None:
     """Send one logout token; None on success, else a short reason."""
     try:
-        response = outbound.post_form(uri, {"logout_token": token}, deadline=DEADLINE_SECONDS)
+        form = {"logout_token": token}
+        response = outbound.post_form(uri, form, policy, deadline=DEADLINE_SECONDS)
     except outbound.OutboundError as exc:
         return str(exc)
     # §2.8: the RP answers 200 (204 is accepted too); anything else is a failed attempt.
@@ -82,25 +91,31 @@ def _post(uri: str, token: str) -> str | None:
 def send(runtime: Runtime, delivery: Claimed) -> bool:
     """One attempt, with no transaction open while the relying party answers; then its
     outcome: delivered, retried later (2, 4, 8, 16 s) or given up and recorded."""
-    error = _post(delivery.uri, logout_token(runtime, delivery.client_id, delivery.claims))
+    token = logout_token(runtime, delivery.client_id, delivery.claims)
+    error = _post(delivery.uri, token, runtime.outbound)
     with runtime.sessions.begin() as db:
         if error is None:
             logout_deliveries.delivered(db, delivery.id)
             return True
         gave_up = delivery.attempts >= MAX_ATTEMPTS
-        logout_deliveries.failed_attempt(
-            db, delivery.id, error[:200], gave_up, 2**delivery.attempts
+        # A late outcome (the lease lapsed and a later attempt was claimed) changes nothing.
+        latest = logout_deliveries.failed_attempt(
+            db, delivery.id, delivery.attempts, error[:200], gave_up, 2**delivery.attempts
         )
-        if gave_up:
-            record(
-                db,
-                AuditEvent.LOGOUT_DELIVERY_FAILED,
-                client_id=delivery.client_id,
-                user_id=str(delivery.claims.get("sub")),
-                reason=error[:200],
-            )
+        if gave_up and latest:
+            _gave_up(db, delivery.client_id, delivery.claims, error)
     log.warning("back-channel logout to %s failed: %s", delivery.client_id, error)
     return False
+
+
+def _gave_up(db: Session, client_id: str, claims: dict[str, Any], error: str) -> None:
+    record(
+        db,
+        AuditEvent.LOGOUT_DELIVERY_FAILED,
+        client_id=client_id,
+        user_id=str(claims.get("sub")),
+        reason=error[:200],
+    )
 
 
 def deliver_due(runtime: Runtime, limit: int = 50) -> dict[str, int]:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from idp import outbound
 from idp.audit.events import AuditEvent, record
+from idp.protocol.client_jwks import usable
 from idp.protocol.jose import registry
 from idp.protocol.requests import Params
 from idp.store import assertions, clients
@@ -37,6 +38,7 @@ from idp.store.clients import ClientProtocol
 log = logging.getLogger("idp.client_auth")
 
 ASSERTION_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 §2.2
 # An assertion is meant to be used at once, and its jti is remembered until it expires, so a
 # cap bounds the replay table. One hour, because authlib (a widely used client) signs its
 # assertions for exactly that long; a replay is refused however long the assertion lives.
@@ -53,47 +55,57 @@ JWKS_WAIT_SECONDS = 0.25
 JWKS_MIN_REFETCH_SECONDS = 10
 
 
+_Key = tuple[str, outbound.OutboundPolicy]
+
+
 class _RemoteJwksCache:
     """Clients' jwks_uri documents, cached per process (a cache of remote data, not our state).
 
     An assertion whose kid the cached document lacks triggers one early refetch, so a client
     that rotates its key is accepted at once rather than after JWKS_CACHE_SECONDS; refetches
     are at most one per JWKS_MIN_REFETCH_SECONDS per URI, so unknown kids cannot make this
-    server hammer the client's host. One fetch per URI at a time."""
+    server hammer the client's host. One fetch per URI at a time. Entries are per address
+    policy too: apps with different IDP_OUTBOUND_ALLOWED_NETWORKS in one process (tests) never
+    see a document another's policy let through."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # uri -> (fetched at, document or the error), times from time.monotonic()
-        self._entries: dict[str, tuple[float, dict[str, Any] | str]] = {}
-        self._fetching: dict[str, threading.Lock] = {}
+        # (uri, policy) -> (fetched at, document or the error), times from time.monotonic()
+        self._entries: dict[_Key, tuple[float, dict[str, Any] | str]] = {}
+        self._fetching: dict[_Key, threading.Lock] = {}
 
-    def get(self, uri: str, kid: str | None = None) -> dict[str, Any]:
+    def get(
+        self, uri: str, policy: outbound.OutboundPolicy, kid: str | None = None
+    ) -> dict[str, Any]:
         """The document, or InvalidClientError; fetched through idp.outbound when due."""
-        if (hit := self._fresh(uri, kid)) is not None:
+        key = (uri, policy)
+        if (hit := self._fresh(key, kid)) is not None:
             return self._answer(hit)
         with self._lock:
-            fetching = self._fetching.setdefault(uri, threading.Lock())
+            fetching = self._fetching.setdefault(key, threading.Lock())
         if not fetching.acquire(timeout=JWKS_WAIT_SECONDS):
             raise InvalidClientError(description="The client's jwks_uri could not be read.")
         try:
-            if (hit := self._fresh(uri, kid, just_fetched=True)) is not None:
+            if (hit := self._fresh(key, kid, just_fetched=True)) is not None:
                 return self._answer(hit)
             try:
-                entry: dict[str, Any] | str = outbound.fetch_json(uri, deadline=JWKS_FETCH_DEADLINE)
+                entry: dict[str, Any] | str = outbound.fetch_json(
+                    uri, policy, deadline=JWKS_FETCH_DEADLINE
+                )
             except outbound.OutboundError as exc:
                 log.warning("jwks_uri %s: %s", uri, exc)
                 entry = str(exc)
             with self._lock:
-                self._entries[uri] = (time.monotonic(), entry)
+                self._entries[key] = (time.monotonic(), entry)
         finally:
             fetching.release()
         return self._answer(entry)
 
     def _fresh(
-        self, uri: str, kid: str | None, just_fetched: bool = False
+        self, key: _Key, kid: str | None, just_fetched: bool = False
     ) -> dict[str, Any] | str | None:
         with self._lock:
-            hit = self._entries.get(uri)
+            hit = self._entries.get(key)
         if hit is None:
             return None
         age, entry = time.monotonic() - hit[0], hit[1]
@@ -203,23 +215,41 @@ class RemoteKeys:
     document: dict[str, Any] | None  # None: the fetch failed
 
 
-def _unverified(assertion: str) -> tuple[str | None, str | None]:
-    """The assertion's client (`iss`, RFC 7523 §3) and `kid`, read without checking anything:
-    they only pick which keys to fetch, and the signature is checked against those keys later."""
+@dataclass(frozen=True)
+class _Unverified:
+    """What an assertion says of itself, read without checking anything: it only decides
+    whether and where to fetch keys; the signature is checked against those keys later."""
+
+    iss: str | None
+    sub: str | None
+    kid: str | None
+    alg: str | None
+
+
+def _unverified(assertion: str) -> _Unverified:
     try:
         parsed = jws.extract_compact(assertion.encode())
         claims = json.loads(parsed.payload)
     except (JoseError, ValueError, RecursionError):
-        return None, None
+        return _Unverified(None, None, None, None)
     if not isinstance(claims, dict):
-        return None, None
-    iss, kid = claims.get("iss"), parsed.protected.get("kid")
-    return (iss if isinstance(iss, str) else None), (kid if isinstance(kid, str) else None)
+        claims = {}
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    header = parsed.protected
+    return _Unverified(
+        text(claims.get("iss")),
+        text(claims.get("sub")),
+        text(header.get("kid")),
+        text(header.get("alg")),
+    )
 
 
 def asserted_client(assertion: str) -> str | None:
     """The client a client_assertion claims to come from (its `iss`), unverified."""
-    return _unverified(assertion)[0] if len(assertion) <= 8192 else None
+    return _unverified(assertion).iss if len(assertion) <= 8192 else None
 
 
 @dataclass(frozen=True)
@@ -232,24 +262,33 @@ class KeysLocation:
 
 
 def keys_location(db: Session, form: Params) -> KeysLocation | None:
-    """The jwks_uri of the client a client_assertion names; None when there is nothing to fetch
-    (no such client, or keys registered inline)."""
+    """The jwks_uri of the client a client_assertion names; None when nothing is to be fetched.
+
+    Nothing is fetched for an assertion that could not authenticate anyway, so a stranger
+    cannot make this server call arbitrary registered hosts: the assertion type must be
+    RFC 7523's, `iss` and `sub` must both name the client (RFC 7523 §3, OIDC Core §9), a body
+    client_id must name it too, the header's `alg` must be one we verify, and the client must
+    be registered for private_key_jwt with a jwks_uri (not inline keys)."""
     assertion = form.get("client_assertion") or ""
-    client_id, kid = _unverified(assertion)
-    client_id = form.get("client_id") or client_id
-    if not client_id or len(client_id) > 64 or len(assertion) > 8192:
+    if len(assertion) > 8192 or form.get("client_assertion_type") != JWT_BEARER:
+        return None
+    said = _unverified(assertion)
+    client_id = said.iss
+    if not client_id or len(client_id) > 64 or said.sub != client_id:
+        return None
+    if form.get("client_id") not in (None, client_id) or said.alg not in ASSERTION_ALGS:
         return None
     row = clients.get_record(db, client_id)
-    if row is None or row.jwks or not row.jwks_uri:
+    if row is None or row.auth_method != "private_key_jwt" or row.jwks or not row.jwks_uri:
         return None
-    return KeysLocation(client_id, row.jwks_uri, kid)
+    return KeysLocation(client_id, row.jwks_uri, said.kid)
 
 
-def fetch_client_keys(where: KeysLocation) -> RemoteKeys:
+def fetch_client_keys(where: KeysLocation, policy: outbound.OutboundPolicy) -> RemoteKeys:
     """The client's keys from its jwks_uri (cached), or the reason they could not be read.
     Called with no transaction open: the network wait holds no database resource at all."""
     try:
-        return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, where.kid))
+        return RemoteKeys(where.client_id, REMOTE_JWKS.get(where.jwks_uri, policy, where.kid))
     except InvalidClientError:
         return RemoteKeys(where.client_id, None)
 
@@ -282,6 +321,11 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
             document = remote.document
         if not document:
             raise InvalidClientError(description="The client has no registered keys.")
+        # Weak, symmetric and private keys are left out (idp.protocol.client_jwks); registration
+        # refuses them, but a fetched document is whatever the client's host serves.
+        document = usable(document, client.client_id)
+        if not document["keys"]:
+            raise InvalidClientError(description="The client's keys are not valid.")
         try:
             return KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError) as exc:

@@ -74,16 +74,19 @@ def delete_batch(
     targets = _targets(ts, idle_timeout, audit_retention_days)
     _, key, expired = next(t for t in targets if t[0] == name)
     if name == "sessions":
+        # The rows this DELETE removed, and only those, are told: a session touched since the
+        # select (no longer expired) or pruned by another worker meanwhile queues nothing.
+        batch_of = select(BrowserSession.id_hash).where(expired).limit(batch)
         ended = db.execute(
-            select(BrowserSession.id_hash, BrowserSession.sid, BrowserSession.user_id)
-            .where(expired)
-            .limit(batch)
+            delete(BrowserSession)
+            .where(BrowserSession.id_hash.in_(batch_of), expired)
+            .returning(BrowserSession.sid, BrowserSession.user_id),
+            execution_options={"synchronize_session": False},
         ).all()
-        for _, sid, user_id in ended:
+        for sid, user_id in ended:
             logout_deliveries.queue_session_end(db, sid, user_id)
-        keys = [row[0] for row in ended]
-    else:
-        keys = list(db.scalars(select(key).where(expired).limit(batch)))
+        return len(ended)
+    keys = list(db.scalars(select(key).where(expired).limit(batch)))
     if keys:
         db.execute(delete(key.class_).where(key.in_(keys), expired))
     return len(keys)

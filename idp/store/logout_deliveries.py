@@ -2,7 +2,9 @@
 
 An outbox: ending a session only adds rows here, in its own transaction, and returns; workers
 deliver them afterwards, each attempt claimed by one conditional UPDATE so two workers never
-send the same attempt.
+send the same attempt. The attempt is counted when it is claimed, not when it ends, and no
+delivery is claimed past its attempt limit: a POST that hangs past its lease cannot earn the
+delivery extra attempts, and its late outcome cannot reschedule the attempt claimed after it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def enqueue(db: Session, client_id: str, uri: str, claims: dict[str, object]) ->
     )
 
 
-def due(db: Session, limit: int) -> list[int]:
+def due(db: Session, limit: int, max_attempts: int) -> list[int]:
     ts = now()
     return list(
         db.scalars(
@@ -53,6 +55,7 @@ def due(db: Session, limit: int) -> list[int]:
                 LogoutDelivery.delivered_at.is_(None),
                 LogoutDelivery.failed_at.is_(None),
                 LogoutDelivery.next_attempt_at <= ts,
+                LogoutDelivery.attempts < max_attempts,
             )
             .order_by(LogoutDelivery.id)
             .limit(limit)
@@ -60,8 +63,9 @@ def due(db: Session, limit: int) -> list[int]:
     )
 
 
-def claim(db: Session, delivery_id: int, lease: int) -> LogoutDelivery | None:
-    """Take one attempt of a due delivery: no other worker can take it until the lease ends."""
+def claim(db: Session, delivery_id: int, lease: int, max_attempts: int) -> LogoutDelivery | None:
+    """Take one attempt of a due delivery, counted now: no other worker can take it until the
+    lease ends, and nobody can once `max_attempts` have been taken."""
     ts = now()
     return db.scalars(
         update(LogoutDelivery)
@@ -70,6 +74,7 @@ def claim(db: Session, delivery_id: int, lease: int) -> LogoutDelivery | None:
             LogoutDelivery.delivered_at.is_(None),
             LogoutDelivery.failed_at.is_(None),
             LogoutDelivery.next_attempt_at <= ts,
+            LogoutDelivery.attempts < max_attempts,
         )
         .values(next_attempt_at=ts + lease, attempts=LogoutDelivery.attempts + 1)
         .returning(LogoutDelivery),
@@ -94,14 +99,49 @@ def delivered(db: Session, delivery_id: int) -> None:
     )
 
 
-def failed_attempt(db: Session, delivery_id: int, error: str, gave_up: bool, retry_in: int) -> None:
+def failed_attempt(
+    db: Session, delivery_id: int, attempt: int, error: str, gave_up: bool, retry_in: int
+) -> bool:
+    """Record how attempt number `attempt` failed; False (nothing changed) when it is no longer
+    the delivery's latest attempt (its lease lapsed and another was claimed) or the delivery
+    already ended."""
     ts = now()
     values: dict[str, object] = {"last_error": error}
     if gave_up:
         values["failed_at"] = ts
     else:
         values["next_attempt_at"] = ts + retry_in
-    db.execute(update(LogoutDelivery).where(LogoutDelivery.id == delivery_id).values(**values))
+    result = db.execute(
+        update(LogoutDelivery)
+        .where(
+            LogoutDelivery.id == delivery_id,
+            LogoutDelivery.attempts == attempt,
+            LogoutDelivery.delivered_at.is_(None),
+            LogoutDelivery.failed_at.is_(None),
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def exhausted(db: Session, max_attempts: int) -> list[LogoutDelivery]:
+    """End, as failed, the deliveries whose last attempt's lease lapsed with no outcome (the
+    worker sending it stopped): they can never be claimed again. Returns them."""
+    ts = now()
+    return list(
+        db.scalars(
+            update(LogoutDelivery)
+            .where(
+                LogoutDelivery.delivered_at.is_(None),
+                LogoutDelivery.failed_at.is_(None),
+                LogoutDelivery.attempts >= max_attempts,
+                LogoutDelivery.next_attempt_at <= ts,
+            )
+            .values(failed_at=ts, last_error="no outcome before the lease ended")
+            .returning(LogoutDelivery),
+            execution_options={"synchronize_session": False},
+        )
+    )
 
 
 def queue_session_end(db: Session, sid: str, user_id: str) -> int:

@@ -96,8 +96,11 @@ def is_live(db: Session, sid: str, idle_timeout: int) -> bool:
     )
 
 
-def end_by_sid(db: Session, sid: str) -> None:
-    db.execute(delete(BrowserSession).where(BrowserSession.sid == sid))
+def end_by_sid(db: Session, sid: str) -> bool:
+    """End the session with this sid; False if no row was there to end (already ended, by a
+    concurrent sign-out, or never existed)."""
+    result = db.execute(delete(BrowserSession).where(BrowserSession.sid == sid))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def of_user(db: Session, user_id: str) -> list[BrowserSession]:

@@ -21,7 +21,8 @@ from idp.admin.clients import (
     remove,
 )
 from idp.db.engine import make_engine, make_sessionmaker
-from idp.settings import Settings
+from idp.outbound import OutboundPolicy
+from idp.settings import Settings, parse_networks
 from idp.store import clients
 from idp.store.audit import AuditRecord
 from idp.store.clients import Client, ClientLogo
@@ -29,6 +30,8 @@ from tests.conftest import migrate
 from tests.images import JPEG, SVG, png
 from tests.slow_host import SlowHost, serve_slow
 
+# The suite's policy (tests.conftest.make_settings): production, loopback hosts allowed.
+POLICY = OutboundPolicy(allowed=parse_networks("127.0.0.0/8,::1/128"))
 URIS = {
     "client_uri": "https://rp.example/",
     "policy_uri": "https://rp.example/privacy",
@@ -70,9 +73,9 @@ def rows(sessions: sessionmaker[Session]) -> tuple[int, int, int]:
 
 def registered(sessions: sessionmaker[Session], wanted: ClientSpec) -> str:
     """The client_id of a registration made the way every caller makes it."""
-    logo = fetch_logo(wanted)
+    logo = fetch_logo(wanted, POLICY)
     with sessions.begin() as db:
-        return register(db, wanted, logo).client.client_id
+        return register(db, wanted, logo, policy=POLICY).client.client_id
 
 
 # What is accepted, and what is stored
@@ -191,7 +194,7 @@ def test_a_uri_that_is_not_https_is_refused_with_its_name(field: str, uri: str) 
     """§2: these are URLs a person may open from the consent page: https only (or http on a
     loopback host), refused in one line that names the field."""
     with pytest.raises(InvalidRegistration) as raised:
-        fetch_logo(spec(**{field: uri}))
+        fetch_logo(spec(**{field: uri}), POLICY)
     assert str(raised.value) == f"{field} {uri!r} must be https (or http on a loopback host)"
 
 
@@ -213,7 +216,7 @@ def test_userinfo_fragments_and_invisible_characters_are_refused(uri: str, reaso
     """§2 and RFC 3986 §3.2.1: no credentials in a URL, nothing after '#', nothing that does
     not show (a person reads these URLs on the consent page)."""
     with pytest.raises(InvalidRegistration) as raised:
-        fetch_logo(spec(tos_uri=uri))
+        fetch_logo(spec(tos_uri=uri), POLICY)
     message = str(raised.value)
     assert message.startswith("tos_uri ") and message.endswith(reason)
     assert "\n" not in message
@@ -222,14 +225,14 @@ def test_userinfo_fragments_and_invisible_characters_are_refused(uri: str, reaso
 def test_an_overlong_uri_is_refused() -> None:
     """Each URI fits its column: 2,000 characters at most."""
     fits = "https://rp.example/" + "p" * (2000 - len("https://rp.example/"))
-    fetch_logo(spec(policy_uri=fits))
+    fetch_logo(spec(policy_uri=fits), POLICY)
     with pytest.raises(InvalidRegistration, match="policy_uri is longer than 2000 characters"):
-        fetch_logo(spec(policy_uri=fits + "p"))
+        fetch_logo(spec(policy_uri=fits + "p"), POLICY)
 
 
 def test_loopback_http_is_accepted_for_development() -> None:
     """As for jwks_uri: http on a loopback host is accepted, https anywhere."""
-    fetch_logo(spec(client_uri="http://localhost:8002/", policy_uri="http://[::1]/privacy"))
+    fetch_logo(spec(client_uri="http://localhost:8002/", policy_uri="http://[::1]/privacy"), POLICY)
 
 
 def test_an_invalid_registration_does_not_fetch_its_logo(logo_host: SlowHost) -> None:
@@ -238,7 +241,7 @@ def test_an_invalid_registration_does_not_fetch_its_logo(logo_host: SlowHost) ->
     bad = spec(logo_uri=logo_host.url)
     bad.scopes = ["not a scope"]
     with pytest.raises(InvalidRegistration, match="scope"):
-        fetch_logo(bad)
+        fetch_logo(bad, POLICY)
     assert logo_host.connections == 0
 
 
@@ -249,7 +252,7 @@ def test_a_logo_that_times_out_refuses_the_registration() -> None:
     """A logo_uri whose host does not answer refuses the registration with a one-line reason,
     within the deadline."""
     with serve_slow("hang") as host, pytest.raises(InvalidRegistration) as raised:
-        fetch_logo(spec(logo_uri=host.url), deadline=0.3)
+        fetch_logo(spec(logo_uri=host.url), POLICY, deadline=0.3)
     assert str(raised.value) == "logo_uri: could not fetch the logo (timed out)"
 
 
@@ -267,7 +270,7 @@ def test_a_logo_that_cannot_be_fetched_refuses_the_registration(
 ) -> None:
     """The operator learns why, in one line, and can fix the logo or leave logo_uri out."""
     with serve_slow(behaviour, **settings) as host, pytest.raises(InvalidRegistration) as raised:
-        fetch_logo(spec(logo_uri=host.url))
+        fetch_logo(spec(logo_uri=host.url), POLICY)
     assert str(raised.value) == f"logo_uri: could not fetch the logo ({reason})"
 
 
@@ -278,10 +281,10 @@ def test_register_takes_only_the_logo_of_its_own_spec(
     register() refuses a spec with a logo_uri but no logo, or another spec's logo."""
     before = rows(sessions)
     with_logo = spec(logo_uri=logo_host.url)
-    logo = fetch_logo(with_logo)
+    logo = fetch_logo(with_logo, POLICY)
     assert isinstance(logo, Logo)
     with sessions.begin() as db, pytest.raises(ValueError, match="fetch_logo"):
-        register(db, with_logo)
+        register(db, with_logo, policy=POLICY)
     with sessions.begin() as db, pytest.raises(ValueError, match="fetch_logo"):
-        register(db, spec(), logo)
+        register(db, spec(), logo, policy=POLICY)
     assert rows(sessions) == before

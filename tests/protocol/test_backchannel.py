@@ -6,17 +6,22 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from joserfc import jwt
-from sqlalchemy import text
+from sqlalchemy import select, text
+from starlette.testclient import TestClient
 
-from idp.protocol.backchannel import EVENT, MAX_ATTEMPTS, deliver_due
+from idp.protocol import backchannel
+from idp.protocol.backchannel import EVENT, MAX_ATTEMPTS, claim_due, deliver_due, send
 from idp.protocol.jose import registry
-from tests.conftest import ISSUER
+from tests.conftest import ISSUER, make_settings, migrated_app
 from tests.helpers import RP, Harness, wait_until
+from tests.slow_host import serve_slow
+from tests.token_helpers import sql
 
 
 class Receiver:
@@ -174,3 +179,137 @@ def test_discovery_advertises_backchannel_logout(idp: Harness) -> None:
     metadata = idp.http.get("/.well-known/openid-configuration").json()
     assert metadata["backchannel_logout_supported"] is True
     assert metadata["backchannel_logout_session_supported"] is True
+
+
+# --- issue 11: attempts while a POST hangs, and what is queued ---------------------------------
+
+
+def delivery_row(idp: Harness) -> Any:
+    (row,) = sql(idp, "SELECT attempts, failed_at, delivered_at, last_error FROM logout_deliveries")
+    return row
+
+
+def expire_leases(idp: Harness) -> None:
+    """What time does to a lease (instead of waiting out DEADLINE_SECONDS * 2)."""
+    with idp.runtime.sessions.begin() as db:
+        db.execute(text("UPDATE logout_deliveries SET next_attempt_at = 0"))
+
+
+def test_a_hanging_endpoint_gets_at_most_max_attempts_even_past_its_leases(
+    idp: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: "deliveries respect their attempt limit while a POST hangs". An endpoint that
+    accepts and never answers holds each attempt past its lease; every lapsed lease lets the
+    next attempt be claimed, but the attempt is counted when claimed, so after MAX_ATTEMPTS
+    claims nothing more is sent. The last lease lapsing with no outcome gives the delivery up
+    (one logout.delivery_failed), and the hung POSTs' late failures change nothing."""
+    idp.app.state.worker.stop()  # this test claims and sends each attempt itself
+    # Every POST hangs until the test lets go, however loaded the machine: the deadline is
+    # not what ends them here (the leases are expired by hand).
+    monkeypatch.setattr(backchannel, "DEADLINE_SECONDS", 60.0)
+    with serve_slow("hang", linger=60) as host:
+        _, tokens = signed_in(idp, host.url + "logout")
+        idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
+        sending: list[threading.Thread] = []
+        for claimed_so_far in range(MAX_ATTEMPTS + 3):
+            expire_leases(idp)
+            claimed = claim_due(idp.runtime, 10)
+            assert len(claimed) == (1 if claimed_so_far < MAX_ATTEMPTS else 0)
+            for delivery in claimed:
+                assert delivery.attempts == claimed_so_far + 1  # counted at the claim
+                assert delivery_row(idp).attempts == claimed_so_far + 1
+                thread = threading.Thread(target=send, args=(idp.runtime, delivery), daemon=True)
+                thread.start()
+                sending.append(thread)
+        assert wait_until(lambda: host.connections == MAX_ATTEMPTS)
+        assert all(thread.is_alive() for thread in sending)  # every POST still hangs
+        row = delivery_row(idp)
+        assert (row.attempts, row.delivered_at) == (MAX_ATTEMPTS, None)
+        assert row.failed_at is not None  # the last lease lapsed: given up
+        host.stop.set()  # the endpoint lets go; each hung POST now fails
+        for thread in sending:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in sending)
+    assert host.connections == MAX_ATTEMPTS
+    assert delivery_row(idp).attempts == MAX_ATTEMPTS
+    events = sql(idp, "SELECT event FROM audit_events WHERE event = 'logout.delivery_failed'")
+    assert len(events) == 1
+    expire_leases(idp)
+    assert claim_due(idp.runtime, 10) == []
+
+
+def test_a_late_failure_does_not_reschedule_the_attempt_claimed_after_it(idp: Harness) -> None:
+    """Issue 11: an attempt whose lease lapsed is no longer the delivery's; when it fails at
+    last, it must not set next_attempt_at and so cut short the lease of the attempt claimed
+    after it (which would let a third be claimed while the second still runs)."""
+    idp.app.state.worker.stop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/logout"
+    _, tokens = signed_in(idp, dead)
+    idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
+    (first,) = claim_due(idp.runtime, 10)
+    expire_leases(idp)
+    (second,) = claim_due(idp.runtime, 10)  # the first's lease lapsed
+    assert (first.attempts, second.attempts) == (1, 2)
+    send(idp.runtime, first)  # the first fails late
+    assert claim_due(idp.runtime, 10) == []  # the second's lease still holds
+    row = delivery_row(idp)
+    assert (row.attempts, row.last_error) == (2, None)
+
+
+def test_logging_out_an_ended_session_queues_nothing(idp: Harness, receiver: Receiver) -> None:
+    """Issue 11: "queued only when a session really ended". A sign-out of a session another
+    request ended meanwhile (two tabs, a retried POST), or of an unknown one, queues no
+    logout token: the relying party is told once."""
+    from idp.authn import sessions
+    from idp.store import sessions as session_store
+
+    _, tokens = signed_in(idp, receiver.uri)
+    idp.app.state.worker.stop()
+    sid = idp.decode(tokens["id_token"]).claims["sid"]
+    with idp.runtime.sessions() as db:
+        (session,) = db.scalars(
+            select(session_store.BrowserSession).where(session_store.BrowserSession.sid == sid)
+        )
+        db.expunge(session)
+    for _ in range(2):  # both requests read the live session; each then ends it
+        with idp.runtime.sessions.begin() as db:
+            sessions.end(db, session, ip=None)
+    unknown = session_store.BrowserSession(sid="no-such-sid", user_id=session.user_id)
+    with idp.runtime.sessions.begin() as db:
+        sessions.end(db, unknown, ip=None)
+    assert len(sql(idp, "SELECT id FROM logout_deliveries")) == 1  # one client, told once
+    with idp.runtime.sessions.begin() as db:
+        sessions.end_all(db, session.user_id)  # the session is gone: nothing more to tell
+    assert len(sql(idp, "SELECT id FROM logout_deliveries")) == 1
+
+
+def test_a_loopback_logout_endpoint_is_not_posted_to_in_production(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue 11: with IDP_OUTBOUND_ALLOWED_NETWORKS unset, a production server does not
+    connect to a loopback backchannel_logout_uri (here one registered while the setting
+    allowed it): the attempt fails as "refused address" and the endpoint hears nothing."""
+    with serve_slow("status", status=200, body=b"") as host:
+        allowed = migrated_app(make_settings(database_url, tmp_path / "a"))
+        try:
+            with TestClient(allowed, base_url=ISSUER, follow_redirects=False) as http:
+                idp = Harness(allowed, http)
+                allowed.state.worker.stop()  # the strict app below sends it
+                _, tokens = signed_in(idp, host.url + "logout")
+                idp.http.get("/logout", params={"id_token_hint": tokens["id_token"]})
+        finally:
+            allowed.state.runtime.engine.dispose()
+        strict = migrated_app(
+            make_settings(database_url, tmp_path / "s", outbound_allowed_networks="")
+        )
+        try:
+            runtime = strict.state.runtime
+            assert deliver_due(runtime) == {"sent": 0, "failed": 0}
+            with runtime.sessions() as db:
+                error = db.execute(text("SELECT last_error FROM logout_deliveries")).scalar()
+        finally:
+            runtime.engine.dispose()
+    assert error == "refused address"
+    assert host.connections == 0

@@ -200,7 +200,7 @@ def test_public_client_cannot_use_client_credentials_at_registration(idp: Harnes
         name="SPA", grant_types=["client_credentials"], scopes=["api.read"], public=True
     )
     with idp.runtime.sessions.begin() as db, pytest.raises(InvalidRegistration):
-        register(db, spec)
+        register(db, spec, policy=idp.runtime.outbound)
     assert sql(idp, "SELECT client_id FROM clients") == []
 
 
@@ -352,7 +352,7 @@ def test_private_key_jwt_needs_keys_at_registration(idp: Harness) -> None:
     """RFC 7591 §2: private_key_jwt requires jwks or jwks_uri."""
     spec = ClientSpec(name="No keys", auth_method="private_key_jwt", **SERVICE)  # type: ignore[arg-type]
     with idp.runtime.sessions.begin() as db, pytest.raises(InvalidRegistration):
-        register(db, spec)
+        register(db, spec, policy=idp.runtime.outbound)
 
 
 # --- jwks_uri: the client's keys fetched over HTTP ---------------------------------------------

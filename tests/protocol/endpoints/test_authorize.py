@@ -193,6 +193,7 @@ def test_client_without_the_code_grant_is_unauthorized(idp: Harness) -> None:
                 scopes=["openid", "api.read"],
                 redirect_uris=[REDIRECT_URI],
             ),
+            policy=idp.runtime.outbound,
         )
     rp = RP(registered.client.client_id, registered.client_secret)
     assert redirect_error(idp.authorize(rp, scope="openid"), rp) == "unauthorized_client"

@@ -193,6 +193,7 @@ def test_client_credentials_token_is_insufficient_scope(idp: Harness) -> None:
         registered = register(
             db,
             ClientSpec(name="Service", grant_types=["client_credentials"], scopes=["api.read"]),
+            policy=idp.runtime.outbound,
         )
     service = RP(registered.client.client_id, registered.client_secret)
     issued = idp.client_credentials(service)
