@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, BigInteger, Integer, String, delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
+from idp.store.upsert import insert
 
 
 class AuditRecord(Base):
@@ -53,9 +53,7 @@ def tally(
 ) -> None:
     """Count one failure in its minute: one upsert, as cheap as the row it replaces."""
     t = FailureTally
-    dialect = db.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
-    stmt = insert.values(
+    stmt = insert(db, t).values(
         minute=minute,
         event=event,
         ip=(ip or "")[:64],

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Integer, String, case, delete, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
+from idp.store.upsert import insert
 
 # 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
 SHIFT_CAP = 30
@@ -53,11 +53,6 @@ class Backoff:
     window: int  # a bucket untouched this long (after its block) is forgotten
 
 
-def _insert(db: Session):  # type: ignore[no-untyped-def]
-    dialect = db.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ThrottleCounter)
-
-
 def _allowance(limit: int):  # type: ignore[no-untyped-def]
     t = ThrottleCounter
     return case((t.strikes == 0, literal(limit)), else_=literal(1))
@@ -68,7 +63,7 @@ def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
     t = ThrottleCounter
     forgotten = t.expires_at <= ts
     stmt = (
-        _insert(db)
+        insert(db, ThrottleCounter)
         .values(
             key=bucket.key,
             account=bucket.account,

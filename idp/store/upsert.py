@@ -1,7 +1,7 @@
-"""INSERT ... ON CONFLICT DO NOTHING for both dialects.
+"""INSERT ... ON CONFLICT for both dialects.
 
-A plain INSERT that hits a unique key aborts a PostgreSQL transaction; this form does not, and it
-tells the caller whether the row was new in one round trip.
+A plain INSERT that hits a unique key aborts a PostgreSQL transaction; these forms do not, and
+they tell the caller what happened in one round trip.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
+def insert(db: Session, model: type[Any]) -> Any:
+    """The dialect's INSERT, which has `on_conflict_do_update` and `on_conflict_do_nothing`
+    (SQLite and PostgreSQL spell the upsert the same way)."""
+    dialect = db.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
 def insert_ignore(db: Session, model: type[Any], **values: Any) -> bool:
     """Insert a row unless its primary key exists; True if it was inserted."""
-    dialect = db.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = builder(model).values(**values).on_conflict_do_nothing()
+    stmt = insert(db, model).values(**values).on_conflict_do_nothing()
     # psycopg reports rowcount -1 for this statement unless asked to keep it.
     result = db.execute(stmt, execution_options={"preserve_rowcount": True})
     return int(result.rowcount) > 0  # type: ignore[attr-defined]
