@@ -37,11 +37,14 @@ from idp.store.users import normalize_email
 
 
 class Throttled(Exception):
-    """Too many failed attempts: wait `retry_after` seconds (RFC 6585 §4, Retry-After)."""
+    """No attempt now: wait `retry_after` seconds (RFC 6585 §4, Retry-After). `busy` when the
+    budget is not blocked but every slot is taken by attempts still being judged: a moment's
+    wait is enough."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, busy: bool = False) -> None:
         super().__init__(f"throttled for {retry_after} s")
         self.retry_after = retry_after
+        self.busy = busy
 
 
 def _digest(*parts: str) -> str:
@@ -126,12 +129,17 @@ def sign_in_attempt(
 
 
 def reserve(db: Session, settings: Settings, attempt: Attempt) -> None:
-    """Take a slot in each bucket, or raise Throttled; the caller's transaction must then roll
-    back, giving back the slots already taken (deps.transaction does, on the exception)."""
+    """Take a slot in each bucket, or raise Throttled after giving back the slots already
+    taken (so the caller's transaction may commit either way)."""
     ts, rules = now(), backoff(settings)
+    taken: list[Budget] = []
     for budget in attempt.budgets:
         if not store.reserve(db, budget.bucket, ts, rules):
-            raise Throttled(store.retry_after(db, budget.bucket.key, ts))
+            for earlier in taken:
+                store.release(db, earlier.bucket.key)
+            wait = store.retry_after(db, budget.bucket.key, ts)
+            raise Throttled(wait or 1, busy=not wait)
+        taken.append(budget)
 
 
 def failed(
@@ -191,6 +199,6 @@ def client_failed(
         _digest("client", client_id or "", network(ip)), None, settings.throttle_client_limit
     )
     if not store.reserve(db, bucket, ts, rules):
-        return store.retry_after(db, bucket.key, ts)
+        return store.retry_after(db, bucket.key, ts) or 1
     store.fail(db, bucket, ts, rules)
     return None

@@ -91,10 +91,10 @@ def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
 
 
 def retry_after(db: Session, key: str, ts: int) -> int:
-    """Seconds until the bucket may take an attempt again (1 when its slots are only busy)."""
+    """Seconds until the bucket's block ends; 0 when it is not blocked (its slots are busy)."""
     t = ThrottleCounter
     blocked_until = db.scalar(select(t.blocked_until).where(t.key == key))
-    return max(1, (blocked_until or 0) - ts)
+    return max(0, (blocked_until or 0) - ts)
 
 
 def fail(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> int | None:

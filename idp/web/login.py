@@ -10,6 +10,7 @@ checks the password, then writes the new session in one short write transaction.
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -37,6 +38,9 @@ router = APIRouter()
 BAD_CREDENTIALS = N_("Incorrect email or password.")
 FORM_EXPIRED = N_("This form expired. Please try again.")
 BUSY = N_("Too many people are signing in right now. Wait a moment, then try again.")
+# How long a sign-in waits for a throttle slot held by parallel attempts still being judged.
+BUSY_WAIT_SECONDS = 2.0
+BUSY_POLL_SECONDS = 0.05
 THROTTLED = N_("Too many failed attempts. Wait %(wait)s, then try again.")
 AMR_PASSWORD = ["pwd"]
 ACR_SINGLE_FACTOR = "aal1"
@@ -98,20 +102,26 @@ async def login_submit(
     interaction_id = form.get("interaction") or None
     email = (form.get("email") or "").strip()[:320]
     settings = runtime.settings
-    pending, user = await run_in_threadpool(_look_up, runtime, interaction_id, email, browser)
     if not csrf.verify(request, settings, runtime.csrf_key, form.get("csrf_token")):
-        await run_in_threadpool(_record_csrf_rejected, runtime, browser)
+        pending = await run_in_threadpool(_csrf_rejected, runtime, interaction_id, browser)
         return _page(request, pages, interaction_id, pending, email, FORM_EXPIRED, 403)
     device = devices.read(runtime.device_key, cookies.read(request, settings, cookies.DEVICE))
-    known = device.id if device is not None and device.knows(user.id if user else None) else None
-    attempt = throttle.sign_in_attempt(settings, email, browser.ip, known)
-    try:
-        await run_in_threadpool(_reserve, runtime, attempt)
-    except Throttled as refused:
+    waited = 0.0
+    while True:
+        pending, user, attempt, refused = await run_in_threadpool(
+            _look_up_and_reserve, runtime, interaction_id, email, browser, device
+        )
+        if refused is None or not refused.busy or waited >= BUSY_WAIT_SECONDS:
+            break
+        # Every slot is held by an attempt still being judged (parallel sign-ins of one
+        # account): they end within a hash's time, so wait a moment rather than refuse.
+        await asyncio.sleep(BUSY_POLL_SECONDS)
+        waited += BUSY_POLL_SECONDS
+    if refused is not None:
         # RFC 6585 §4; nothing was hashed, and the page does not say whether the account exists.
         wait = refused.retry_after
         response = _page(request, pages, interaction_id, pending, email, THROTTLED, 429, wait)
-        response.headers["Retry-After"] = str(refused.retry_after)
+        response.headers["Retry-After"] = str(wait)
         return response
     password = form.get("password") or ""
     try:
@@ -146,27 +156,39 @@ async def login_submit(
     return response
 
 
-def _reserve(runtime: Runtime, attempt: Attempt) -> None:
-    with deps.transaction(runtime) as db:
-        throttle.reserve(db, runtime.settings, attempt)
-
-
 def _not_judged(runtime: Runtime, attempt: Attempt) -> None:
     with deps.transaction(runtime) as db:
         throttle.not_judged(db, attempt)
 
 
-def _look_up(
-    runtime: Runtime, interaction_id: str | None, email: str, browser: Browser
-) -> tuple[Pending | None, User | None]:
-    with deps.read_transaction(runtime) as db:
+def _look_up_and_reserve(
+    runtime: Runtime,
+    interaction_id: str | None,
+    email: str,
+    browser: Browser,
+    device: devices.Device | None,
+) -> tuple[Pending | None, User | None, Attempt, Throttled | None]:
+    """One write transaction: the interaction and the account, and the attempt's throttle
+    slots (committed before the hash, so parallel attempts see them), or why there are none."""
+    with deps.transaction(runtime) as db:
         pending = _interaction(db, interaction_id, browser)
-        return pending, users.by_email(db, email) if email else None
+        user = users.by_email(db, email) if email else None
+        # A known device: this browser's cookie names the account that is signing in.
+        known = device.id if device and user and device.knows(user.id) else None
+        attempt = throttle.sign_in_attempt(runtime.settings, email, browser.ip, known)
+        try:
+            throttle.reserve(db, runtime.settings, attempt)
+        except Throttled as refused:
+            return pending, user, attempt, refused
+        return pending, user, attempt, None
 
 
-def _record_csrf_rejected(runtime: Runtime, browser: Browser) -> None:
+def _csrf_rejected(
+    runtime: Runtime, interaction_id: str | None, browser: Browser
+) -> Pending | None:
     with deps.transaction(runtime) as db:
         record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/login")
+        return _interaction(db, interaction_id, browser)
 
 
 def _conclude(

@@ -243,7 +243,7 @@ def test_counters_hold_no_email_address(idp: Harness) -> None:
 # --- parallel guessing -----------------------------------------------------------------------
 
 
-def _parallel(app: FastAPI, attempts: list[tuple[str, str]]) -> list[int]:
+def _parallel(app: FastAPI, attempts: list[tuple[str, str]], password: str = WRONG) -> list[int]:
     """Every (email, address) attempt at once, each from its own browser, on one event loop
     (the database work of each runs in the shared thread pool, in parallel)."""
 
@@ -252,7 +252,7 @@ def _parallel(app: FastAPI, attempts: list[tuple[str, str]]) -> list[int]:
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
             headers = {"X-Forwarded-For": ip}
             fields = form_fields((await http.get("/login", headers=headers)).text)
-            fields.update(email=email, password=WRONG)
+            fields.update(email=email, password=password)
             return (await http.post("/login", data=fields, headers=headers)).status_code
 
     async def everyone() -> list[int]:
@@ -276,6 +276,16 @@ def test_fifty_parallel_guesses_at_one_account_get_three_judged(
     statuses = _parallel(app, [("alice@example.com", "203.0.113.5")] * 50)
     assert sorted(set(statuses)) == [400, 429]
     assert statuses.count(400) == 3 and _judged(hashes) == 3
+
+
+def test_parallel_sign_ins_that_succeed_wait_for_a_slot_instead_of_429(
+    idp: Harness, app: FastAPI
+) -> None:
+    """Slots held by attempts still being judged are busy, not blocked: twelve correct sign-ins
+    at once to one account from one address (a budget of three) all succeed."""
+    idp.user()
+    statuses = _parallel(app, [("alice@example.com", "203.0.113.6")] * 12, password=PASSWORD)
+    assert statuses == [303] * 12
 
 
 def test_fifty_parallel_guesses_from_many_addresses_share_the_account_budget(
