@@ -98,7 +98,6 @@ class Attempt:
     """The budgets one sign-in attempt draws on."""
 
     budgets: tuple[Budget, ...]
-    known_device: bool
 
 
 def _budget(kind: str, account: str | None, limit: int, *parts: str) -> Budget:
@@ -125,7 +124,7 @@ def sign_in_attempt(
             _budget("account", account, settings.throttle_account_limit, account),
         )
     # One order for every worker: two attempts never wait on each other's rows in a cycle.
-    return Attempt(tuple(sorted(budgets, key=lambda b: b.bucket.key)), device is not None)
+    return Attempt(tuple(sorted(budgets, key=lambda b: b.bucket.key)))
 
 
 def reserve(db: Session, settings: Settings, attempt: Attempt) -> None:

@@ -186,8 +186,11 @@ def _look_up_and_reserve(
 def _csrf_rejected(
     runtime: Runtime, interaction_id: str | None, browser: Browser
 ) -> Pending | None:
+    """Audit the refusal, then read the interaction for the page: committed first, so a stale
+    interaction (an error page) does not roll the audit event back."""
     with deps.transaction(runtime) as db:
         record(db, AuditEvent.CSRF_REJECTED, ip=browser.ip, path="/login")
+    with deps.read_transaction(runtime) as db:
         return _interaction(db, interaction_id, browser)
 
 
