@@ -9,6 +9,24 @@ from idp.store import metadata
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        _migrate(connection)
+        return
+    # SQLite alters a table in batch mode by copying it and dropping the old one; with foreign
+    # keys enforced, that drop deletes every row that references it ON DELETE CASCADE (a users
+    # rebuild took every consent with it). The pragma only applies outside a transaction.
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+    finally:
+        if connection.in_transaction():
+            connection.commit()
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -12,6 +12,7 @@ from idp.audit.events import AuditEvent, record
 from idp.authn.passwords import Passwords, check_policy, min_password_length
 from idp.settings import Settings
 from idp.store import roles, users
+from idp.store.roles import ADMIN as ADMIN_ROLE
 from idp.store.users import User
 
 # Deliberately loose (RFC 5321 allows much); it catches typos, not every invalid address.
@@ -49,9 +50,9 @@ def create_user(
         check_role(role)
     if users.by_email(db, email) is not None:
         raise InvalidUser(f"a user with email {email} already exists")
-    user = users.create(db, email, passwords.hash(password), name=name, is_admin=is_admin)
+    user = users.create(db, email, passwords.hash(password), name=name)
     record(db, AuditEvent.USER_CREATED, user_id=user.id, admin=is_admin)
-    for role in dict.fromkeys(roles_granted):
+    for role in dict.fromkeys([*([ADMIN_ROLE] if is_admin else []), *roles_granted]):
         grant_role(db, user, role)
     return user
 

@@ -46,8 +46,8 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
                 "id": user.id,
                 "email": user.email,
                 "name": user.name,
-                "admin": user.is_admin,
-                "roles": sorted(set(args.role or [])),
+                "admin": args.admin,
+                "roles": sorted({*(args.role or []), *(["admin"] if args.admin else [])}),
             }
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None

@@ -6,6 +6,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     clients,
     codes,
     consents,
+    factors,
     interactions,
     keys,
     logout_deliveries,
@@ -15,6 +16,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     sessions,
     throttle,
     users,
+    webauthn,
 )
 from idp.store.base import Base
 

@@ -65,6 +65,8 @@ class Client(Base):
     # The stored logo's SHA-256, here so a page knows there is a logo, and can cache-bust its
     # URL, without reading client_logos.
     logo_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Sign-ins for this client need two factors (or a user-verified passkey).
+    require_mfa: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[int] = mapped_column(default=now)
 
 

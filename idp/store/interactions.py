@@ -8,7 +8,17 @@ workers (or two tabs) cannot both turn one interaction into a code.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, String, func, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import new_secret, sha256_hex
@@ -40,6 +50,11 @@ class Interaction(Base):
     steps: Mapped[list[str]] = mapped_column(JSON, default=list)
     user_id: Mapped[str | None] = mapped_column(String(36))
     ip: Mapped[str | None] = mapped_column(String(45))
+    # Wrong second-factor answers so far: five end the interaction.
+    factor_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A WebAuthn challenge (base64url) issued within this interaction: single use, short-lived.
+    challenge: Mapped[str | None] = mapped_column(String(128))
+    challenge_expires_at: Mapped[int | None]
     created_at: Mapped[int]
     expires_at: Mapped[int] = mapped_column(index=True)
     completed_at: Mapped[int | None]

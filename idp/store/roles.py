@@ -7,6 +7,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
 
+# Reserved: the IdP's own administrators. Holders must sign in with two factors.
+ADMIN = "admin"
+
 
 class UserRole(Base):
     __tablename__ = "user_roles"
@@ -37,3 +40,7 @@ def remove(db: Session, user_id: str, role: str) -> bool:
     """True if the user held the role."""
     result = db.execute(delete(UserRole).where(UserRole.user_id == user_id, UserRole.role == role))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def holds(db: Session, user_id: str, role: str) -> bool:
+    return db.get(UserRole, (user_id, role)) is not None

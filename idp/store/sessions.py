@@ -26,6 +26,12 @@ class BrowserSession(Base):
     auth_time: Mapped[int]
     amr: Mapped[list[str]] = mapped_column(JSON)
     acr: Mapped[str] = mapped_column(String(64))
+    # Where and with what the session signed in, for the person's own list of sessions.
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+    # A WebAuthn registration challenge from /account (base64url): single use, short-lived.
+    challenge: Mapped[str | None] = mapped_column(String(128))
+    challenge_expires_at: Mapped[int | None]
 
 
 def start(

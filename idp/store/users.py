@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import String, select
+from sqlalchemy import String, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -19,7 +19,9 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
     email_verified: Mapped[bool] = mapped_column(default=False)
-    is_admin: Mapped[bool] = mapped_column(default=False)
+    # Set when the password no longer meets the policy (a short one allowed only with MFA, after
+    # the factors were reset): the next sign-in with it asks for a new one.
+    password_change_required: Mapped[bool] = mapped_column(default=False, server_default=false())
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int]
     updated_at: Mapped[int]
@@ -29,16 +31,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create(
-    db: Session, email: str, password_hash: str, name: str | None = None, is_admin: bool = False
-) -> User:
+def create(db: Session, email: str, password_hash: str, name: str | None = None) -> User:
     ts = now()
     user = User(
         id=str(uuid.uuid4()),
         email=normalize_email(email),
         name=name,
         password_hash=password_hash,
-        is_admin=is_admin,
         created_at=ts,
         updated_at=ts,
     )
