@@ -35,6 +35,7 @@ __all__ = [
     "AccessDenied",
     "ConsentRequired",
     "InsufficientScope",
+    "InteractionRequired",
     "InvalidRequest",
     "InvalidToken",
     "LoginRequired",
@@ -44,6 +45,7 @@ __all__ = [
     "RequestUriNotSupported",
     "ServerError",
     "TemporarilyUnavailable",
+    "UnmetAuthenticationRequirements",
     "UnsupportedResponseType",
     "bearer_challenge",
     "install",
@@ -91,6 +93,19 @@ class RequestUriNotSupported(OAuth2Error):  # type: ignore[misc]
     """OIDC Core §3.1.2.6."""
 
     error = "request_uri_not_supported"
+
+
+class InteractionRequired(OAuth2Error):  # type: ignore[misc]
+    """OIDC Core §3.1.2.6: prompt=none, and the sign-in needs the person (a second factor)."""
+
+    error = "interaction_required"
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):  # type: ignore[misc]
+    """OpenID Connect Unmet Authentication Requirements 1.0 §2: the acr asked for cannot be
+    reached for this user (no such factor). Never a silent downgrade."""
+
+    error = "unmet_authentication_requirements"
 
 
 class UnsupportedResponseType(OAuth2Error):  # type: ignore[misc]

@@ -58,6 +58,8 @@ class ClientSpec:
     access_token_ttl: int | None = None
     require_pkce: bool = True
     trusted: bool = False
+    # Sign-ins for this client need two factors (OIDC: acr aal2 or better, amr mfa).
+    require_mfa: bool = False
     id_token_signed_response_alg: str | None = None
     refresh_token_idle_ttl: int | None = None
     refresh_token_absolute_ttl: int | None = None
@@ -254,6 +256,7 @@ def register(
             access_token_ttl=spec.access_token_ttl,
             require_pkce=spec.require_pkce,
             trusted=spec.trusted,
+            require_mfa=spec.require_mfa,
             id_token_signed_response_alg=spec.id_token_signed_response_alg,
             refresh_token_idle_ttl=spec.refresh_token_idle_ttl,
             refresh_token_absolute_ttl=spec.refresh_token_absolute_ttl,
@@ -313,6 +316,7 @@ def describe(client: Client, *, logo: LogoFacts | None) -> dict[str, object]:
         "access_token_ttl": client.access_token_ttl,
         "require_pkce": client.require_pkce,
         "trusted": client.trusted,
+        "require_mfa": client.require_mfa,
         "id_token_signed_response_alg": client.id_token_signed_response_alg or "RS256",
         "refresh_token_idle_ttl": client.refresh_token_idle_ttl,
         "refresh_token_absolute_ttl": client.refresh_token_absolute_ttl,

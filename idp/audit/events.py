@@ -48,6 +48,13 @@ class AuditEvent(StrEnum):
     KEY_REVOKED = "key.revoked"
     KEY_REMOVED = "key.removed"
     KEYS_REWRAPPED = "keys.rewrapped"
+    MFA_ENROLLED = "mfa.enrolled"  # a second factor was confirmed
+    MFA_REMOVED = "mfa.removed"  # by the user, from /account
+    MFA_RESET = "mfa.reset"  # every factor of a user removed by an administrator
+    MFA_FAILED = "mfa.failed"  # a wrong second-factor answer
+    MFA_REQUIRED_UNMET = "mfa.unmet"  # asked for a factor the user does not have
+    RECOVERY_CODES_CREATED = "recovery_codes.created"  # the old set is void
+    RECOVERY_CODE_USED = "recovery_code.used"
 
 
 # Failures any stranger can cause: counted per minute, address, client and event, and written

@@ -37,6 +37,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             access_token_ttl=args.access_token_ttl,
             require_pkce=not args.no_pkce,
             trusted=args.trusted,
+            require_mfa=args.require_mfa,
             id_token_signed_response_alg=args.id_token_alg,
             refresh_token_idle_ttl=args.refresh_token_idle_ttl,
             refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
@@ -125,6 +126,11 @@ def add_commands(sub: Any) -> None:
         "--no-pkce", action="store_true", help="let a legacy confidential client omit PKCE"
     )
     create.add_argument("--trusted", action="store_true", help="first-party: skip consent")
+    create.add_argument(
+        "--require-mfa",
+        action="store_true",
+        help="sign-ins for this client need two factors (users without one must set one up)",
+    )
     create.add_argument("--id-token-alg", metavar="ALG", help="ID token algorithm (RS256)")
     create.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
     create.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")

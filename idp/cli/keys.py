@@ -90,6 +90,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
     from idp.audit.events import AuditEvent, record
+    from idp.authn import mfa
     from idp.keys.kek import read_kek_file
     from idp.keys.rotation import rewrap
     from idp.security.secrets import Sealer
@@ -100,9 +101,14 @@ def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     with database(settings) as db:
-        count = rewrap(db, _checked_sealer(db, settings), new)
-        record(db, AuditEvent.KEYS_REWRAPPED, keys=count)
-    print(f"re-encrypted {count} keys; restart every server with the new key-encryption key")
+        old = _checked_sealer(db, settings)
+        count = rewrap(db, old, new)
+        seeds = mfa.reseal(db, old, new)  # TOTP seeds are sealed under the KEK too
+        record(db, AuditEvent.KEYS_REWRAPPED, keys=count, authenticator_apps=seeds)
+    print(
+        f"re-encrypted {count} keys and {seeds} authenticator-app seeds; restart every server "
+        "with the new key-encryption key"
+    )
 
 
 def cmd_new_kek(settings: Settings, args: argparse.Namespace) -> None:

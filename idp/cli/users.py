@@ -99,6 +99,69 @@ def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
     print(f"cleared {cleared} sign-in throttle budgets of {args.email}")
 
 
+def cmd_users_mfa(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.authn import mfa
+    from idp.store import factors, users, webauthn
+
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        totp = factors.totp_of(db, user.id)
+        state = mfa.factors_of(db, user.id)
+        out = {
+            "email": user.email,
+            "required": mfa.must_use_mfa(db, user, None),
+            "authenticator_app": (
+                None
+                if totp is None
+                else {
+                    "confirmed": totp.confirmed_at is not None,
+                    "created_at": totp.created_at,
+                    "confirmed_at": totp.confirmed_at,
+                }
+            ),
+            "passkeys": [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "synced": c.backup_eligible,
+                    "created_at": c.created_at,
+                    "last_used_at": c.last_used_at,
+                }
+                for c in webauthn.of_user(db, user.id)
+            ],
+            "recovery_codes_left": state.recovery_codes,
+        }
+    lines = [f"{out['email']}: two-step verification {'on' if state.any else 'off'}"]
+    if out["required"]:
+        lines.append("  required (admin role)")
+    if totp is not None:
+        lines.append(
+            f"  authenticator app ({'confirmed' if totp.confirmed_at else 'not confirmed'})"
+        )
+    lines += [f"  passkey {p['name']!r} ({p['id']})" for p in out["passkeys"]]  # type: ignore[attr-defined]
+    lines.append(f"  {state.recovery_codes} recovery codes left")
+    emit(out, args.json, "\n".join(lines))
+
+
+def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.authn import mfa
+    from idp.store import users
+
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        before = mfa.reset(db, user.id)
+        required = mfa.must_use_mfa(db, user, None)
+    print(
+        f"removed the second factors of {args.email} (authenticator app: "
+        f"{'yes' if before.totp else 'no'}, passkeys: {before.passkeys}, recovery codes: "
+        f"{before.recovery_codes})" + ("; the next sign-in sets up a new one" if required else "")
+    )
+
+
 def add_commands(sub: Any) -> None:
     users = sub.add_parser("users", help="manage users").add_subparsers(
         dest="users_command", required=True, parser_class=Parser
@@ -138,3 +201,16 @@ def add_commands(sub: Any) -> None:
     )
     unlock.add_argument("email")
     unlock.set_defaults(func=cmd_users_unlock)
+
+    factors = users.add_parser("mfa", help="list a user's second factors")
+    factors.add_argument("email")
+    factors.add_argument("--json", action="store_true")
+    factors.set_defaults(func=cmd_users_mfa)
+
+    reset_mfa = users.add_parser(
+        "reset-mfa",
+        help="remove every second factor of a user (a lost phone; audited): the next sign-in "
+        "sets up a new one where the policy requires it",
+    )
+    reset_mfa.add_argument("email")
+    reset_mfa.set_defaults(func=cmd_users_reset_mfa)

@@ -19,16 +19,19 @@ from urllib.parse import urlsplit
 from authlib.common.urls import add_params_to_uri
 from sqlalchemy.orm import Session
 
-from idp.authn import sessions
+from idp.audit.events import AuditEvent, record
+from idp.authn import mfa, sessions
 from idp.errors import (
     N_,
     ConsentRequired,
+    InteractionRequired,
     InvalidRequest,
     LoginRequired,
     OAuth2Error,
     PageError,
     RequestNotSupported,
     RequestUriNotSupported,
+    UnmetAuthenticationRequirements,
     UnsupportedResponseType,
     redirect_error,
 )
@@ -67,7 +70,7 @@ class Redirect:
 
 @dataclass(frozen=True)
 class NeedsInteraction:
-    """The person must act first: `step` is "login" or "consent"."""
+    """The person must act first: `step` is "login", "factor", "enrol" or "consent"."""
 
     interaction_id: str
     step: str
@@ -139,8 +142,20 @@ def _authorize(
         # The hinted user is neither signed in nor did they just sign in: an error, never a code
         # for somebody else.
         raise LoginRequired("the signed-in user is not the one id_token_hint names")
-    if signed_in and not login_required and not consent_owed(db, client, signed_in[1], p):
-        return issue_code(runtime, grant, request, signed_in[1], signed_in[0])
+    step = LOGIN if login_required else CONSENT
+    if signed_in and not login_required:
+        session, user = signed_in
+        try:
+            owed = factor_owed(db, client, user, session.acr, p.get("acr_values"))
+        except UnmetAuthenticationRequirements:
+            if "none" in prompts:
+                raise InteractionRequired("the sign-in needs the user") from None
+            raise
+        if owed is not None and "none" in prompts:
+            raise InteractionRequired("a second factor is needed")
+        if owed is None and not consent_owed(db, client, user, p):
+            return issue_code(runtime, grant, request, user, session)
+        step = owed or CONSENT
     if "none" in prompts:
         raise ConsentRequired("the user must approve this application")
     cap = runtime.settings.interactions_per_ip_per_minute
@@ -162,7 +177,7 @@ def _authorize(
         hinted_sub=hinted_sub,
         user_id=signed_in[1].id if signed_in and not login_required else None,
     )
-    return NeedsInteraction(interaction_id, LOGIN if login_required else CONSENT)
+    return NeedsInteraction(interaction_id, step)
 
 
 def _check_unsupported(p: Params) -> None:
@@ -225,6 +240,29 @@ def signed_in_user(
     if session is None or user is None or user.disabled:
         return None
     return session, user
+
+
+# The steps a second factor adds (their pages: endpoints.authorize.STEP_PAGES).
+FACTOR = "factor"  # answer a second factor the user holds
+ENROL = "enrol"  # set one up first: the policy requires one and the user has none
+
+
+def factor_owed(
+    db: Session, client: Client | None, user: User, achieved: str | None, acr_values: str | None
+) -> str | None:
+    """The step a sign-in that reached `achieved` still owes (None: it is enough), by the
+    policy (mfa.requirement) and the relying party's acr_values. A request the user's factors
+    cannot reach is refused, never silently downgraded."""
+    needed = mfa.requirement(db, user, client, acr_values)
+    if mfa.satisfies(achieved, needed.acr):
+        return None
+    factors = mfa.factors_of(db, user.id)
+    if factors.can_reach(needed.acr):
+        return FACTOR
+    if needed.by_policy and not factors.any and needed.acr == mfa.AAL2:
+        return ENROL
+    record(db, AuditEvent.MFA_REQUIRED_UNMET, user_id=user.id, acr=needed.acr)
+    raise UnmetAuthenticationRequirements(f"this sign-in cannot reach acr {needed.acr}")
 
 
 def consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
+from idp.authn import mfa
 from idp.errors import N_, AccessDenied, LoginRequired, OAuth2Error, PageError
 from idp.protocol.authorization import (
+    FACTOR,
     INTERACTION_TTL,
     Browser,
     NeedsInteraction,
@@ -22,6 +24,7 @@ from idp.protocol.authorization import (
     authlib_grant,
     consent_owed,
     error_redirect,
+    factor_owed,
     issue_code,
     origin_of,
     signed_in_user,
@@ -30,7 +33,8 @@ from idp.protocol.requests import Params
 from idp.runtime import Runtime
 from idp.store import clients, consents, interactions
 from idp.store.clients import Client
-from idp.store.interactions import CONSENT, LOGIN, Interaction
+from idp.store.interactions import CONSENT, LOGIN, PASSWORD, Interaction
+from idp.store.users import User
 
 EXPIRED = (N_("This sign-in has expired"), N_("Go back to the application and sign in again."))
 # The one parameter of an interaction of the IdP's own: where to go once signed in.
@@ -103,6 +107,8 @@ def _resume(
 ) -> Outcome:
     signed_in = signed_in_user(db, runtime, browser)
     row = it.row
+    if PASSWORD in row.steps and LOGIN not in row.steps:
+        return NeedsInteraction(interaction_id, FACTOR)  # the password alone was not enough
     if (
         signed_in is None
         or (row.login_required and LOGIN not in row.steps)
@@ -110,6 +116,11 @@ def _resume(
     ):
         return NeedsInteraction(interaction_id, LOGIN)
     session, user = signed_in
+    owed = factor_owed(db, it.client, user, session.acr, it.params.get("acr_values"))
+    if owed is not None:
+        # A step-up: the session's sign-in is not strong enough for this request.
+        interactions.step_done(db, row, PASSWORD, user.id)
+        return NeedsInteraction(interaction_id, owed)
     if it.client is None:
         # The IdP's own: signed in as asked, back to the page that asked (a path we stored).
         if interactions.complete(db, interaction_id, browser.binding) is None:
@@ -123,6 +134,37 @@ def _resume(
         raise PageError(*EXPIRED)
     grant, request = authlib_grant(db, runtime, it.params)
     return issue_code(runtime, grant, request, user, session)
+
+
+def password_checked(
+    db: Session, runtime: Runtime, interaction_id: str | None, browser: Browser, user: User
+) -> Outcome | None:
+    """The login page's report of a correct password: None when it is enough to start the
+    session, else the step owed first (a sign-in to the IdP itself gets an interaction of its
+    own, so the factor page has one) or the relying party's unmet-requirements error."""
+    row = interactions.get(db, interaction_id, browser.binding) if interaction_id else None
+    client = clients.get(db, row.client_id) if row is not None and row.client_id else None
+    acr_values = Params([(k, v) for k, v in row.params]).get("acr_values") if row else None
+    try:
+        owed = factor_owed(db, client, user, mfa.AAL1, acr_values)
+    except OAuth2Error as error:
+        if row is None or client is None:
+            raise PageError(
+                N_("Sign-in not possible"), N_("This account cannot sign in this way.")
+            ) from None
+        interactions.complete(db, interaction_id or "", browser.binding)
+        params = Params([(k, v) for k, v in row.params])
+        return error_redirect(
+            runtime, params.get("redirect_uri") or "", error, params.get("state")
+        )
+    if owed is None:
+        return None
+    if row is None:
+        interaction_id = start_own(db, browser, "/", login_required=True).interaction_id
+        row = interactions.get(db, interaction_id, browser.binding)
+        assert row is not None
+    interactions.step_done(db, row, PASSWORD, user.id)
+    return NeedsInteraction(interaction_id or "", owed)
 
 
 def logged_in(db: Session, interaction_id: str | None, browser: Browser, user_id: str) -> None:

@@ -24,8 +24,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from idp.security.secrets import new_secret, sha256_hex
 from idp.store.base import Base, now
 
-# The steps an interaction records as done.
+# The steps an interaction records as done: the person signed in (a session, with every factor
+# owed), only the password was checked (a second factor is owed before a session starts),
+# the person consented.
 LOGIN = "login"
+PASSWORD = "password"  # noqa: S105 (a step name)
 CONSENT = "consent"
 
 
@@ -120,6 +123,21 @@ def step_done(db: Session, row: Interaction, step: str, user_id: str | None = No
     if user_id is not None:
         row.user_id = user_id
     db.flush()
+
+
+def factor_failed(db: Session, row: Interaction) -> int:
+    """Count one wrong second-factor answer; returns how many there have been (one UPDATE, so
+    parallel wrong answers are all counted)."""
+    db.execute(
+        update(Interaction)
+        .where(Interaction.id_hash == row.id_hash)
+        .values(factor_failures=Interaction.factor_failures + 1),
+        execution_options={"synchronize_session": False},
+    )
+    return int(
+        db.scalar(select(Interaction.factor_failures).where(Interaction.id_hash == row.id_hash))
+        or 0
+    )
 
 
 def complete(db: Session, interaction_id: str, browser: str) -> Interaction | None:

@@ -126,3 +126,12 @@ def live_count(db: Session, user_id: str, idle_timeout: int) -> int:
         )
         or 0
     )
+
+
+def step_up(db: Session, session: BrowserSession, amr: list[str], acr: str) -> None:
+    """The session signed in again with a stronger factor: its amr gains the new methods, its
+    acr and auth_time move (OIDC Core §2: auth_time is when the user last authenticated)."""
+    session.amr = list(dict.fromkeys([*session.amr, *amr]))
+    session.acr = acr
+    session.auth_time = session.last_seen_at = now()
+    db.flush()

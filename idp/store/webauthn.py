@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
 
@@ -30,3 +30,26 @@ class WebAuthnCredential(Base):
     discoverable: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int]
     last_used_at: Mapped[int | None]
+
+
+def of_user(db: Session, user_id: str) -> list[WebAuthnCredential]:
+    return list(
+        db.scalars(
+            select(WebAuthnCredential)
+            .where(WebAuthnCredential.user_id == user_id)
+            .order_by(WebAuthnCredential.created_at)
+        )
+    )
+
+
+def count_of(db: Session, user_id: str) -> int:
+    return int(db.scalar(select(func.count()).where(WebAuthnCredential.user_id == user_id)) or 0)
+
+
+def remove(db: Session, user_id: str, id: str) -> bool:
+    result = db.execute(
+        delete(WebAuthnCredential).where(
+            WebAuthnCredential.user_id == user_id, WebAuthnCredential.id == id
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

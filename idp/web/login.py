@@ -11,6 +11,7 @@ checks the password, then writes the new session in one short write transaction.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -20,12 +21,13 @@ from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
-from idp.authn import sessions, throttle
+from idp.authn import mfa, sessions, throttle
 from idp.authn.passwords import PasswordsBusy
 from idp.authn.throttle import Attempt, Throttled
 from idp.errors import N_
 from idp.protocol import interaction
-from idp.protocol.authorization import Browser
+from idp.protocol.authorization import Browser, Outcome
+from idp.protocol.endpoints.authorize import respond
 from idp.protocol.interaction import Pending
 from idp.runtime import Runtime
 from idp.security import cookies, csrf, devices
@@ -42,8 +44,6 @@ BUSY = N_("Too many people are signing in right now. Wait a moment, then try aga
 BUSY_WAIT_SECONDS = 2.0
 BUSY_POLL_SECONDS = 0.05
 THROTTLED = N_("Too many failed attempts. Wait %(wait)s, then try again.")
-AMR_PASSWORD = ["pwd"]
-ACR_SINGLE_FACTOR = "aal1"
 
 
 def _interaction(db: Session, interaction_id: str | None, browser: Browser) -> Pending | None:
@@ -135,21 +135,42 @@ async def login_submit(
         response = _page(request, pages, interaction_id, pending, email, BUSY, 503)
         response.headers["Retry-After"] = str(busy.retry_after_seconds)
         return response
-    cookie = await run_in_threadpool(
+    concluded = await run_in_threadpool(
         _conclude, runtime, user, ok, rehashed, browser, interaction_id, attempt
     )
-    if cookie is None or user is None:
+    if concluded is None or user is None:
         return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
-    target = "/"
-    if pending is not None:
-        target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
-    response = RedirectResponse(target, status_code=303)
-    cookies.set_cookie(response, settings, cookies.SESSION, cookie)
+    if concluded.next is not None:
+        # The password was right, and a second factor is owed (or cannot be had): no session
+        # yet, so the device is not remembered yet either.
+        return respond(concluded.next, runtime, browser, 303)
+    return signed_in_response(runtime, browser, device, user.id, concluded.cookie, interaction_id)
+
+
+def signed_in_response(
+    runtime: Runtime,
+    browser: Browser,
+    device: devices.Device | None,
+    user_id: str,
+    cookie: str | None,
+    interaction_id: str | None,
+    target: str | None = None,
+) -> Response:
+    """After a sign-in: back to the interaction (or home), with the new session's cookie (None:
+    the session was stepped up in place) and the device cookie that now knows this account."""
+    settings = runtime.settings
+    if target is None:
+        target = "/"
+        if interaction_id:
+            target = "/authorize/resume?" + urlencode({"interaction": interaction_id})
+    response: Response = RedirectResponse(target, status_code=303)
+    if cookie is not None:
+        cookies.set_cookie(response, settings, cookies.SESSION, cookie)
     cookies.set_cookie(
         response,
         settings,
         cookies.DEVICE,
-        devices.signed_in(runtime.device_key, device, user.id),
+        devices.signed_in(runtime.device_key, device, user_id),
         max_age=devices.MAX_AGE_SECONDS,
     )
     csrf.rotate(response, settings)  # no form made before this sign-in works after it
@@ -194,6 +215,14 @@ def _csrf_rejected(
         return _interaction(db, interaction_id, browser)
 
 
+@dataclass(frozen=True)
+class Concluded:
+    """A correct password: the new session's cookie, or the step owed before there is one."""
+
+    cookie: str | None
+    next: Outcome | None = None
+
+
 def _conclude(
     runtime: Runtime,
     user: User | None,
@@ -202,9 +231,9 @@ def _conclude(
     browser: Browser,
     interaction_id: str | None,
     attempt: Attempt,
-) -> str | None:
-    """One write transaction: the session and its cookie, or the failure's audit event; the
-    throttle hears the verdict in the same transaction."""
+) -> Concluded | None:
+    """One write transaction: the session and its cookie (or the second factor owed), or the
+    failure's audit event; the throttle hears the verdict in the same transaction."""
     with deps.transaction(runtime) as db:
         if not ok or user is None or user.disabled:
             reason = "disabled" if ok and user is not None else "bad_credentials"
@@ -213,34 +242,35 @@ def _conclude(
             record(db, AuditEvent.LOGIN_FAILED, ip=browser.ip, user_id=user_id, reason=reason)
             return None
         throttle.succeeded(db, attempt)
-        return _sign_in(db, runtime, user.id, rehashed, browser, interaction_id)
+        current = users.get(db, user.id)  # this transaction's row: `user` was read in another
+        if current is None:
+            return None
+        if rehashed:
+            users.set_password_hash(db, current, rehashed)
+        owed = interaction.password_checked(db, runtime, interaction_id, browser, current)
+        if owed is not None:
+            return Concluded(None, owed)
+        cookie = sign_in(db, runtime, user.id, [mfa.PWD], mfa.AAL1, browser, interaction_id)
+        return Concluded(cookie)
 
 
-def _sign_in(
+def sign_in(
     db: Session,
     runtime: Runtime,
     user_id: str,
-    rehashed: str | None,
+    amr: list[str],
+    acr: str,
     browser: Browser,
     interaction_id: str | None,
 ) -> str:
     """Start the session (and end the one it replaces), note the step on the interaction;
     returns the new session cookie."""
-    user = users.get(db, user_id)
-    if user is not None and rehashed:
-        users.set_password_hash(db, user, rehashed)
     # A new id at every login (no session fixation); a session this one replaces ends, and its
     # relying parties are told (Back-Channel Logout §2.5).
     cookie, _ = sessions.start(
-        db,
-        user_id,
-        AMR_PASSWORD,
-        ACR_SINGLE_FACTOR,
-        runtime.settings,
-        replacing=browser.session_cookie,
-        ip=browser.ip,
+        db, user_id, amr, acr, runtime.settings, replacing=browser.session_cookie, ip=browser.ip
     )
-    record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id)
+    record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id, amr=" ".join(amr))
     if interaction_id:
         interaction.logged_in(db, interaction_id, browser, user_id)
     return cookie

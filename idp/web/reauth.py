@@ -47,11 +47,22 @@ def signed_in(runtime: Runtime, db: Session, browser: Browser) -> SignedIn | Non
     return SignedIn(session, user)
 
 
-def sign_in_first(runtime: Runtime, browser: Browser, return_path: str) -> Response:
-    """Send the person through a (fresh) sign-in, then back to `return_path`."""
-    with deps.transaction(runtime) as db:
+def sign_in_first(
+    runtime: Runtime,
+    browser: Browser,
+    return_path: str,
+    status: int = 302,
+    db: Session | None = None,
+) -> Response:
+    """Send the person through a (fresh) sign-in, then back to `return_path` (303 after a
+    POST: the browser follows with a GET, and the form is not sent again). `db`: the request's
+    own write transaction, if it has one (a second one would wait for it on SQLite)."""
+    if db is not None:
         step = interaction.start_own(db, browser, return_path, login_required=True)
-    return respond(step, runtime, browser, 302)
+    else:
+        with deps.transaction(runtime) as own:
+            step = interaction.start_own(own, browser, return_path, login_required=True)
+    return respond(step, runtime, browser, status)
 
 
 def page_signed_in(

@@ -16,7 +16,12 @@ from idp.runtime import Runtime
 router = APIRouter()
 
 # Where each step owed is done; the pages advance the interaction and send the browser back.
-STEP_PAGES = {"login": "/login", "consent": "/consent"}
+STEP_PAGES = {
+    "login": "/login",
+    "factor": "/login/factor",
+    "enrol": "/login/enrol",
+    "consent": "/consent",
+}
 
 
 def respond(outcome: Outcome, runtime: Runtime, browser: Browser, status: int) -> Response:
