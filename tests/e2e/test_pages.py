@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 
 from tests.e2e.conftest import REDIRECT_URI, RunningServer
@@ -165,6 +166,67 @@ def login_in_german(v: Visit) -> None:
     v.page.goto(v.url("/login", ui_locales="de"))
 
 
+def new_user(v: Visit, *flags: str) -> str:
+    """A user of its own for a page that changes the account (each variant gets one)."""
+    email = f"mfa-{secrets.token_hex(6)}@example.com"
+    v.server.cli.json(
+        "users",
+        "create",
+        email,
+        *flags,
+        "--password-stdin",
+        "--json",
+        stdin=v.server.password + "\n",
+    )
+    return email
+
+
+def sign_in_as(v: Visit, email: str) -> None:
+    v.page.goto(v.url("/login"))
+    v.page.fill("input[autocomplete~=username]", email)
+    v.page.fill("input[autocomplete~=current-password]", v.server.password)
+    with v.page.expect_navigation():
+        v.page.click("form:has(input[autocomplete~=current-password]) button[type=submit]")
+
+
+def mfa_overview(v: Visit) -> None:
+    v.page.goto(v.url("/account/mfa"))
+
+
+def totp_setup(v: Visit) -> str:
+    """A new user, signed in, at the authenticator-app setup; returns the email."""
+    email = new_user(v)
+    sign_in_as(v, email)
+    v.page.goto(v.url("/account/mfa/totp"))
+    return email
+
+
+def set_up_totp(v: Visit) -> str:
+    """Set up an authenticator app: the answer is the page with the recovery codes."""
+    email = totp_setup(v)
+    secret = (v.page.text_content("#totp-secret") or "").replace(" ", "")
+    v.page.fill("input[autocomplete=one-time-code]", pyotp.TOTP(secret).now())
+    with v.page.expect_navigation():
+        v.page.click("form[action='/account/mfa/totp'] button[type=submit]")
+    return email
+
+
+def recovery_codes(v: Visit) -> None:
+    set_up_totp(v)
+
+
+def factor(v: Visit) -> None:
+    """A user with an authenticator app signs in again: the code page after the password."""
+    email = set_up_totp(v)
+    v.page.context.clear_cookies()
+    sign_in_as(v, email)
+
+
+def enrol_at_sign_in(v: Visit) -> None:
+    """An admin without a second factor: the sign-in sets one up first."""
+    sign_in_as(v, new_user(v, "--admin"))
+
+
 @dataclass(frozen=True)
 class PageState:
     """A page as a person sees it. `reach` drives a fresh page there, signed in beforehand
@@ -191,6 +253,11 @@ PAGES = [
     PageState("home-with-an-application", home_with_an_application, "/"),
     PageState("account", account, "/account", signed_in=True),
     PageState("login-de", login_in_german, "/login"),
+    PageState("account-mfa", mfa_overview, "/account/mfa", signed_in=True),
+    PageState("totp-setup", totp_setup, "/account/mfa/totp"),
+    PageState("recovery-codes", recovery_codes, "/account/mfa/totp"),
+    PageState("factor", factor, "/login/factor"),
+    PageState("enrol-at-sign-in", enrol_at_sign_in, "/login/enrol"),
 ]
 
 
