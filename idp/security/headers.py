@@ -15,10 +15,13 @@ DEFAULT_CSP = (
 )
 
 
-def page_csp(form_action_origins: list[str] | None = None) -> str:
+def page_csp(form_action_origins: list[str] | None = None, scripts: bool = False) -> str:
+    """A page's CSP. `scripts`: the page runs the IdP's own static script (passkeys); never
+    an inline one."""
     actions = " ".join(["'self'", *(form_action_origins or [])])
+    script = "script-src 'self'; " if scripts else ""
     return (
-        f"default-src 'none'; style-src 'self'; img-src 'self'; form-action {actions}; "
+        f"default-src 'none'; {script}style-src 'self'; img-src 'self'; form-action {actions}; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
 

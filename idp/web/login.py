@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from idp import deps
 from idp.audit.events import AuditEvent, record
 from idp.authn import mfa, sessions, throttle
-from idp.authn.passwords import PasswordsBusy
+from idp.authn.passwords import PasswordsBusy, min_password_length, normalize
 from idp.authn.throttle import Attempt, Throttled
 from idp.errors import N_
 from idp.protocol import interaction
@@ -136,7 +136,15 @@ async def login_submit(
         response.headers["Retry-After"] = str(busy.retry_after_seconds)
         return response
     concluded = await run_in_threadpool(
-        _conclude, runtime, user, ok, rehashed, browser, interaction_id, attempt
+        _conclude,
+        runtime,
+        user,
+        ok,
+        rehashed,
+        browser,
+        interaction_id,
+        attempt,
+        len(normalize(password)),
     )
     if concluded is None or user is None:
         return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
@@ -231,6 +239,7 @@ def _conclude(
     browser: Browser,
     interaction_id: str | None,
     attempt: Attempt,
+    length: int,
 ) -> Concluded | None:
     """One write transaction: the session and its cookie (or the second factor owed), or the
     failure's audit event; the throttle hears the verdict in the same transaction."""
@@ -247,6 +256,11 @@ def _conclude(
             return None
         if rehashed:
             users.set_password_hash(db, current, rehashed)
+        has_factor = mfa.factors_of(db, current.id).any
+        if length < min_password_length(runtime.settings, has_factor):
+            # Too short for the account as it is now (its factors were reset, or the policy
+            # grew): signed in, but a new password comes before anything else.
+            current.password_change_required = True
         owed = interaction.password_checked(db, runtime, interaction_id, browser, current)
         if owed is not None:
             return Concluded(None, owed)

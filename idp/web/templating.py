@@ -76,6 +76,7 @@ class Templates:
         status: int = 200,
         form_action_origins: list[str] | None = None,
         ui_locales: str | None = None,
+        scripts: bool = False,
     ) -> HTMLResponse:
         token, anchor = csrf.token_for(request, self.settings, self.csrf_key)
         env = self.envs[self.locale(request, ui_locales)]
@@ -90,7 +91,7 @@ class Templates:
             status_code=status,
             headers={
                 "Cache-Control": "no-store",
-                "Content-Security-Policy": page_csp(form_action_origins),
+                "Content-Security-Policy": page_csp(form_action_origins, scripts),
                 # The page's words depend on these request headers (RFC 9110 §12.5.5).
                 "Vary": "Accept-Language, Cookie",
             },
