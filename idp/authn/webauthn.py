@@ -132,7 +132,7 @@ _MALFORMED = ("malformed", "The security key's answer could not be read.")
 
 
 def rp_id(settings: Settings) -> str:
-    """The RP ID (WebAuthn L3 §5.1.2): the issuer's host. An issuer with a path shares the
+    """The RP ID (WebAuthn L3 §4, "RP ID"): the issuer's host. An issuer with a path shares the
     host's credentials; WebAuthn scopes them to hosts, not paths."""
     return (urlsplit(settings.issuer).hostname or "").lower()
 

@@ -122,7 +122,7 @@ def test_options_name_the_rp_and_the_user_handle(settings: Settings, alice: User
 
 
 def test_origin_leaves_out_the_default_port_and_the_path(settings: Settings) -> None:
-    """§5.1.2 and HTML's origin: scheme://host[:port], no path; the RP ID is the host."""
+    """§4 (RP ID) and HTML's origin: scheme://host[:port], no path; the RP ID is the host."""
     for issuer, origin, rp in [
         ("https://localhost:8443", "https://localhost:8443", "localhost"),
         ("https://id.example.com:443/tenant", "https://id.example.com", "id.example.com"),
