@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from idp.authn import webauthn
 from idp.authn.webauthn import SignCountRegressed, WebAuthnRefused
-from idp.security.secrets import sha256_hex
+from idp.security.secrets import b64url_encode, sha256_hex
 from idp.settings import Settings
 from idp.store import interactions, sessions, webauthn as store
 from idp.store.audit import AuditRecord
@@ -114,11 +115,32 @@ def test_options_name_the_rp_and_the_user_handle(settings: Settings, alice: User
     assert body["rp"]["id"] == "testserver" == webauthn.rp_id(settings)
     assert webauthn.origin(settings) == "https://testserver"
     assert body["challenge"] == challenge
-    assert alice.email not in body["user"]["id"]
+    assert body["user"]["id"] == b64url_encode(uuid.UUID(alice.id).bytes)
+    assert body["extensions"] == {"credProps": True}
     assert body["authenticatorSelection"]["residentKey"] == "preferred"
     assert body["authenticatorSelection"]["userVerification"] == "preferred"
     assert body["attestation"] == "none"
     assert [p["alg"] for p in body["pubKeyCredParams"]] == [-7, -8, -257]
+
+
+def test_options_exclude_and_allow_the_users_credentials(
+    db: Session, settings: Settings, alice: User
+) -> None:
+    """§5.4 excludeCredentials: a second registration on the same authenticator is prevented;
+    §5.5 allowCredentials: the user's credentials for a second factor, none (any discoverable
+    credential) for passwordless, with the user verification asked."""
+    key = SoftAuthenticator()
+    enrol(db, settings, alice, key)
+    mine = store.of_user(db, alice.id)
+    options, _ = webauthn.registration_options(settings, alice, mine)
+    assert [c["id"] for c in json.loads(options)["excludeCredentials"]] == [key.id]
+    options, _ = webauthn.authentication_options(settings, mine, "preferred")
+    body = json.loads(options)
+    assert [c["id"] for c in body["allowCredentials"]] == [key.id]
+    assert (body["rpId"], body["userVerification"]) == ("testserver", "preferred")
+    options, _ = webauthn.authentication_options(settings, None, "required")
+    body = json.loads(options)
+    assert (body["allowCredentials"], body["userVerification"]) == ([], "required")
 
 
 def test_origin_leaves_out_the_default_port_and_the_path(settings: Settings) -> None:
@@ -408,6 +430,23 @@ def test_interaction_challenge_is_taken_once(idp: Harness, db: Session) -> None:
     )
     assert store.take_interaction_challenge(db, id_hash) is None
     assert store.take_interaction_challenge(db, sha256_hex("unknown")) is None
+
+
+def test_parallel_takes_of_one_challenge_yield_it_once(idp: Harness, db: Session) -> None:
+    """§13.4.3: two requests answering one challenge at once: only one of them gets it."""
+    id_hash = sha256_hex(interactions.start(db, "browser", None, [], 600, None))
+    store.put_interaction_challenge(db, id_hash, "only-once")
+    db.commit()
+    barrier = threading.Barrier(2)
+
+    def take() -> str | None:
+        with idp.runtime.sessions.begin() as own:
+            barrier.wait(timeout=10)
+            return store.take_interaction_challenge(own, id_hash)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: take(), range(2)))
+    assert sorted(results, key=str) == [None, "only-once"]
 
 
 def test_session_challenge_is_taken_once(db: Session, alice: User) -> None:
