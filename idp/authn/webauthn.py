@@ -67,7 +67,7 @@ __all__ = [
 
 log = logging.getLogger("idp.authn.webauthn")
 
-# ES256 first: every authenticator has it, and it is the cheapest to verify.
+# ES256 first: every FIDO2 authenticator supports it.
 ALGORITHMS = [
     COSEAlgorithmIdentifier.ECDSA_SHA_256,
     COSEAlgorithmIdentifier.EDDSA,
@@ -115,9 +115,12 @@ class Authenticated:
     user_verified: bool
 
 
+# English, one line each; a page shows its own (translated) words for a `kind` it knows.
+_STALE = "This request has expired or was already used. Please try again."
+_REGRESSED = "This security key's counter went backwards."
 # Library messages, matched by their wording, mapped to what a person can be told.
 _REASONS: list[tuple[str, str, str]] = [
-    ("challenge", "challenge", "This request has expired or was already used. Please try again."),
+    ("challenge", "challenge", _STALE),
     ("origin", "origin", "This security key answered for another site."),
     ("rp id", "rp_id", "This security key answered for another site."),
     (
@@ -126,7 +129,6 @@ _REASONS: list[tuple[str, str, str]] = [
         "Your security key did not verify you (PIN or biometric). Please try again.",
     ),
     ("signature", "signature", "The security key's signature is not valid."),
-    ("sign count", "sign_count", "This security key's counter went backwards."),
 ]
 _MALFORMED = ("malformed", "The security key's answer could not be read.")
 
@@ -158,7 +160,7 @@ def _refused(exc: Exception, ceremony: str) -> WebAuthnRefused:
 
 def _challenge_bytes(challenge: str | None) -> bytes:
     if not challenge:
-        raise WebAuthnRefused(_REASONS[0][2], "challenge")
+        raise WebAuthnRefused(_STALE, "challenge")
     return b64url_decode(challenge)
 
 
@@ -344,7 +346,7 @@ def verify_authentication(
             stored_count=stored,
             received_count=verified.new_sign_count,
         )
-        raise SignCountRegressed(_REASONS[-1][2], "sign_count")
+        raise SignCountRegressed(_REGRESSED, "sign_count")
     db.refresh(credential)  # advance_sign_count bypassed the ORM
     if credential.backed_up != verified.credential_backed_up:
         credential.backed_up = verified.credential_backed_up
