@@ -55,12 +55,23 @@ class AuditEvent(StrEnum):
     MFA_REQUIRED_UNMET = "mfa.unmet"  # asked for a factor the user does not have
     RECOVERY_CODES_CREATED = "recovery_codes.created"  # the old set is void
     RECOVERY_CODE_USED = "recovery_code.used"
+    WEBAUTHN_REGISTERED = "webauthn.registered"
+    WEBAUTHN_REMOVED = "webauthn.removed"
+    # An assertion's counter did not advance (WebAuthn L3 §6.1.1): a cloned authenticator,
+    # or a replay racing the original; the sign-in was refused.
+    WEBAUTHN_SIGN_COUNT_REGRESSED = "webauthn.sign_count_regressed"
+    WEBAUTHN_FAILED = "webauthn.failed"  # a ceremony refused; why= its WebAuthnRefused.kind
 
 
 # Failures any stranger can cause: counted per minute, address, client and event, and written
 # as one event with its count when the minute closes (close_minutes).
 TALLIED = frozenset(
-    {AuditEvent.LOGIN_FAILED, AuditEvent.CLIENT_AUTH_FAILED, AuditEvent.CSRF_REJECTED}
+    {
+        AuditEvent.LOGIN_FAILED,
+        AuditEvent.CLIENT_AUTH_FAILED,
+        AuditEvent.CSRF_REJECTED,
+        AuditEvent.WEBAUTHN_FAILED,
+    }
 )
 # A minute closes this long after it ends: a request counted at its last moment has committed.
 CLOSE_GRACE_SECONDS = 5
