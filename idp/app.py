@@ -32,6 +32,7 @@ from idp.web import (
     login,
     logout,
     mfa_account,
+    passkeys,
     second_factor,
 )
 from idp.web.templating import Templates
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logout,
         login,
         second_factor,
+        passkeys,
         consent,
     )
     # branding serves /static/brand/*: before the /static mount, which would answer 404.

@@ -200,8 +200,13 @@ def remove_totp(db: Session, user_id: str, ip: str | None) -> bool:
         return False
     record(db, AuditEvent.MFA_REMOVED, ip=ip, user_id=user_id, factor="totp")
     if not factors_of(db, user_id).any:
-        store.delete_recovery_codes(db, user_id)  # no factor left for them to stand in for
+        forget_recovery_codes(db, user_id)
     return True
+
+
+def forget_recovery_codes(db: Session, user_id: str) -> None:
+    """The last factor went: no factor is left for the codes to stand in for."""
+    store.delete_recovery_codes(db, user_id)
 
 
 def reseal(db: Session, old: Sealer, new: Sealer) -> int:

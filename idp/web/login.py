@@ -76,6 +76,7 @@ def _page(
         # the relying party's validated redirect_uri.
         form_action_origins=pending.origins if pending else [],
         ui_locales=pending.params.get("ui_locales") if pending else None,
+        scripts=True,  # the passkey button (webauthn.js shows it where WebAuthn works)
     )
 
 

@@ -17,6 +17,7 @@ from idp.errors import N_
 from idp.protocol.authorization import Browser
 from idp.protocol.requests import Params
 from idp.runtime import Runtime
+from idp.store import webauthn as credentials
 from idp.web import forms, reauth
 from idp.web.reauth import SignedIn
 from idp.web.second_factor import totp_issuer
@@ -28,6 +29,8 @@ PAGE = "/account/mfa"
 NOTICES = {
     "totp_added": N_("Your authenticator app is set up. Every sign-in now asks for a code."),
     "totp_removed": N_("Your authenticator app was removed."),
+    "passkey_added": N_("Your passkey was added."),
+    "passkey_removed": N_("The passkey was removed."),
 }
 AGAIN = N_("Go back to your account and try again.")
 WRONG_CODE = N_("That code is not right. Check the app and try again.")
@@ -51,12 +54,14 @@ def mfa_page(
     with deps.read_transaction(runtime) as db:
         factors = mfa.factors_of(db, who.user.id)
         required = mfa.must_use_mfa(db, who.user, None)
+        passkeys = credentials.of_user(db, who.user.id)
     return pages.render(
         request,
         "account/mfa.html",
         {
             "factors": factors,
             "required": required,
+            "passkeys": passkeys,
             "notice": NOTICES.get(request.query_params.get("notice", "")),
         },
     )
@@ -90,7 +95,7 @@ def totp_form(
     return _totp_page(request, pages, enrolment)
 
 
-def _fresh_or_refused(
+def fresh_or_refused(
     request: Request,
     form: Params,
     runtime: Runtime,
@@ -117,7 +122,7 @@ def totp_confirm(
     browser: deps.Browser,
     db: deps.Db,
 ) -> Response:
-    who = _fresh_or_refused(request, form, runtime, pages, browser, db)
+    who = fresh_or_refused(request, form, runtime, pages, browser, db)
     if isinstance(who, Response):
         return who
     enrolment = mfa.pending_totp(db, runtime.sealer, who.user, totp_issuer(runtime.settings))
@@ -141,7 +146,7 @@ def totp_remove(
     browser: deps.Browser,
     db: deps.Db,
 ) -> Response:
-    who = _fresh_or_refused(request, form, runtime, pages, browser, db)
+    who = fresh_or_refused(request, form, runtime, pages, browser, db)
     if isinstance(who, Response):
         return who
     factors = mfa.factors_of(db, who.user.id)
@@ -160,7 +165,7 @@ def recovery_codes(
     browser: deps.Browser,
     db: deps.Db,
 ) -> Response:
-    who = _fresh_or_refused(request, form, runtime, pages, browser, db)
+    who = fresh_or_refused(request, form, runtime, pages, browser, db)
     if isinstance(who, Response):
         return who
     if not mfa.factors_of(db, who.user.id).any:

@@ -24,16 +24,18 @@ from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
-from idp.authn import mfa, sessions, throttle
+from idp.authn import mfa, sessions, throttle, webauthn
 from idp.authn.throttle import Throttled
+from idp.authn.webauthn import WebAuthnRefused
 from idp.errors import N_, PageError
 from idp.protocol import interaction
 from idp.protocol.authorization import Browser
 from idp.protocol.interaction import Pending
+from idp.protocol.requests import Params
 from idp.runtime import Runtime
 from idp.security import cookies, devices
 from idp.settings import Settings
-from idp.store import interactions, sessions as session_store, users
+from idp.store import interactions, sessions as session_store, users, webauthn as credentials
 from idp.store.interactions import LOGIN, PASSWORD
 from idp.store.sessions import BrowserSession
 from idp.store.users import User
@@ -55,7 +57,9 @@ NEEDS_PASSKEY = (
 )
 TOTP = "totp"
 RECOVERY = "recovery"
+PASSKEY = "passkey"
 AMR = {TOTP: [mfa.PWD, mfa.OTP, mfa.MFA], RECOVERY: [mfa.PWD, mfa.MFA]}
+PASSKEY_FAILED = N_("The passkey or security key did not sign you in. Try again.")
 
 
 def totp_issuer(settings: Settings) -> str:
@@ -98,6 +102,8 @@ def _resume_url(interaction_id: str) -> str:
 def _page(
     request: Request,
     pages: Templates,
+    db: Session,
+    runtime: Runtime,
     step: Step,
     interaction_id: str,
     method: str,
@@ -105,13 +111,21 @@ def _page(
     status: int = 200,
     wait: int | None = None,
 ) -> Response:
+    """The second-factor page. A user with passkeys gets a fresh challenge (stored in the
+    interaction, single use) for the passkey button; a phr request offers only that."""
+    passkey_options = None
+    if step.factors.passkeys:
+        passkey_options = _passkey_options(db, runtime, step)
+    codes = step.needed.acr != mfa.PHR
     return pages.render(
         request,
         "login/factor.html",
         {
             "interaction": interaction_id,
             "method": method,
-            "recovery_codes": step.factors.recovery_codes > 0,
+            "totp": codes and step.factors.totp,
+            "recovery_codes": codes and step.factors.recovery_codes > 0,
+            "passkey_options": passkey_options,
             "error": error,
             "wait": wait,
             "client_name": step.pending.client.name if step.pending.client else None,
@@ -119,16 +133,33 @@ def _page(
         status=status,
         form_action_origins=step.pending.origins,
         ui_locales=step.pending.params.get("ui_locales"),
+        scripts=passkey_options is not None,
     )
 
 
+def _passkey_options(db: Session, runtime: Runtime, step: Step) -> str:
+    options, challenge = webauthn.authentication_options(
+        runtime.settings, credentials.of_user(db, step.user.id), "preferred"
+    )
+    credentials.put_interaction_challenge(db, step.pending.row, challenge)
+    return options
+
+
 def _method(value: str | None, step: Step) -> str:
-    return RECOVERY if value == RECOVERY and step.factors.recovery_codes > 0 else TOTP
+    if value == PASSKEY and step.factors.passkeys:
+        return PASSKEY
+    if step.needed.acr == mfa.PHR:
+        return PASSKEY
+    if value == RECOVERY and step.factors.recovery_codes > 0:
+        return RECOVERY
+    if step.factors.totp:
+        return TOTP
+    return PASSKEY if step.factors.passkeys else RECOVERY
 
 
 @router.get("/login/factor", include_in_schema=False)
 def factor_form(
-    request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser, db: deps.ReadDb
+    request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser, db: deps.Db
 ) -> Response:
     interaction_id = request.query_params.get("interaction") or ""
     step = _step(db, runtime, interaction_id, browser)
@@ -137,10 +168,10 @@ def factor_form(
             query = urlencode({"interaction": interaction_id})
             return RedirectResponse(f"/login/enrol?{query}", status_code=302)
         return RedirectResponse(_resume_url(interaction_id), status_code=302)
-    if step.needed.acr == mfa.PHR or (not step.factors.totp and step.factors.recovery_codes == 0):
+    if not step.factors.can_reach(step.needed.acr):
         raise PageError(*NEEDS_PASSKEY)
     method = _method(request.query_params.get("method"), step)
-    return _page(request, pages, step, interaction_id, method)
+    return _page(request, pages, db, runtime, step, interaction_id, method)
 
 
 @router.post("/login/factor", include_in_schema=False)
@@ -159,9 +190,11 @@ def factor_submit(
         return expired
     settings = runtime.settings
     step = _step(db, runtime, interaction_id, browser)
-    if step.needed.acr == mfa.PHR:
+    if not step.factors.can_reach(step.needed.acr):
         raise PageError(*NEEDS_PASSKEY)
     method = _method(form.get("method"), step)
+    if method == PASSKEY:
+        return _passkey_answer(request, form, runtime, pages, browser, db, step, interaction_id)
     user = step.user
     device = devices.read(runtime.device_key, cookies.read(request, settings, cookies.DEVICE))
     known = device.id if device and device.knows(user.id) else None
@@ -171,7 +204,16 @@ def factor_submit(
         throttle.reserve(db, settings, attempt)
     except Throttled as refused:
         response = _page(
-            request, pages, step, interaction_id, method, THROTTLED, 429, refused.retry_after
+            request,
+            pages,
+            db,
+            runtime,
+            step,
+            interaction_id,
+            method,
+            THROTTLED,
+            429,
+            refused.retry_after,
         )
         response.headers["Retry-After"] = str(refused.retry_after)
         return response
@@ -186,9 +228,49 @@ def factor_submit(
         if interactions.factor_failed(db, step.pending.row) >= mfa.MAX_FACTOR_FAILURES:
             interactions.complete(db, interaction_id, browser.binding)
             return pages.error(request, *TOO_MANY, 400)
-        return _page(request, pages, step, interaction_id, method, WRONG_CODE, 400)
+        return _page(request, pages, db, runtime, step, interaction_id, method, WRONG_CODE, 400)
     throttle.succeeded(db, attempt)
-    cookie = _signed_in(db, runtime, step, AMR[method], browser, interaction_id)
+    cookie = _signed_in(db, runtime, step, AMR[method], mfa.AAL2, browser, interaction_id)
+    return signed_in_response(runtime, browser, device, user.id, cookie, interaction_id)
+
+
+def _passkey_answer(
+    request: Request,
+    form: Params,
+    runtime: Runtime,
+    pages: Templates,
+    browser: Browser,
+    db: Session,
+    step: Step,
+    interaction_id: str,
+) -> Response:
+    """A passkey or security key as the second factor: the interaction's challenge is taken
+    (once), the assertion must be by one of this user's credentials; user verification is
+    preferred, not required (the password was the first factor)."""
+    user = step.user
+    challenge = credentials.take_interaction_challenge(db, step.pending.row.id_hash)
+    try:
+        done = webauthn.verify_authentication(
+            db, runtime.settings, (form.get("credential") or "")[:65536], challenge, False, user.id
+        )
+    except WebAuthnRefused as refused:
+        # A counter regression was recorded in this transaction: answered, not raised, so the
+        # record commits.
+        record(db, AuditEvent.MFA_FAILED, ip=browser.ip, user_id=user.id, factor=PASSKEY)
+        record(db, AuditEvent.WEBAUTHN_FAILED, ip=browser.ip, user_id=user.id, why=refused.kind)
+        if interactions.factor_failed(db, step.pending.row) >= mfa.MAX_FACTOR_FAILURES:
+            interactions.complete(db, interaction_id, browser.binding)
+            return pages.error(request, *TOO_MANY, 400)
+        return _page(
+            request, pages, db, runtime, step, interaction_id, PASSKEY, PASSKEY_FAILED, 400
+        )
+    amr = list(dict.fromkeys([mfa.PWD, *webauthn.amr_for(done.credential, done.user_verified)]))
+    if mfa.MFA not in amr:
+        amr.append(mfa.MFA)  # the password and the key: two factors
+    cookie = _signed_in(db, runtime, step, amr, mfa.PHR, browser, interaction_id)
+    device = devices.read(
+        runtime.device_key, cookies.read(request, runtime.settings, cookies.DEVICE)
+    )
     return signed_in_response(runtime, browser, device, user.id, cookie, interaction_id)
 
 
@@ -197,14 +279,17 @@ def _signed_in(
     runtime: Runtime,
     step: Step,
     amr: list[str],
+    acr: str,
     browser: Browser,
     interaction_id: str,
 ) -> str | None:
     """A new session after the password, or the browser's session raised (a step-up); the
     interaction's sign-in is done either way. Returns the new session's cookie, if any."""
     if step.session is None:
-        return sign_in(db, runtime, step.user.id, amr, mfa.AAL2, browser, interaction_id)
-    session_store.step_up(db, step.session, amr[1:], mfa.AAL2)  # its password was checked
+        return sign_in(db, runtime, step.user.id, amr, acr, browser, interaction_id)
+    # Raised, never lowered: a phr session answering a TOTP request keeps phr.
+    stronger = acr if mfa.rank(acr) >= mfa.rank(step.session.acr) else step.session.acr
+    session_store.step_up(db, step.session, amr[1:], stronger)  # its password was checked
     record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=step.user.id, step_up=True)
     interaction.logged_in(db, interaction_id, browser, step.user.id)
     return None
@@ -279,7 +364,7 @@ def enrol_submit(
             return pages.error(request, *TOO_MANY, 400)
         return _enrol_page(request, pages, step, interaction_id, enrolment, WRONG_CODE, 400)
     codes = mfa.new_recovery_codes(db, user.id, browser.ip)
-    cookie = _signed_in(db, runtime, step, AMR[TOTP], browser, interaction_id)
+    cookie = _signed_in(db, runtime, step, AMR[TOTP], mfa.AAL2, browser, interaction_id)
     device = devices.read(
         runtime.device_key, cookies.read(request, runtime.settings, cookies.DEVICE)
     )

@@ -222,6 +222,18 @@ def factor(v: Visit) -> None:
     sign_in_as(v, email)
 
 
+def passkey_add(v: Visit) -> None:
+    sign_in_as(v, new_user(v))
+    v.page.goto(v.url("/account/mfa/passkey"))
+
+
+def login_with_a_passkey(v: Visit) -> None:
+    """The login page's passkey button (shown by webauthn.js) leads to the passkey page."""
+    v.page.goto(v.url("/login"))
+    with v.page.expect_navigation():
+        v.page.click("form[action='/login/passkey'] button")
+
+
 def enrol_at_sign_in(v: Visit) -> None:
     """An admin without a second factor: the sign-in sets one up first."""
     sign_in_as(v, new_user(v, "--admin"))
@@ -258,6 +270,8 @@ PAGES = [
     PageState("recovery-codes", recovery_codes, "/account/mfa/totp"),
     PageState("factor", factor, "/login/factor"),
     PageState("enrol-at-sign-in", enrol_at_sign_in, "/login/enrol"),
+    PageState("passkey-add", passkey_add, "/account/mfa/passkey"),
+    PageState("login-passkey", login_with_a_passkey, "/login/passkey"),
 ]
 
 

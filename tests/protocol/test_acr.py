@@ -169,4 +169,4 @@ def test_prompt_login_runs_every_factor_again(idp: Harness) -> None:
 
 def test_discovery_lists_the_acr_values(idp: Harness) -> None:
     doc = idp.http.get("/.well-known/openid-configuration").json()
-    assert doc["acr_values_supported"][:2] == ["aal1", "aal2"]
+    assert doc["acr_values_supported"] == ["aal1", "aal2", "phr"]

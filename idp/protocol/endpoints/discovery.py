@@ -42,7 +42,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": supported_claims(),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "acr_values_supported": ["aal1", "aal2"],
+        "acr_values_supported": ["aal1", "aal2", "phr"],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

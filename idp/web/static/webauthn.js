@@ -82,6 +82,11 @@
     }
   }
 
+  // Parts of a page that only make sense with WebAuthn (the passkey sign-in button).
+  document.querySelectorAll("[data-webauthn-only]").forEach(function (part) {
+    part.hidden = false;
+  });
+
   document.querySelectorAll("[data-webauthn]").forEach(function (form) {
     form.hidden = false;
     form.addEventListener("submit", function (event) {
