@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
 from idp.security.secrets import Sealer
-from idp.store import factors as store, roles, webauthn as credentials
+from idp.store import factors as store, webauthn as credentials
 from idp.store.clients import Client
 from idp.store.users import User
 
@@ -63,11 +63,12 @@ def requested(acr_values: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Factors:
-    """What second factors a user holds."""
+    """What second factors a user holds (and whether the admin role requires one)."""
 
     totp: bool
     passkeys: int
     recovery_codes: int
+    admin: bool = False
 
     @property
     def any(self) -> bool:
@@ -82,36 +83,33 @@ class Factors:
 
 
 def factors_of(db: Session, user_id: str) -> Factors:
-    totp = store.totp_of(db, user_id)
-    return Factors(
-        totp=totp is not None and totp.confirmed_at is not None,
-        passkeys=credentials.count_of(db, user_id),
-        recovery_codes=store.recovery_codes_left(db, user_id),
-    )
+    return Factors(*store.summary(db, user_id))
 
 
 def must_use_mfa(db: Session, user: User, client: Client | None) -> bool:
     """The policy, apart from what a relying party asks for: admins and MFA-only clients."""
-    return roles.holds(db, user.id, roles.ADMIN) or (client is not None and client.require_mfa)
+    return factors_of(db, user.id).admin or (client is not None and client.require_mfa)
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """What a sign-in must reach, and why (policy, or only the relying party's request)."""
+    """What a sign-in must reach, and why (policy, or only the relying party's request), with
+    the user's factors as they were read for it."""
 
     acr: str
     by_policy: bool  # the user or the IdP requires it: enrol if there is no factor
+    factors: Factors
 
 
 def requirement(
     db: Session, user: User, client: Client | None, acr_values: str | None
 ) -> Requirement:
     factors = factors_of(db, user.id)
-    by_policy = factors.any or must_use_mfa(db, user, client)
+    by_policy = factors.any or factors.admin or (client is not None and client.require_mfa)
     floor = AAL2 if by_policy else AAL1
     asked = requested(acr_values)
     acr = asked if asked is not None and rank(asked) > rank(floor) else floor
-    return Requirement(acr, by_policy)
+    return Requirement(acr, by_policy, factors)
 
 
 # --- TOTP --------------------------------------------------------------------------------------

@@ -256,7 +256,7 @@ def factor_owed(
     needed = mfa.requirement(db, user, client, acr_values)
     if mfa.satisfies(achieved, needed.acr):
         return None
-    factors = mfa.factors_of(db, user.id)
+    factors = needed.factors
     if factors.can_reach(needed.acr):
         return FACTOR
     if needed.by_policy and not factors.any and needed.acr == mfa.AAL2:

@@ -8,7 +8,7 @@ DELETE ... RETURNING consumes a code, so it works once however many try it at on
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, LargeBinary, String, delete, func, select, update
+from sqlalchemy import ForeignKey, LargeBinary, String, delete, exists, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -35,6 +35,25 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[int]
+
+
+def summary(db: Session, user_id: str) -> tuple[bool, int, int, bool]:
+    """In one round trip: a confirmed TOTP factor, how many WebAuthn credentials and unused
+    recovery codes, and whether the user holds the admin role (every sign-in asks this)."""
+    from idp.store.roles import ADMIN, UserRole
+    from idp.store.webauthn import WebAuthnCredential
+
+    row = db.execute(
+        select(
+            exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)),
+            select(func.count())
+            .where(WebAuthnCredential.user_id == user_id)
+            .scalar_subquery(),
+            select(func.count()).where(RecoveryCode.user_id == user_id).scalar_subquery(),
+            exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN),
+        )
+    ).one()
+    return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
 
 
 def totp_of(db: Session, user_id: str) -> TotpFactor | None:

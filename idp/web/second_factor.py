@@ -92,7 +92,7 @@ def _step(db: Session, runtime: Runtime, interaction_id: str | None, browser: Br
         if PASSWORD not in row.steps:
             raise PageError(*NOT_STARTED)  # no password checked, no session to raise
     needed = mfa.requirement(db, user, it.client, it.params.get("acr_values"))
-    return Step(it, user, session, needed, mfa.factors_of(db, user.id))
+    return Step(it, user, session, needed, needed.factors)
 
 
 def _resume_url(interaction_id: str) -> str:
