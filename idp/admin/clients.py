@@ -245,6 +245,7 @@ def register(
             client_id=new_id(18),
             name=spec.name.strip(),
             secret_hash=sha256_hex(secret) if secret else None,
+            secret_created_at=now() if secret else None,
             is_public=spec.public,
             auth_method=method,
             redirect_uris=list(dict.fromkeys(spec.redirect_uris)),

@@ -67,6 +67,18 @@ class Client(Base):
     logo_sha256: Mapped[str | None] = mapped_column(String(64))
     # Sign-ins for this client need two factors (or a user-verified passkey).
     require_mfa: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A disabled client authenticates nowhere, and its tokens are no longer accepted.
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # When the current secret was made (the linter flags old ones); a rotated-out secret keeps
+    # working until previous_secret_expires_at, so deployments can switch over.
+    secret_created_at: Mapped[int | None]
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[int | None]
+    # Access tokens issued to this client before this time are no longer accepted (a deleted
+    # or disabled client, a revocation by an administrator): one comparison on every worker.
+    tokens_revoked_before: Mapped[int | None]
+    # The last day (Unix days) the client got a token, written at most once a day.
+    last_used_day: Mapped[int | None]
     created_at: Mapped[int] = mapped_column(default=now)
 
 

@@ -23,6 +23,9 @@ class User(Base):
     # the factors were reset): the next sign-in with it asks for a new one.
     password_change_required: Mapped[bool] = mapped_column(default=False, server_default=false())
     disabled: Mapped[bool] = mapped_column(default=False)
+    # Access tokens issued for this user before this time are no longer accepted (disabled,
+    # sessions revoked by an administrator): one comparison on every worker.
+    tokens_revoked_before: Mapped[int | None]
     created_at: Mapped[int]
     updated_at: Mapped[int]
 
