@@ -34,6 +34,8 @@ def start(
     settings: Settings,
     replacing: str | None,
     ip: str | None,
+    *,
+    user_agent: str | None = None,
 ) -> tuple[str, BrowserSession]:
     """A new session, with a new id at every sign-in (no session fixation). The session whose
     cookie the browser still held ends properly: its relying parties hear of it."""
@@ -41,7 +43,15 @@ def start(
         end(db, old, ip, reason="replaced")
     elif replacing:
         store.end(db, replacing)  # expired or unknown: nothing signed in with it any more
-    return store.start(db, user_id, amr, acr, settings.session_absolute_timeout_seconds)
+    return store.start(
+        db,
+        user_id,
+        amr,
+        acr,
+        settings.session_absolute_timeout_seconds,
+        ip=ip,
+        user_agent=user_agent,
+    )
 
 
 def end(db: Session, session: BrowserSession, ip: str | None, reason: str = "logout") -> None:

@@ -55,6 +55,7 @@ class Browser:
     binding: str  # the browser's interaction cookie (a new one if it had none)
     ip: str | None
     fresh_binding: bool = False  # the cookie must be set on the response
+    user_agent: str | None = None  # its User-Agent header (cut to the column's 256 characters)
 
 
 @dataclass(frozen=True)

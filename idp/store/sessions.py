@@ -35,7 +35,14 @@ class BrowserSession(Base):
 
 
 def start(
-    db: Session, user_id: str, amr: list[str], acr: str, absolute_timeout: int
+    db: Session,
+    user_id: str,
+    amr: list[str],
+    acr: str,
+    absolute_timeout: int,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[str, BrowserSession]:
     """Create a session and return (cookie value, row). A new id at every login (no fixation)."""
     cookie = new_secret()
@@ -50,6 +57,8 @@ def start(
         auth_time=ts,
         amr=amr,
         acr=acr,
+        ip=ip[:45] if ip else None,
+        user_agent=user_agent[:256] if user_agent else None,
     )
     db.add(row)
     db.flush()

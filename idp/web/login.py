@@ -239,6 +239,7 @@ def _sign_in(
         runtime.settings,
         replacing=browser.session_cookie,
         ip=browser.ip,
+        user_agent=browser.user_agent,
     )
     record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id)
     if interaction_id:
