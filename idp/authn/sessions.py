@@ -16,7 +16,7 @@ from idp.settings import Settings
 from idp.store import logout_deliveries, refresh_tokens, sessions as store
 from idp.store.sessions import BrowserSession
 
-__all__ = ["BrowserSession", "current", "end", "end_all", "start"]
+__all__ = ["BrowserSession", "current", "end", "end_all", "end_others", "start"]
 
 
 def current(
@@ -85,3 +85,12 @@ def end_all(db: Session, user_id: str) -> tuple[int, int]:
         families=len(families),
     )
     return len(ended), len(families)
+
+
+def end_others(db: Session, user_id: str, keep_sid: str, ip: str | None, reason: str) -> int:
+    """End every session of a user but the one with `keep_sid`, each as `end` does (logout
+    tokens queued, its non-offline refresh tokens revoked); returns how many ended."""
+    others = [s for s in store.of_user(db, user_id) if s.sid != keep_sid]
+    for session in others:
+        end(db, session, ip, reason=reason)
+    return len(others)

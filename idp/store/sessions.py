@@ -135,3 +135,19 @@ def live_count(db: Session, user_id: str, idle_timeout: int) -> int:
         )
         or 0
     )
+
+
+def live_of_user(db: Session, user_id: str, idle_timeout: int) -> list[BrowserSession]:
+    """The user's live sessions, the most recently used first."""
+    ts = now()
+    return list(
+        db.scalars(
+            select(BrowserSession)
+            .where(
+                BrowserSession.user_id == user_id,
+                BrowserSession.expires_at > ts,
+                BrowserSession.last_seen_at > ts - idle_timeout,
+            )
+            .order_by(BrowserSession.last_seen_at.desc(), BrowserSession.created_at.desc())
+        )
+    )
