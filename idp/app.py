@@ -23,7 +23,7 @@ from idp.resources import static_dir
 from idp.runtime import build_runtime
 from idp.security.headers import SecurityHeaders, baseline_headers
 from idp.settings import Settings
-from idp.web import account, branding, client_logo, consent, home, login, logout
+from idp.web import account, account_password, branding, client_logo, consent, home, login, logout
 from idp.web.templating import Templates
 from idp.worker import Worker
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The token endpoint first: routes are matched in order, and it is the hot path.
     routers = (token, discovery, jwks, authorize, userinfo, revocation, logout, login, consent)
     # branding serves /static/brand/*: before the /static mount, which would answer 404.
-    for module in (*routers, client_logo, home, account, branding):
+    for module in (*routers, client_logo, home, account, account_password, branding):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)

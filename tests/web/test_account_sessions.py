@@ -109,7 +109,10 @@ def test_ending_one_session_signs_out_that_browser_only(idp: Harness) -> None:
     page = idp.http.get("/account")
     done = idp.http.post(
         "/account/sessions/end",
-        data={"csrf_token": form_fields(page.text)["csrf_token"], "sid": sid_of(idp, FIREFOX_LINUX)},
+        data={
+            "csrf_token": form_fields(page.text)["csrf_token"],
+            "sid": sid_of(idp, FIREFOX_LINUX),
+        },
     )
     assert done.status_code == 303 and done.headers["location"] == "/account?notice=session_ended"
     assert laptop.get("/account").status_code == 302  # signed out there
