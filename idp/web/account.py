@@ -45,7 +45,7 @@ ACTIVITY = {
     AuditEvent.THROTTLE_STARTED: N_("Sign-in paused after failed attempts"),
     AuditEvent.PASSWORD_CHANGED: N_("Password changed"),
     AuditEvent.PASSWORD_CHANGE_FAILED: N_("Password change refused: wrong current password"),
-    AuditEvent.SESSION_ENDED_BY_USER: N_("Signed out another browser"),
+    AuditEvent.SESSION_ENDED_BY_USER: N_("Signed out other browsers"),
     AuditEvent.SESSIONS_REVOKED: N_("Signed out everywhere"),
 }
 ACTIVITY_LIMIT = 10
