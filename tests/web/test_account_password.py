@@ -6,8 +6,11 @@ session (their relying parties told, OIDC Back-Channel Logout 1.0 §2.5) and kee
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import delete, update
 from starlette.testclient import TestClient
 
+from idp.store.factors import TotpFactor, has_second_factor
+from idp.store.webauthn import WebAuthnCredential
 from tests.helpers import PASSWORD, Harness, form_fields
 from tests.token_helpers import ISSUER, audit_events, sql
 
@@ -166,3 +169,33 @@ def test_the_form_needs_its_csrf_token(idp: Harness) -> None:
     assert refused.status_code == 403
     assert password_hash(idp, user_id) == before
     assert audit_events(idp, "csrf.rejected")
+
+
+def test_a_second_factor_lowers_the_length_floor(idp: Harness) -> None:
+    """NIST SP 800-63B-4 §3.1.1.2: 8 characters suffice once the account has a second factor,
+    which is a confirmed TOTP seed or a WebAuthn credential (store.factors.has_second_factor);
+    a TOTP seed not yet confirmed is none."""
+    user_id = idp.user()
+    with idp.runtime.sessions.begin() as db:
+        assert not has_second_factor(db, user_id)
+        db.add(TotpFactor(user_id=user_id, sealed_seed=b"x", created_at=1))
+        db.flush()
+        assert not has_second_factor(db, user_id)
+        db.add(
+            WebAuthnCredential(
+                id="k1",
+                user_id=user_id,
+                credential_id="c1",
+                credential_id_hash="h1",
+                name="key",
+                public_key=b"k",
+                created_at=1,
+            )
+        )
+        db.flush()
+        assert has_second_factor(db, user_id)
+        db.execute(delete(WebAuthnCredential))
+        db.execute(update(TotpFactor).values(confirmed_at=2))
+        assert has_second_factor(db, user_id)
+    idp.login()
+    assert change(idp, PASSWORD, "ten chars!").status_code == 303
