@@ -25,6 +25,7 @@ from idp.security.headers import SecurityHeaders, baseline_headers
 from idp.settings import Settings
 from idp.web import (
     account,
+    account_password,
     branding,
     client_logo,
     consent,
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consent,
     )
     # branding serves /static/brand/*: before the /static mount, which would answer 404.
-    for module in (*routers, client_logo, home, account, mfa_account, branding):
+    for module in (*routers, client_logo, home, account, account_password, mfa_account, branding):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)

@@ -188,6 +188,8 @@ async def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
         binding=new_secret() if fresh else str(binding),
         ip=client_ip(request),
         fresh_binding=fresh,
+        # Only shown to the person in their list of sessions; cut to fit the column.
+        user_agent=request.headers.get("user-agent", "")[:256] or None,
     )
 
 

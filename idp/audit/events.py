@@ -28,6 +28,11 @@ class AuditEvent(StrEnum):
     LOGOUT = "logout"
     LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"  # a back-channel logout gave up
     SESSIONS_REVOKED = "sessions.revoked"  # every session and refresh token of a user
+    SESSION_ENDED_BY_USER = "session.ended_by_user"  # from /account: one, or every other one
+    # By the user at /account/password; every other session of theirs ends.
+    PASSWORD_CHANGED = "password.changed"  # noqa: S105 (an event name)
+    # The current password given at /account/password was wrong (throttled like a sign-in).
+    PASSWORD_CHANGE_FAILED = "password.change_failed"  # noqa: S105 (an event name)
     CLIENT_AUTH_FAILED = "client_auth.failed"
     CLIENT_ASSERTION_REPLAYED = "client_assertion.replayed"
     CODE_REUSED = "code.reused"  # tokens issued from the code were revoked

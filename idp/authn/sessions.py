@@ -16,7 +16,7 @@ from idp.settings import Settings
 from idp.store import logout_deliveries, refresh_tokens, sessions as store
 from idp.store.sessions import BrowserSession
 
-__all__ = ["BrowserSession", "current", "end", "end_all", "start"]
+__all__ = ["BrowserSession", "current", "end", "end_all", "end_others", "start"]
 
 
 def current(
@@ -34,6 +34,8 @@ def start(
     settings: Settings,
     replacing: str | None,
     ip: str | None,
+    *,
+    user_agent: str | None = None,
 ) -> tuple[str, BrowserSession]:
     """A new session, with a new id at every sign-in (no session fixation). The session whose
     cookie the browser still held ends properly: its relying parties hear of it."""
@@ -41,7 +43,15 @@ def start(
         end(db, old, ip, reason="replaced")
     elif replacing:
         store.end(db, replacing)  # expired or unknown: nothing signed in with it any more
-    return store.start(db, user_id, amr, acr, settings.session_absolute_timeout_seconds)
+    return store.start(
+        db,
+        user_id,
+        amr,
+        acr,
+        settings.session_absolute_timeout_seconds,
+        ip=ip,
+        user_agent=user_agent,
+    )
 
 
 def end(db: Session, session: BrowserSession, ip: str | None, reason: str = "logout") -> None:
@@ -75,3 +85,12 @@ def end_all(db: Session, user_id: str) -> tuple[int, int]:
         families=len(families),
     )
     return len(ended), len(families)
+
+
+def end_others(db: Session, user_id: str, keep_sid: str, ip: str | None, reason: str) -> int:
+    """End every session of a user but the one with `keep_sid`, each as `end` does (logout
+    tokens queued, its non-offline refresh tokens revoked); returns how many ended."""
+    others = [s for s in store.of_user(db, user_id) if s.sid != keep_sid]
+    for session in others:
+        end(db, session, ip, reason=reason)
+    return len(others)

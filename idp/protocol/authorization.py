@@ -58,6 +58,7 @@ class Browser:
     binding: str  # the browser's interaction cookie (a new one if it had none)
     ip: str | None
     fresh_binding: bool = False  # the cookie must be set on the response
+    user_agent: str | None = None  # its User-Agent header (cut to the column's 256 characters)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _authorize(
     if signed_in and not login_required:
         session, user = signed_in
         try:
-            owed = factor_owed(db, client, user, session.acr, p.get("acr_values"))
+            owed = step_owed(db, client, user, session.acr, p.get("acr_values"))
         except UnmetAuthenticationRequirements:
             if "none" in prompts:
                 raise InteractionRequired("the sign-in needs the user") from None
@@ -245,6 +246,7 @@ def signed_in_user(
 # The steps a second factor adds (their pages: endpoints.authorize.STEP_PAGES).
 FACTOR = "factor"  # answer a second factor the user holds
 ENROL = "enrol"  # set one up first: the policy requires one and the user has none
+NEW_PASSWORD = "new_password"  # noqa: S105 (a step name) the password is too short for the account as it is now
 
 
 def factor_owed(
@@ -263,6 +265,17 @@ def factor_owed(
         return ENROL
     record(db, AuditEvent.MFA_REQUIRED_UNMET, user_id=user.id, acr=needed.acr)
     raise UnmetAuthenticationRequirements(f"this sign-in cannot reach acr {needed.acr}")
+
+
+def step_owed(
+    db: Session, client: Client | None, user: User, achieved: str | None, acr_values: str | None
+) -> str | None:
+    """What a signed-in user still owes before a code: a second factor (factor_owed), then a
+    new password when the sign-in flagged the old one as too short."""
+    owed = factor_owed(db, client, user, achieved, acr_values)
+    if owed is None and user.password_change_required:
+        return NEW_PASSWORD
+    return owed
 
 
 def consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:

@@ -17,6 +17,7 @@ from idp.errors import N_, AccessDenied, LoginRequired, OAuth2Error, PageError
 from idp.protocol.authorization import (
     FACTOR,
     INTERACTION_TTL,
+    NEW_PASSWORD,
     Browser,
     NeedsInteraction,
     Outcome,
@@ -28,6 +29,7 @@ from idp.protocol.authorization import (
     issue_code,
     origin_of,
     signed_in_user,
+    step_owed,
 )
 from idp.protocol.requests import Params
 from idp.runtime import Runtime
@@ -116,7 +118,9 @@ def _resume(
     ):
         return NeedsInteraction(interaction_id, LOGIN)
     session, user = signed_in
-    owed = factor_owed(db, it.client, user, session.acr, it.params.get("acr_values"))
+    owed = step_owed(db, it.client, user, session.acr, it.params.get("acr_values"))
+    if owed == NEW_PASSWORD:
+        return NeedsInteraction(interaction_id, owed)
     if owed is not None:
         # A step-up: the session's sign-in is not strong enough for this request.
         interactions.step_done(db, row, PASSWORD, user.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, BigInteger, Integer, String, delete, select, tuple_
@@ -104,4 +105,20 @@ def take_closed(db: Session, before: int, limit: int) -> list[ClosedTally]:
     ).all()
     return sorted(
         (ClosedTally(*row) for row in rows), key=lambda r: (r.minute, r.event, r.ip, r.client_id)
+    )
+
+
+def activity_of(
+    db: Session, user_id: str, events: Collection[str], limit: int = 10
+) -> list[AuditRecord]:
+    """The user's newest audit events of the kinds given, newest first. A failed sign-in that
+    was tallied appears once per minute with its count (the first attempt's user_id), as the
+    trail holds it; one still in an open minute's tally is not in the trail yet."""
+    return list(
+        db.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.user_id == user_id, AuditRecord.event.in_(list(events)))
+            .order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
+            .limit(limit)
+        )
     )

@@ -129,3 +129,17 @@ def recovery_codes_left(db: Session, user_id: str) -> int:
 def delete_recovery_codes(db: Session, user_id: str) -> int:
     result = db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def has_second_factor(db: Session, user_id: str) -> bool:
+    """Whether the user holds a second factor: a confirmed TOTP seed or any WebAuthn
+    credential (recovery codes only stand in for one, so they do not count)."""
+    # Imported here: the WebAuthn table has its own module, and this keeps factors.py's
+    # imports as they were for the functions above.
+    from idp.store.webauthn import WebAuthnCredential
+
+    totp = select(TotpFactor.user_id).where(
+        TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)
+    )
+    key = select(WebAuthnCredential.id).where(WebAuthnCredential.user_id == user_id)
+    return bool(db.scalar(select(totp.exists())) or db.scalar(select(key.exists())))

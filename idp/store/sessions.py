@@ -35,7 +35,14 @@ class BrowserSession(Base):
 
 
 def start(
-    db: Session, user_id: str, amr: list[str], acr: str, absolute_timeout: int
+    db: Session,
+    user_id: str,
+    amr: list[str],
+    acr: str,
+    absolute_timeout: int,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[str, BrowserSession]:
     """Create a session and return (cookie value, row). A new id at every login (no fixation)."""
     cookie = new_secret()
@@ -50,6 +57,8 @@ def start(
         auth_time=ts,
         amr=amr,
         acr=acr,
+        ip=ip[:45] if ip else None,
+        user_agent=user_agent[:256] if user_agent else None,
     )
     db.add(row)
     db.flush()
@@ -135,3 +144,19 @@ def step_up(db: Session, session: BrowserSession, amr: list[str], acr: str) -> N
     session.acr = acr
     session.auth_time = session.last_seen_at = now()
     db.flush()
+
+
+def live_of_user(db: Session, user_id: str, idle_timeout: int) -> list[BrowserSession]:
+    """The user's live sessions, the most recently used first."""
+    ts = now()
+    return list(
+        db.scalars(
+            select(BrowserSession)
+            .where(
+                BrowserSession.user_id == user_id,
+                BrowserSession.expires_at > ts,
+                BrowserSession.last_seen_at > ts - idle_timeout,
+            )
+            .order_by(BrowserSession.last_seen_at.desc(), BrowserSession.created_at.desc())
+        )
+    )

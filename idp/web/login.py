@@ -283,7 +283,14 @@ def sign_in(
     # A new id at every login (no session fixation); a session this one replaces ends, and its
     # relying parties are told (Back-Channel Logout §2.5).
     cookie, _ = sessions.start(
-        db, user_id, amr, acr, runtime.settings, replacing=browser.session_cookie, ip=browser.ip
+        db,
+        user_id,
+        amr,
+        acr,
+        runtime.settings,
+        replacing=browser.session_cookie,
+        ip=browser.ip,
+        user_agent=browser.user_agent,
     )
     record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id, amr=" ".join(amr))
     if interaction_id:

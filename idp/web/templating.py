@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from babel.dates import format_date, format_timedelta
+from babel.dates import format_date, format_datetime, format_timedelta
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -39,6 +39,12 @@ def _environment(locale: str) -> Environment:
     def date(timestamp: int) -> str:
         return format_date(datetime.fromtimestamp(timestamp, UTC), "medium", locale=locale)
 
+    def moment(timestamp: int) -> str:
+        # Date and time in the reader's locale; in UTC, as the server knows no one's time zone
+        # (said on the page, so nobody reads an hour off).
+        at = datetime.fromtimestamp(timestamp, UTC)
+        return format_datetime(at, "medium", tzinfo=UTC, locale=locale) + " UTC"
+
     def duration(seconds: int) -> str:
         # Whole minutes past the first, rounded up, so nobody comes back a moment too early:
         # "30 seconds", "3 minutes", "2 Stunden".
@@ -50,6 +56,7 @@ def _environment(locale: str) -> Environment:
 
     env.filters["date"] = date
     env.filters["duration"] = duration
+    env.filters["moment"] = moment
     return env
 
 

@@ -162,6 +162,23 @@ def account(v: Visit) -> None:
     v.page.goto(v.url("/account"))
 
 
+def account_password(v: Visit) -> None:
+    """The password form needs a sign-in of the last five minutes: a sign-in of its own, not
+    the module's shared one, which may be older by the time this runs."""
+    sign_in(v)
+    v.page.goto(v.url("/account/password"))
+
+
+def account_password_error(v: Visit) -> None:
+    """The password form shown again with an error (the new passwords do not match)."""
+    account_password(v)
+    v.page.fill("#current_password", v.server.password)
+    v.page.fill("#new_password", "one long new passphrase")
+    v.page.fill("#confirm_password", "another long new passphrase")
+    with v.page.expect_navigation():
+        v.page.click("form[action='/account/password'] button[type=submit]")
+
+
 def login_in_german(v: Visit) -> None:
     v.page.goto(v.url("/login", ui_locales="de"))
 
@@ -264,6 +281,8 @@ PAGES = [
     PageState("home-signed-in", home, "/", signed_in=True),
     PageState("home-with-an-application", home_with_an_application, "/"),
     PageState("account", account, "/account", signed_in=True),
+    PageState("account-password", account_password, "/account/password"),
+    PageState("account-password-error", account_password_error, "/account/password", status=400),
     PageState("login-de", login_in_german, "/login"),
     PageState("account-mfa", mfa_overview, "/account/mfa", signed_in=True),
     PageState("totp-setup", totp_setup, "/account/mfa/totp"),

@@ -20,6 +20,7 @@ STEP_PAGES = {
     "login": "/login",
     "factor": "/login/factor",
     "enrol": "/login/enrol",
+    "new_password": "/account/password",
     "consent": "/consent",
 }
 
