@@ -47,6 +47,15 @@ ACTIVITY = {
     AuditEvent.PASSWORD_CHANGE_FAILED: N_("Password change refused: wrong current password"),
     AuditEvent.SESSION_ENDED_BY_USER: N_("Signed out other browsers"),
     AuditEvent.SESSIONS_REVOKED: N_("Signed out everywhere"),
+    AuditEvent.MFA_ENROLLED: N_("Two-step verification set up"),
+    AuditEvent.MFA_REMOVED: N_("Authenticator app removed"),
+    AuditEvent.MFA_RESET: N_("Two-step verification reset by an administrator"),
+    AuditEvent.MFA_FAILED: N_("Wrong second-step answer"),
+    AuditEvent.RECOVERY_CODES_CREATED: N_("New recovery codes made"),
+    AuditEvent.RECOVERY_CODE_USED: N_("Recovery code used"),
+    AuditEvent.WEBAUTHN_REGISTERED: N_("Passkey added"),
+    AuditEvent.WEBAUTHN_REMOVED: N_("Passkey removed"),
+    AuditEvent.WEBAUTHN_SIGN_COUNT_REGRESSED: N_("Passkey refused: it may have been copied"),
 }
 ACTIVITY_LIMIT = 10
 

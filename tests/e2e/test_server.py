@@ -49,7 +49,8 @@ class Form:
 
 
 class FormParser(HTMLParser):
-    """Every <form> of a page with its <input>s and named submit <button>s."""
+    """Every <form> of a page a browser without JavaScript shows, with its <input>s and named
+    submit <button>s (a `hidden` form, such as the passkey button, is left out)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -60,7 +61,8 @@ class FormParser(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
             self._current = Form(action=a.get("action", ""), method=a.get("method", "get").lower())
-            self.forms.append(self._current)
+            if "hidden" not in a:
+                self.forms.append(self._current)
         elif self._current is None:
             return
         elif tag == "input" and a.get("name"):

@@ -58,11 +58,11 @@ def test_a_change_ends_every_other_session_and_keeps_this_one(idp: Harness) -> N
     out (its relying party sent a logout token); this one stays signed in with a new CSRF
     token; password_change_required is cleared; the change is audited."""
     user_id = idp.user()
-    sql(idp, "UPDATE users SET password_change_required = :t WHERE id = :u", t=True, u=user_id)
     rp = idp.client(backchannel_logout_uri=BACKCHANNEL_URI)
     idp.login()
     laptop = other_browser(idp)
     Harness(idp.app, laptop).tokens(rp)  # signs the laptop in to the relying party
+    sql(idp, "UPDATE users SET password_change_required = :t WHERE id = :u", t=True, u=user_id)
     done = change(idp, PASSWORD, NEW_PASSWORD)
     assert done.status_code == 303
     assert done.headers["location"] == "/account?notice=password_changed"
