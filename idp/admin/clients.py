@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,63 +138,89 @@ def check_jwks(document: dict[str, object]) -> None:
             raise InvalidRegistration(f"jwks: key {number}{kid} is not a valid JWK") from None
 
 
+class _Problems:
+    """The field errors of one registration or update, collected so a caller sees them all."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+
+    def add(self, name: str, reason: str) -> None:
+        self.fields.setdefault(name, reason)
+
+    def check(
+        self, name: str, check: Callable[..., object], *args: object, prefix: str = ""
+    ) -> None:
+        """Run one of client_uris' checks; its one-line reason goes under the field's name
+        (without the leading name the check itself put in, e.g. "logo_uri ")."""
+        try:
+            check(*args)
+        except InvalidRegistration as exc:
+            self.add(name, str(exc).removeprefix(prefix))
+
+    def raise_any(self) -> None:
+        if self.fields:
+            raise InvalidRegistration(fields=self.fields)
+
+
 def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
-    """Check the whole registration; returns the token endpoint auth method."""
+    """Check the whole registration (RFC 7591 §2 field names in the errors); returns the token
+    endpoint auth method. Registration and update_client() both call it, so a client can never
+    be changed into one that registration would refuse."""
+    p = _Problems()
     if not spec.name.strip() or len(spec.name) > 200:
-        raise InvalidRegistration("name must be 1 to 200 characters")
+        p.add("client_name", "must be 1 to 200 characters")
     if not spec.grant_types:
-        raise InvalidRegistration("at least one --grant-type is required")
-    for grant in spec.grant_types:
+        p.add("grant_types", "at least one grant type is required")
+    for i, grant in enumerate(spec.grant_types):
         if grant not in GRANT_TYPES:
-            raise InvalidRegistration(
-                f"unknown grant type {grant!r}; choose from {', '.join(GRANT_TYPES)}"
-            )
+            choose = ", ".join(GRANT_TYPES)
+            p.add(f"grant_types[{i}]", f"unknown grant type {grant!r}; choose from {choose}")
     grants = set(spec.grant_types)
     if "refresh_token" in grants and "authorization_code" not in grants:
-        raise InvalidRegistration("refresh_token needs the authorization_code grant")
+        p.add("grant_types", "refresh_token needs the authorization_code grant")
     for scope in spec.scopes:
         if not SCOPE_TOKEN.match(scope):
-            raise InvalidRegistration(f"scope {scope!r} is not a valid scope token")
+            p.add("scope", f"{scope!r} is not a valid scope token")
     if "authorization_code" in grants and not spec.redirect_uris:
-        raise InvalidRegistration("authorization_code needs at least one --redirect-uri")
-    for uri in spec.redirect_uris:
-        check_redirect_uri(uri)
-    for uri in spec.post_logout_redirect_uris:
-        check_redirect_uri(uri, "post-logout redirect URI")
+        p.add("redirect_uris", "authorization_code needs at least one redirect URI")
+    for i, uri in enumerate(spec.redirect_uris):
+        p.check(f"redirect_uris[{i}]", check_redirect_uri, uri)
+    for i, uri in enumerate(spec.post_logout_redirect_uris):
+        p.check(f"post_logout_redirect_uris[{i}]", check_redirect_uri, uri, "post-logout URI")
     method = spec.auth_method or ("none" if spec.public else "client_secret_basic")
     if method not in AUTH_METHODS:
-        raise InvalidRegistration(f"unknown auth method {method!r}")
-    if spec.public != (method == "none"):
-        raise InvalidRegistration("a public client uses auth method none, and only it does")
+        p.add("token_endpoint_auth_method", f"unknown auth method {method!r}")
+    elif spec.public != (method == "none"):
+        p.add("token_endpoint_auth_method", "a public client uses none, and only it does")
     if spec.public and "client_credentials" in grants:
-        raise InvalidRegistration("client_credentials is for confidential clients only")
+        p.add("grant_types", "client_credentials is for confidential clients only")
     if spec.public and not spec.require_pkce:
-        raise InvalidRegistration("a public client must use PKCE; --no-pkce is not allowed")
+        p.add("require_pkce", "a public client must use PKCE")
     if method == "private_key_jwt" and not (spec.jwks_uri or spec.jwks):
-        raise InvalidRegistration("private_key_jwt needs --jwks-uri or --jwks-file")
+        p.add("token_endpoint_auth_method", "private_key_jwt needs jwks or jwks_uri")
     if spec.jwks_uri and spec.jwks:
-        raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
+        p.add("jwks", "give jwks or jwks_uri, not both")
     if spec.jwks is not None:
-        check_jwks(spec.jwks)
+        p.check("jwks", check_jwks, spec.jwks, prefix="jwks: ")
     for what, uri in spec.fetched_uris().items():
-        check_fetched_url(uri, what, policy)
+        p.check(what, check_fetched_url, uri, what, policy, prefix=what + " ")
     for what, value in spec.metadata_uris().items():
         if value is not None:
-            check_url(value, what)
-    for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
+            p.check(what, check_url, value, what, prefix=what + " ")
+    for name in ("refresh_token_idle_ttl", "refresh_token_absolute_ttl"):
+        ttl = getattr(spec, name)
         if ttl is not None and not 60 <= ttl <= 365 * 86400:
-            raise InvalidRegistration("refresh token lifetimes must be 60 s to 365 days")
-    if (
-        spec.refresh_token_idle_ttl or spec.refresh_token_absolute_ttl
-    ) and "refresh_token" not in grants:
-        raise InvalidRegistration("refresh token lifetimes need the refresh_token grant")
+            p.add(name, "refresh token lifetimes must be 60 s to 365 days")
+        elif ttl and "refresh_token" not in grants:
+            p.add(name, "refresh token lifetimes need the refresh_token grant")
     if spec.access_token_audience is not None:
-        check_audience(spec.access_token_audience)
+        p.check("access_token_audience", check_audience, spec.access_token_audience)
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
-        raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")
+        p.add("id_token_signed_response_alg", f"unsupported ID token algorithm {alg!r}")
     if spec.access_token_ttl is not None and not MIN_TTL <= spec.access_token_ttl <= MAX_TTL:
-        raise InvalidRegistration(f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
+        p.add("access_token_ttl", f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
+    p.raise_any()
     return method
 
 
@@ -213,18 +239,18 @@ def fetch_logo(
             outbound.check_target(uri, policy, deadline=deadline)
         except outbound.OutboundError as exc:
             if str(exc) == "refused address":
-                raise InvalidRegistration(f"{what} {uri!r}: {REFUSED_ADDRESS}") from None
+                raise InvalidRegistration(fields={what: f"{uri!r}: {REFUSED_ADDRESS}"}) from None
             if str(exc) == "refused URL":
-                raise InvalidRegistration(
-                    f"{what} {uri!r} is not a URL this server fetches"
-                ) from None
+                reason = f"{uri!r} is not a URL this server fetches"
+                raise InvalidRegistration(fields={what: reason}) from None
             # A name that does not resolve (yet), or a slow resolver: checked at each connect.
     if spec.logo_uri is None:
         return None
     try:
         image = outbound.fetch_image(spec.logo_uri, policy, deadline=deadline)
     except outbound.OutboundError as exc:
-        raise InvalidRegistration(f"logo_uri: could not fetch the logo ({exc})") from None
+        reason = f"could not fetch the logo ({exc})"
+        raise InvalidRegistration(fields={"logo_uri": reason}) from None
     digest = hashlib.sha256(image.body).hexdigest()
     return Logo(spec.logo_uri, image.content_type, image.body, digest, now())
 

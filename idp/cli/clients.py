@@ -50,7 +50,8 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             tos_uri=args.tos_uri,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
-            raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
+            reason = f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)"
+            raise InvalidRegistration(fields={"id_token_signed_response_alg": reason})
         policy = OutboundPolicy.from_settings(settings)
         logo = fetch_logo(spec, policy)  # before the transaction: it waits on other hosts
         with database(settings) as db:
