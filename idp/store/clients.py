@@ -122,6 +122,10 @@ def add_logo(db: Session, logo: ClientLogo) -> ClientLogo:
     return logo
 
 
+def remove_logo(db: Session, client_id: str) -> None:
+    db.execute(delete(ClientLogo).where(ClientLogo.client_id == client_id))
+
+
 def logo(db: Session, client_id: str) -> ClientLogo | None:
     return db.get(ClientLogo, client_id)
 
