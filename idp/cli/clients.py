@@ -98,6 +98,134 @@ def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
     print(f"deleted client {args.client_id}", file=sys.stderr)
 
 
+# `clients update` flag -> the RFC 7591 §2 field it sets (argparse dest: flag with "_").
+_UPDATE_FLAGS = {
+    "name": "client_name",
+    "redirect_uri": "redirect_uris",
+    "post_logout_redirect_uri": "post_logout_redirect_uris",
+    "grant_type": "grant_types",
+    "auth_method": "token_endpoint_auth_method",
+    "jwks_uri": "jwks_uri",
+    "access_token_ttl": "access_token_ttl",
+    "require_pkce": "require_pkce",
+    "trusted": "trusted",
+    "require_mfa": "require_mfa",
+    "id_token_alg": "id_token_signed_response_alg",
+    "refresh_token_idle_ttl": "refresh_token_idle_ttl",
+    "refresh_token_absolute_ttl": "refresh_token_absolute_ttl",
+    "introspect": "can_introspect",
+    "backchannel_logout_uri": "backchannel_logout_uri",
+    "audience": "access_token_audience",
+    "logo_uri": "logo_uri",
+    "client_uri": "client_uri",
+    "policy_uri": "policy_uri",
+    "tos_uri": "tos_uri",
+}
+# Flags that take a URL or value and may be given as "" to clear the field.
+_CLEARABLE = frozenset(
+    {
+        "jwks_uri",
+        "backchannel_logout_uri",
+        "logo_uri",
+        "client_uri",
+        "policy_uri",
+        "tos_uri",
+        "access_token_audience",
+        "id_token_signed_response_alg",
+    }
+)
+
+
+def update_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The fields the given flags change, by their RFC 7591 §2 names; flags not given change
+    nothing."""
+    from idp.admin.clients import load_jwks_file
+
+    changes: dict[str, object] = {}
+    for dest, name in _UPDATE_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        changes[name] = None if value == "" and name in _CLEARABLE else value
+    if args.scope is not None:
+        changes["scope"] = " ".join(args.scope)
+    if args.jwks_file:
+        changes["jwks"] = load_jwks_file(Path(args.jwks_file))
+        changes["jwks_uri"] = None  # the two are exclusive: a file replaces the URL
+    elif changes.get("jwks_uri"):
+        changes["jwks"] = None  # and a URL replaces the keys
+    return changes
+
+
+def cmd_clients_update(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import InvalidClient, describe_all, fetch_for_update, update_client
+    from idp.outbound import OutboundPolicy
+    from idp.store import clients
+
+    policy = OutboundPolicy.from_settings(settings)
+    try:
+        changes = update_changes(args)
+        alg = changes.get("id_token_signed_response_alg")
+        if isinstance(alg, str) and alg not in settings.enabled_algs:
+            reason = f"{alg} is not enabled (IDP_SIGNING_ALGS)"
+            raise InvalidClient(fields={"id_token_signed_response_alg": reason})
+        with database(settings) as db:
+            current = clients.get(db, args.client_id)
+        if current is None:
+            raise CommandError(f"no client {args.client_id}")
+        # Outside any transaction: it waits on other hosts (the logo, the jwks_uri's address).
+        logo = fetch_for_update(current, changes, policy)
+        with database(settings) as db:
+            try:
+                client = update_client(db, args.client_id, changes, "cli", policy=policy, logo=logo)
+            except LookupError:
+                raise CommandError(f"no client {args.client_id}") from None
+            (out,) = describe_all(db, [client])
+    except InvalidClient as exc:
+        raise CommandError(str(exc)) from None
+    emit(out, args.json, f"updated client {args.client_id}")
+
+
+def _add_update_parser(clients: Any) -> None:
+    """`clients update CLIENT_ID`: the flags of `clients create`; only those given change."""
+    update = clients.add_parser("update", help="change a client's registration")
+    update.add_argument("client_id")
+    update.add_argument("--name")
+    update.add_argument(
+        "--redirect-uri", action="append", metavar="URI", help="repeatable; replaces the list"
+    )
+    update.add_argument(
+        "--post-logout-redirect-uri", action="append", metavar="URI", help="replaces the list"
+    )
+    update.add_argument("--grant-type", action="append", metavar="GRANT", help="replaces the list")
+    update.add_argument("--scope", action="append", metavar="SCOPE", help="replaces the list")
+    update.add_argument("--auth-method", metavar="METHOD")
+    keys_source = update.add_mutually_exclusive_group()
+    keys_source.add_argument("--jwks-uri", metavar="URL")
+    keys_source.add_argument("--jwks-file", metavar="FILE")
+    update.add_argument("--access-token-ttl", type=int, metavar="SECONDS")
+    for flag, off, dest in (
+        ("--require-pkce", "--no-pkce", "require_pkce"),
+        ("--trusted", "--not-trusted", "trusted"),
+        ("--require-mfa", "--no-require-mfa", "require_mfa"),
+        ("--introspect", "--no-introspect", "introspect"),
+    ):
+        pair = update.add_mutually_exclusive_group()
+        pair.add_argument(flag, dest=dest, action="store_const", const=True, default=None)
+        pair.add_argument(off, dest=dest, action="store_const", const=False)
+    update.add_argument("--id-token-alg", metavar="ALG")
+    update.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
+    update.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")
+    update.add_argument("--backchannel-logout-uri", metavar="URL", help='"" removes it')
+    update.add_argument("--audience", metavar="URI", help='"" for the server-wide audience')
+    update.add_argument("--logo-uri", metavar="URL", help='fetched now; "" removes the logo')
+    update.add_argument("--client-uri", metavar="URL")
+    update.add_argument("--policy-uri", metavar="URL")
+    update.add_argument("--tos-uri", metavar="URL")
+    update.add_argument("--json", action="store_true", help="print the client as `show` does")
+    update.set_defaults(func=cmd_clients_update)
+
+
 def add_commands(sub: Any) -> None:
     clients = sub.add_parser("clients", help="manage clients").add_subparsers(
         dest="clients_command", required=True, parser_class=Parser
@@ -163,3 +291,4 @@ def add_commands(sub: Any) -> None:
     delete = clients.add_parser("delete", help="delete a client")
     delete.add_argument("client_id")
     delete.set_defaults(func=cmd_clients_delete)
+    _add_update_parser(clients)
