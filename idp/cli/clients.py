@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe_all
+    from idp.admin.lint import findings
     from idp.store import clients
 
     with database(settings) as db:
@@ -86,6 +88,7 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
         if client is None:
             raise CommandError(f"no client {args.client_id}")
         (out,) = describe_all(db, [client])
+        out["lint"] = [f.as_json() for f in findings(client, settings, today())]
     print(json.dumps(out, indent=2))
 
 
@@ -226,6 +229,49 @@ def _add_update_parser(clients: Any) -> None:
     update.set_defaults(func=cmd_clients_update)
 
 
+def today() -> int:
+    """The current Unix day, as clients.last_used_day counts."""
+    return int(time.time() // 86400)
+
+
+def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
+    """Findings per client; exit 0 whatever is found (a report, not a gate)."""
+    from idp.admin.lint import findings
+    from idp.store import clients
+
+    with database(settings) as db:
+        if args.client_id:
+            one = clients.get(db, args.client_id)
+            if one is None:
+                raise CommandError(f"no client {args.client_id}")
+            rows = [one]
+        else:
+            rows = clients.all_clients(db)
+        day = today()
+        report = [
+            {
+                "client_id": c.client_id,
+                "name": c.name,
+                "findings": [f.as_json() for f in findings(c, settings, day)],
+            }
+            for c in rows
+        ]
+    lines = []
+    for entry in report:
+        found: list[dict[str, str]] = entry["findings"]  # type: ignore[assignment]
+        lines.append(f"{entry['client_id']}  {entry['name']}: {len(found) or 'no'} findings")
+        for f in found:
+            lines.append(f"  [{f['severity']}] {f['code']}: {f['message']}\n    fix: {f['fix']}")
+    emit(report, args.json, "\n".join(lines) or "no clients")
+
+
+def _add_lint_parser(clients: Any) -> None:
+    lint = clients.add_parser("lint", help="review clients' security settings")
+    lint.add_argument("client_id", nargs="?", help="one client (default: all)")
+    lint.add_argument("--json", action="store_true")
+    lint.set_defaults(func=cmd_clients_lint)
+
+
 def add_commands(sub: Any) -> None:
     clients = sub.add_parser("clients", help="manage clients").add_subparsers(
         dest="clients_command", required=True, parser_class=Parser
@@ -287,8 +333,10 @@ def add_commands(sub: Any) -> None:
     listing.set_defaults(func=cmd_clients_list)
     show = clients.add_parser("show", help="show one client as JSON")
     show.add_argument("client_id")
+    show.add_argument("--json", action="store_true", help="the default (kept for symmetry)")
     show.set_defaults(func=cmd_clients_show)
     delete = clients.add_parser("delete", help="delete a client")
     delete.add_argument("client_id")
     delete.set_defaults(func=cmd_clients_delete)
     _add_update_parser(clients)
+    _add_lint_parser(clients)
