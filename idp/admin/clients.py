@@ -472,7 +472,7 @@ def update_client(
     new_logo = spec.logo_uri if spec.logo_uri != client.logo_uri else None
     if (logo.uri if logo else None) != new_logo:
         raise ValueError("update_client() needs the logo that fetch_for_update() returned")
-    before = _metadata(client)
+    before, before_logo = _metadata(client), client.logo_sha256
     for attr, _kind in UPDATABLE.values():  # ClientSpec and Client name these alike
         setattr(client, attr, getattr(spec, attr))
     client.name = spec.name.strip()
@@ -491,6 +491,8 @@ def update_client(
     diff: dict[str, object] = {
         k: {"before": before[k], "after": after[k]} for k in after if before[k] != after[k]
     }
+    if client.logo_sha256 != before_logo:
+        diff["logo_sha256"] = {"before": before_logo, "after": client.logo_sha256}
     db.flush()
     if not diff:
         return client  # nothing changed, nothing to audit

@@ -181,6 +181,8 @@ def test_a_new_logo_is_fetched_before_and_stored(idp: Harness) -> None:
     with idp.runtime.sessions.begin() as db:
         stored = clients.logo(db, rp.client_id)
         assert stored is not None and stored.image == png()
+    (event,) = events(idp)
+    assert event.detail["changes"]["logo_sha256"] == {"before": None, "after": stored.sha256}
     update(idp, rp.client_id, logo_uri=None)
     with idp.runtime.sessions.begin() as db:
         assert clients.logo(db, rp.client_id) is None
