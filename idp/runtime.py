@@ -7,7 +7,7 @@ ring). No protocol code is imported here; protocol and pages import this.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,7 @@ from idp.keys.rotation import maintain
 from idp.outbound import OutboundPolicy
 from idp.security.secrets import Sealer, derive_key
 from idp.settings import Settings, SettingsError
+from idp.store.clients import UsageMemo
 
 
 class NotMigrated(SettingsError):
@@ -48,6 +49,8 @@ class Runtime:
     device_key: bytes
     # Which addresses outbound requests may reach (jwks_uri, back-channel logout, logos).
     outbound: OutboundPolicy
+    # Which clients this process has already marked as used today (clients.last_used_day).
+    usage: UsageMemo = field(default_factory=UsageMemo)
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -13,7 +13,21 @@ ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 
 
 class InvalidRegistration(ValueError):
-    """A client registration that cannot be accepted; the message is one line."""
+    """A client registration or update that cannot be accepted.
+
+    `fields` maps RFC 7591 §2 field names (an item of a list as `redirect_uris[1]`) to a
+    one-line reason, so the CLI, the admin API and the admin pages can each show the problem
+    next to the field; str() is one line, `field: reason` for each."""
+
+    def __init__(self, message: str | None = None, *, fields: dict[str, str] | None = None):
+        self.fields: dict[str, str] = dict(fields or {})
+        if message is None:
+            message = "; ".join(f"{name}: {reason}" for name, reason in self.fields.items())
+        super().__init__(message)
+
+
+# The name admin callers use; a registration is a client not yet written.
+InvalidClient = InvalidRegistration
 
 
 def check_redirect_uri(uri: str, what: str = "redirect URI") -> None:

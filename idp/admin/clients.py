@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from idp import outbound
 from idp.admin.client_uris import (
     REFUSED_ADDRESS,
+    InvalidClient as InvalidClient,  # re-exported: the name admin callers catch
     InvalidRegistration as InvalidRegistration,  # re-exported: callers catch it from here
     check_audience,
     check_fetched_url,
@@ -138,63 +139,89 @@ def check_jwks(document: dict[str, object]) -> None:
             raise InvalidRegistration(f"jwks: key {number}{kid} is not a valid JWK") from None
 
 
+class _Problems:
+    """The field errors of one registration or update, collected so a caller sees them all."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+
+    def add(self, name: str, reason: str) -> None:
+        self.fields.setdefault(name, reason)
+
+    def check(
+        self, name: str, check: Callable[..., object], *args: object, prefix: str = ""
+    ) -> None:
+        """Run one of client_uris' checks; its one-line reason goes under the field's name
+        (without the leading name the check itself put in, e.g. "logo_uri ")."""
+        try:
+            check(*args)
+        except InvalidRegistration as exc:
+            self.add(name, str(exc).removeprefix(prefix))
+
+    def raise_any(self) -> None:
+        if self.fields:
+            raise InvalidRegistration(fields=self.fields)
+
+
 def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
-    """Check the whole registration; returns the token endpoint auth method."""
+    """Check the whole registration (RFC 7591 §2 field names in the errors); returns the token
+    endpoint auth method. Registration and update_client() both call it, so a client can never
+    be changed into one that registration would refuse."""
+    p = _Problems()
     if not spec.name.strip() or len(spec.name) > 200:
-        raise InvalidRegistration("name must be 1 to 200 characters")
+        p.add("client_name", "must be 1 to 200 characters")
     if not spec.grant_types:
-        raise InvalidRegistration("at least one --grant-type is required")
-    for grant in spec.grant_types:
+        p.add("grant_types", "at least one grant type is required")
+    for i, grant in enumerate(spec.grant_types):
         if grant not in GRANT_TYPES:
-            raise InvalidRegistration(
-                f"unknown grant type {grant!r}; choose from {', '.join(GRANT_TYPES)}"
-            )
+            choose = ", ".join(GRANT_TYPES)
+            p.add(f"grant_types[{i}]", f"unknown grant type {grant!r}; choose from {choose}")
     grants = set(spec.grant_types)
     if "refresh_token" in grants and "authorization_code" not in grants:
-        raise InvalidRegistration("refresh_token needs the authorization_code grant")
+        p.add("grant_types", "refresh_token needs the authorization_code grant")
     for scope in spec.scopes:
         if not SCOPE_TOKEN.match(scope):
-            raise InvalidRegistration(f"scope {scope!r} is not a valid scope token")
+            p.add("scope", f"{scope!r} is not a valid scope token")
     if "authorization_code" in grants and not spec.redirect_uris:
-        raise InvalidRegistration("authorization_code needs at least one --redirect-uri")
-    for uri in spec.redirect_uris:
-        check_redirect_uri(uri)
-    for uri in spec.post_logout_redirect_uris:
-        check_redirect_uri(uri, "post-logout redirect URI")
+        p.add("redirect_uris", "authorization_code needs at least one redirect URI")
+    for i, uri in enumerate(spec.redirect_uris):
+        p.check(f"redirect_uris[{i}]", check_redirect_uri, uri)
+    for i, uri in enumerate(spec.post_logout_redirect_uris):
+        p.check(f"post_logout_redirect_uris[{i}]", check_redirect_uri, uri, "post-logout URI")
     method = spec.auth_method or ("none" if spec.public else "client_secret_basic")
     if method not in AUTH_METHODS:
-        raise InvalidRegistration(f"unknown auth method {method!r}")
-    if spec.public != (method == "none"):
-        raise InvalidRegistration("a public client uses auth method none, and only it does")
+        p.add("token_endpoint_auth_method", f"unknown auth method {method!r}")
+    elif spec.public != (method == "none"):
+        p.add("token_endpoint_auth_method", "a public client uses none, and only it does")
     if spec.public and "client_credentials" in grants:
-        raise InvalidRegistration("client_credentials is for confidential clients only")
+        p.add("grant_types", "client_credentials is for confidential clients only")
     if spec.public and not spec.require_pkce:
-        raise InvalidRegistration("a public client must use PKCE; --no-pkce is not allowed")
+        p.add("require_pkce", "a public client must use PKCE")
     if method == "private_key_jwt" and not (spec.jwks_uri or spec.jwks):
-        raise InvalidRegistration("private_key_jwt needs --jwks-uri or --jwks-file")
+        p.add("token_endpoint_auth_method", "private_key_jwt needs jwks or jwks_uri")
     if spec.jwks_uri and spec.jwks:
-        raise InvalidRegistration("give --jwks-uri or --jwks-file, not both")
+        p.add("jwks", "give jwks or jwks_uri, not both")
     if spec.jwks is not None:
-        check_jwks(spec.jwks)
+        p.check("jwks", check_jwks, spec.jwks, prefix="jwks: ")
     for what, uri in spec.fetched_uris().items():
-        check_fetched_url(uri, what, policy)
+        p.check(what, check_fetched_url, uri, what, policy, prefix=what + " ")
     for what, value in spec.metadata_uris().items():
         if value is not None:
-            check_url(value, what)
-    for ttl in (spec.refresh_token_idle_ttl, spec.refresh_token_absolute_ttl):
+            p.check(what, check_url, value, what, prefix=what + " ")
+    for name in ("refresh_token_idle_ttl", "refresh_token_absolute_ttl"):
+        ttl = getattr(spec, name)
         if ttl is not None and not 60 <= ttl <= 365 * 86400:
-            raise InvalidRegistration("refresh token lifetimes must be 60 s to 365 days")
-    if (
-        spec.refresh_token_idle_ttl or spec.refresh_token_absolute_ttl
-    ) and "refresh_token" not in grants:
-        raise InvalidRegistration("refresh token lifetimes need the refresh_token grant")
+            p.add(name, "refresh token lifetimes must be 60 s to 365 days")
+        elif ttl and "refresh_token" not in grants:
+            p.add(name, "refresh token lifetimes need the refresh_token grant")
     if spec.access_token_audience is not None:
-        check_audience(spec.access_token_audience)
+        p.check("access_token_audience", check_audience, spec.access_token_audience)
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
-        raise InvalidRegistration(f"unsupported ID token algorithm {alg!r}")
+        p.add("id_token_signed_response_alg", f"unsupported ID token algorithm {alg!r}")
     if spec.access_token_ttl is not None and not MIN_TTL <= spec.access_token_ttl <= MAX_TTL:
-        raise InvalidRegistration(f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
+        p.add("access_token_ttl", f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
+    p.raise_any()
     return method
 
 
@@ -208,23 +235,28 @@ def fetch_logo(
     fetched for a registration that is not valid; a logo that cannot be had refuses it. A name
     that does not resolve (yet) is accepted: it is checked again at every connection."""
     _validate(spec, policy)
+    return _fetch(spec, policy, deadline)
+
+
+def _fetch(spec: ClientSpec, policy: OutboundPolicy, deadline: float) -> Logo | None:
+    """fetch_logo()'s I/O, for a spec already validated."""
     for what, uri in spec.fetched_uris().items():
         try:
             outbound.check_target(uri, policy, deadline=deadline)
         except outbound.OutboundError as exc:
             if str(exc) == "refused address":
-                raise InvalidRegistration(f"{what} {uri!r}: {REFUSED_ADDRESS}") from None
+                raise InvalidRegistration(fields={what: f"{uri!r}: {REFUSED_ADDRESS}"}) from None
             if str(exc) == "refused URL":
-                raise InvalidRegistration(
-                    f"{what} {uri!r} is not a URL this server fetches"
-                ) from None
+                reason = f"{uri!r} is not a URL this server fetches"
+                raise InvalidRegistration(fields={what: reason}) from None
             # A name that does not resolve (yet), or a slow resolver: checked at each connect.
     if spec.logo_uri is None:
         return None
     try:
         image = outbound.fetch_image(spec.logo_uri, policy, deadline=deadline)
     except outbound.OutboundError as exc:
-        raise InvalidRegistration(f"logo_uri: could not fetch the logo ({exc})") from None
+        reason = f"could not fetch the logo ({exc})"
+        raise InvalidRegistration(fields={"logo_uri": reason}) from None
     digest = hashlib.sha256(image.body).hexdigest()
     return Logo(spec.logo_uri, image.content_type, image.body, digest, now())
 
@@ -273,6 +305,214 @@ def register(
     detail = {"logo_sha256": logo.sha256} if logo else {}
     record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name, **detail)
     return Registered(client=client, client_secret=secret)
+
+
+# RFC 7591 §2 metadata names (and this server's own) that update_client() takes, with the
+# ClientSpec attribute each one sets and the JSON type its value must have.
+UPDATABLE: dict[str, tuple[str, str]] = {
+    "client_name": ("name", "str"),
+    "redirect_uris": ("redirect_uris", "list"),
+    "post_logout_redirect_uris": ("post_logout_redirect_uris", "list"),
+    "grant_types": ("grant_types", "list"),
+    "scope": ("scopes", "scope"),
+    "token_endpoint_auth_method": ("auth_method", "str"),
+    "jwks": ("jwks", "dict?"),
+    "jwks_uri": ("jwks_uri", "str?"),
+    "backchannel_logout_uri": ("backchannel_logout_uri", "str?"),
+    "logo_uri": ("logo_uri", "str?"),
+    "client_uri": ("client_uri", "str?"),
+    "policy_uri": ("policy_uri", "str?"),
+    "tos_uri": ("tos_uri", "str?"),
+    "require_pkce": ("require_pkce", "bool"),
+    "trusted": ("trusted", "bool"),
+    "require_mfa": ("require_mfa", "bool"),
+    "can_introspect": ("can_introspect", "bool"),
+    "access_token_ttl": ("access_token_ttl", "int?"),
+    "refresh_token_idle_ttl": ("refresh_token_idle_ttl", "int?"),
+    "refresh_token_absolute_ttl": ("refresh_token_absolute_ttl", "int?"),
+    "id_token_signed_response_alg": ("id_token_signed_response_alg", "str?"),
+    "access_token_audience": ("access_token_audience", "str?"),
+}
+_SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def spec_of(client: Client) -> ClientSpec:
+    """The registration that would make this client as it is now."""
+    return ClientSpec(
+        name=client.name,
+        grant_types=list(client.grant_types),
+        scopes=list(client.scopes),
+        redirect_uris=list(client.redirect_uris),
+        post_logout_redirect_uris=list(client.post_logout_redirect_uris),
+        public=client.is_public,
+        auth_method=client.auth_method,
+        jwks_uri=client.jwks_uri,
+        jwks=client.jwks,
+        access_token_ttl=client.access_token_ttl,
+        require_pkce=client.require_pkce,
+        trusted=client.trusted,
+        require_mfa=client.require_mfa,
+        id_token_signed_response_alg=client.id_token_signed_response_alg,
+        refresh_token_idle_ttl=client.refresh_token_idle_ttl,
+        refresh_token_absolute_ttl=client.refresh_token_absolute_ttl,
+        can_introspect=client.can_introspect,
+        backchannel_logout_uri=client.backchannel_logout_uri,
+        access_token_audience=client.access_token_audience,
+        logo_uri=client.logo_uri,
+        client_uri=client.client_uri,
+        policy_uri=client.policy_uri,
+        tos_uri=client.tos_uri,
+    )
+
+
+def _typed(kind: str, value: object) -> tuple[object, str | None]:
+    """The value in the form ClientSpec keeps it, or the reason it has the wrong JSON type."""
+    if value is None and kind.endswith("?"):
+        return None, None
+    base = kind.rstrip("?")
+    if base in ("str", "scope") and isinstance(value, str):
+        return (list(dict.fromkeys(value.split())) if base == "scope" else value), None
+    if base == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(dict.fromkeys(value)), None
+    if base == "bool" and isinstance(value, bool):
+        return value, None
+    # bool is an int in Python, never a lifetime
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    if base == "dict" and isinstance(value, dict):
+        return value, None
+    wanted = {
+        "str": "a string",
+        "scope": "a space-separated string",
+        "list": "a list of strings",
+        "bool": "true or false",
+        "int": "an integer",
+        "dict": "a JSON object",
+    }[base]
+    return None, f"must be {wanted}" + (" or null" if kind.endswith("?") else "")
+
+
+def check_update(
+    client: Client, changes: Mapping[str, object], policy: OutboundPolicy
+) -> ClientSpec:
+    """The client as it would be after `changes` (RFC 7591 §2 names), checked as registration
+    checks a new one; raises InvalidClient naming every field that cannot be so. No I/O."""
+    spec = spec_of(client)
+    p = _Problems()
+    for name, value in changes.items():
+        if name not in UPDATABLE:
+            p.add(name, "not a client field that can be changed")
+            continue
+        attr, kind = UPDATABLE[name]
+        typed, problem = _typed(kind, value)
+        if problem:
+            p.add(name, problem)
+        else:
+            setattr(spec, attr, typed)
+    p.raise_any()
+    method = spec.auth_method
+    if method != client.auth_method:
+        if (method == "none") != client.is_public:
+            # Public and confidential clients differ in more than the method (a secret, PKCE,
+            # the grants they may use): that is a new registration.
+            p.add(
+                "token_endpoint_auth_method",
+                "cannot turn a public client into a "
+                "confidential one or back; register a new client",
+            )
+        elif method in _SECRET_METHODS and client.secret_hash is None:
+            p.add(
+                "token_endpoint_auth_method",
+                "this client has no secret; create one "
+                "(idp clients rotate-secret) before switching to a client_secret method",
+            )
+    p.raise_any()
+    _validate(spec, policy)
+    return spec
+
+
+def fetch_for_update(
+    client: Client,
+    changes: Mapping[str, object],
+    policy: OutboundPolicy,
+    *,
+    deadline: float = outbound.LOGO_DEADLINE,
+) -> Logo | None:
+    """As fetch_logo() for a registration, for the URLs `changes` sets: check the update, then
+    the addresses of a changed jwks_uri or backchannel_logout_uri, then fetch a changed logo.
+    Call it with no transaction open; None when the logo does not change (or is removed)."""
+    spec = check_update(client, changes, policy)
+    current = spec_of(client)
+    changed = {k: v for k, v in spec.fetched_uris().items() if v != getattr(current, k)}
+    probe = ClientSpec(name=spec.name, grant_types=[], scopes=[], **changed)  # type: ignore[arg-type]
+    if spec.logo_uri != client.logo_uri:
+        probe.logo_uri = spec.logo_uri
+    # fetch_logo() would validate `probe` as a whole registration; only its I/O is wanted.
+    return _fetch(probe, policy, deadline)
+
+
+def update_client(
+    db: Session,
+    client_id: str,
+    changes: Mapping[str, object],
+    actor: str,
+    *,
+    policy: OutboundPolicy,
+    logo: Logo | None = None,
+) -> Client:
+    """Apply `changes` (RFC 7591 §2 names) to the client in the caller's transaction, after
+    checking them all; one CLIENT_UPDATED event holds each changed field before and after.
+
+    `logo` is what fetch_for_update() returned for the same changes. Raises LookupError for an
+    unknown client and InvalidClient (nothing written) for changes it would refuse."""
+    client = clients.get(db, client_id)
+    if client is None:
+        raise LookupError(client_id)
+    spec = check_update(client, changes, policy)
+    new_logo = spec.logo_uri if spec.logo_uri != client.logo_uri else None
+    if (logo.uri if logo else None) != new_logo:
+        raise ValueError("update_client() needs the logo that fetch_for_update() returned")
+    before, before_logo = _metadata(client), client.logo_sha256
+    for attr, _kind in UPDATABLE.values():  # ClientSpec and Client name these alike
+        setattr(client, attr, getattr(spec, attr))
+    client.name = spec.name.strip()
+    if client.auth_method not in _SECRET_METHODS and before["token_endpoint_auth_method"] in (
+        _SECRET_METHODS
+    ):
+        # A secret the client can no longer authenticate with is a liability, not a fallback.
+        client.secret_hash = client.secret_created_at = None
+        client.previous_secret_hash = client.previous_secret_expires_at = None
+    if spec.logo_uri != before["logo_uri"]:
+        clients.remove_logo(db, client_id)
+        client.logo_sha256 = logo.sha256 if logo else None
+        if logo:
+            _add_logo(db, client_id, logo)
+    after = _metadata(client)
+    diff: dict[str, object] = {
+        k: {"before": before[k], "after": after[k]} for k in after if before[k] != after[k]
+    }
+    if client.logo_sha256 != before_logo:
+        diff["logo_sha256"] = {"before": before_logo, "after": client.logo_sha256}
+    db.flush()
+    if not diff:
+        return client  # nothing changed, nothing to audit
+    # One key for the whole change: record() drops detail keys that look secret, and
+    # token_endpoint_auth_method would be one of them.
+    record(db, AuditEvent.CLIENT_UPDATED, client_id=client_id, actor=actor, changes=diff)
+    return client
+
+
+def _metadata(client: Client) -> dict[str, object]:
+    """The client's updatable fields by their RFC 7591 names, as JSON (none of them secret)."""
+    out: dict[str, object] = {}
+    for name, (attr, _kind) in UPDATABLE.items():
+        value = getattr(client, attr)
+        if name == "scope":
+            value = " ".join(value)
+        elif isinstance(value, list):
+            value = list(value)
+        out[name] = value
+    return out
 
 
 def _add_logo(db: Session, client_id: str, logo: Logo) -> None:

@@ -47,6 +47,8 @@ class AuditEvent(StrEnum):
     ROLE_REVOKED = "role.revoked"
     CLIENT_CREATED = "client.created"
     CLIENT_DELETED = "client.deleted"
+    # An administrator changed a client's metadata: actor, and changes {field: {before, after}}
+    CLIENT_UPDATED = "client.updated"
     KEY_CREATED = "key.created"
     KEY_ACTIVATED = "key.activated"
     KEY_RETIRED = "key.retired"
@@ -89,8 +91,10 @@ def record(
     ip: str | None = None,
     user_id: str | None = None,
     client_id: str | None = None,
-    **detail: str | int | bool | None,
+    **detail: str | int | bool | dict[str, object] | None,
 ) -> None:
+    # Only top-level keys are screened: a nested value (CLIENT_UPDATED's changes) is the
+    # caller's to keep free of secrets.
     safe = {k: v for k, v in detail.items() if not _SECRETISH.search(k)}
     at = now()
     if event in TALLIED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             tos_uri=args.tos_uri,
         )
         if args.id_token_alg and args.id_token_alg not in settings.enabled_algs:
-            raise InvalidRegistration(f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)")
+            reason = f"{args.id_token_alg} is not enabled (IDP_SIGNING_ALGS)"
+            raise InvalidRegistration(fields={"id_token_signed_response_alg": reason})
         policy = OutboundPolicy.from_settings(settings)
         logo = fetch_logo(spec, policy)  # before the transaction: it waits on other hosts
         with database(settings) as db:
@@ -78,6 +80,7 @@ def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.clients import describe_all
+    from idp.admin.lint import findings
     from idp.store import clients
 
     with database(settings) as db:
@@ -85,6 +88,7 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
         if client is None:
             raise CommandError(f"no client {args.client_id}")
         (out,) = describe_all(db, [client])
+        out["lint"] = [f.as_json() for f in findings(client, settings, today())]
     print(json.dumps(out, indent=2))
 
 
@@ -95,6 +99,177 @@ def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
         if not remove(db, args.client_id):
             raise CommandError(f"no client {args.client_id}")
     print(f"deleted client {args.client_id}", file=sys.stderr)
+
+
+# `clients update` flag -> the RFC 7591 §2 field it sets (argparse dest: flag with "_").
+_UPDATE_FLAGS = {
+    "name": "client_name",
+    "redirect_uri": "redirect_uris",
+    "post_logout_redirect_uri": "post_logout_redirect_uris",
+    "grant_type": "grant_types",
+    "auth_method": "token_endpoint_auth_method",
+    "jwks_uri": "jwks_uri",
+    "access_token_ttl": "access_token_ttl",
+    "require_pkce": "require_pkce",
+    "trusted": "trusted",
+    "require_mfa": "require_mfa",
+    "id_token_alg": "id_token_signed_response_alg",
+    "refresh_token_idle_ttl": "refresh_token_idle_ttl",
+    "refresh_token_absolute_ttl": "refresh_token_absolute_ttl",
+    "introspect": "can_introspect",
+    "backchannel_logout_uri": "backchannel_logout_uri",
+    "audience": "access_token_audience",
+    "logo_uri": "logo_uri",
+    "client_uri": "client_uri",
+    "policy_uri": "policy_uri",
+    "tos_uri": "tos_uri",
+}
+# Flags that take a URL or value and may be given as "" to clear the field.
+_CLEARABLE = frozenset(
+    {
+        "jwks_uri",
+        "backchannel_logout_uri",
+        "logo_uri",
+        "client_uri",
+        "policy_uri",
+        "tos_uri",
+        "access_token_audience",
+        "id_token_signed_response_alg",
+    }
+)
+
+
+def update_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The fields the given flags change, by their RFC 7591 §2 names; flags not given change
+    nothing."""
+    from idp.admin.clients import load_jwks_file
+
+    changes: dict[str, object] = {}
+    for dest, name in _UPDATE_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        changes[name] = None if value == "" and name in _CLEARABLE else value
+    if args.scope is not None:
+        changes["scope"] = " ".join(args.scope)
+    if args.jwks_file:
+        changes["jwks"] = load_jwks_file(Path(args.jwks_file))
+        changes["jwks_uri"] = None  # the two are exclusive: a file replaces the URL
+    elif changes.get("jwks_uri"):
+        changes["jwks"] = None  # and a URL replaces the keys
+    return changes
+
+
+def cmd_clients_update(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.clients import InvalidClient, describe_all, fetch_for_update, update_client
+    from idp.outbound import OutboundPolicy
+    from idp.store import clients
+
+    policy = OutboundPolicy.from_settings(settings)
+    try:
+        changes = update_changes(args)
+        alg = changes.get("id_token_signed_response_alg")
+        if isinstance(alg, str) and alg not in settings.enabled_algs:
+            reason = f"{alg} is not enabled (IDP_SIGNING_ALGS)"
+            raise InvalidClient(fields={"id_token_signed_response_alg": reason})
+        with database(settings) as db:
+            current = clients.get(db, args.client_id)
+        if current is None:
+            raise CommandError(f"no client {args.client_id}")
+        # Outside any transaction: it waits on other hosts (the logo, the jwks_uri's address).
+        logo = fetch_for_update(current, changes, policy)
+        with database(settings) as db:
+            try:
+                client = update_client(db, args.client_id, changes, "cli", policy=policy, logo=logo)
+            except LookupError:
+                raise CommandError(f"no client {args.client_id}") from None
+            (out,) = describe_all(db, [client])
+    except InvalidClient as exc:
+        raise CommandError(str(exc)) from None
+    emit(out, args.json, f"updated client {args.client_id}")
+
+
+def _add_update_parser(clients: Any) -> None:
+    """`clients update CLIENT_ID`: the flags of `clients create`; only those given change."""
+    update = clients.add_parser("update", help="change a client's registration")
+    update.add_argument("client_id")
+    update.add_argument("--name")
+    update.add_argument(
+        "--redirect-uri", action="append", metavar="URI", help="repeatable; replaces the list"
+    )
+    update.add_argument(
+        "--post-logout-redirect-uri", action="append", metavar="URI", help="replaces the list"
+    )
+    update.add_argument("--grant-type", action="append", metavar="GRANT", help="replaces the list")
+    update.add_argument("--scope", action="append", metavar="SCOPE", help="replaces the list")
+    update.add_argument("--auth-method", metavar="METHOD")
+    keys_source = update.add_mutually_exclusive_group()
+    keys_source.add_argument("--jwks-uri", metavar="URL")
+    keys_source.add_argument("--jwks-file", metavar="FILE")
+    update.add_argument("--access-token-ttl", type=int, metavar="SECONDS")
+    for flag, off, dest in (
+        ("--require-pkce", "--no-pkce", "require_pkce"),
+        ("--trusted", "--not-trusted", "trusted"),
+        ("--require-mfa", "--no-require-mfa", "require_mfa"),
+        ("--introspect", "--no-introspect", "introspect"),
+    ):
+        pair = update.add_mutually_exclusive_group()
+        pair.add_argument(flag, dest=dest, action="store_const", const=True, default=None)
+        pair.add_argument(off, dest=dest, action="store_const", const=False)
+    update.add_argument("--id-token-alg", metavar="ALG")
+    update.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
+    update.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")
+    update.add_argument("--backchannel-logout-uri", metavar="URL", help='"" removes it')
+    update.add_argument("--audience", metavar="URI", help='"" for the server-wide audience')
+    update.add_argument("--logo-uri", metavar="URL", help='fetched now; "" removes the logo')
+    update.add_argument("--client-uri", metavar="URL")
+    update.add_argument("--policy-uri", metavar="URL")
+    update.add_argument("--tos-uri", metavar="URL")
+    update.add_argument("--json", action="store_true", help="print the client as `show` does")
+    update.set_defaults(func=cmd_clients_update)
+
+
+def today() -> int:
+    """The current Unix day, as clients.last_used_day counts."""
+    return int(time.time() // 86400)
+
+
+def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
+    """Findings per client; exit 0 whatever is found (a report, not a gate)."""
+    from idp.admin.lint import findings
+    from idp.store import clients
+
+    with database(settings) as db:
+        if args.client_id:
+            one = clients.get(db, args.client_id)
+            if one is None:
+                raise CommandError(f"no client {args.client_id}")
+            rows = [one]
+        else:
+            rows = clients.all_clients(db)
+        day = today()
+        report = [
+            {
+                "client_id": c.client_id,
+                "name": c.name,
+                "findings": [f.as_json() for f in findings(c, settings, day)],
+            }
+            for c in rows
+        ]
+    lines = []
+    for entry in report:
+        found: list[dict[str, str]] = entry["findings"]  # type: ignore[assignment]
+        lines.append(f"{entry['client_id']}  {entry['name']}: {len(found) or 'no'} findings")
+        for f in found:
+            lines.append(f"  [{f['severity']}] {f['code']}: {f['message']}\n    fix: {f['fix']}")
+    emit(report, args.json, "\n".join(lines) or "no clients")
+
+
+def _add_lint_parser(clients: Any) -> None:
+    lint = clients.add_parser("lint", help="review clients' security settings")
+    lint.add_argument("client_id", nargs="?", help="one client (default: all)")
+    lint.add_argument("--json", action="store_true")
+    lint.set_defaults(func=cmd_clients_lint)
 
 
 def add_commands(sub: Any) -> None:
@@ -158,7 +333,10 @@ def add_commands(sub: Any) -> None:
     listing.set_defaults(func=cmd_clients_list)
     show = clients.add_parser("show", help="show one client as JSON")
     show.add_argument("client_id")
+    show.add_argument("--json", action="store_true", help="the default (kept for symmetry)")
     show.set_defaults(func=cmd_clients_show)
     delete = clients.add_parser("delete", help="delete a client")
     delete.add_argument("client_id")
     delete.set_defaults(func=cmd_clients_delete)
+    _add_update_parser(clients)
+    _add_lint_parser(clients)

@@ -58,6 +58,8 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         # The client id and address of a failed authentication the throttle must still count.
         self.deferred_failure: tuple[str | None, str | None] | None = None
         self.issued: IssuedAccessToken | None = None
+        # The client the access token went to: its last_used_day is written after the response.
+        self.issued_to: str | None = None
         self.register_grant(
             AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()]
         )
@@ -194,6 +196,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             roles=roles.of(self.db, user.id) if user is not None else None,
         )
         self.issued = issued
+        self.issued_to = client.client_id
         token: dict[str, Any] = {
             "access_token": issued.token,
             "token_type": "Bearer",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -16,7 +17,9 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -122,6 +125,10 @@ def add_logo(db: Session, logo: ClientLogo) -> ClientLogo:
     return logo
 
 
+def remove_logo(db: Session, client_id: str) -> None:
+    db.execute(delete(ClientLogo).where(ClientLogo.client_id == client_id))
+
+
 def logo(db: Session, client_id: str) -> ClientLogo | None:
     return db.get(ClientLogo, client_id)
 
@@ -170,6 +177,43 @@ def get_record(db: Session | Connection, client_id: str) -> SimpleNamespace | No
         if isinstance(values[name], str | bytes):  # SQLite hands JSON back as text
             values[name] = json.loads(values[name])
     return SimpleNamespace(**values)
+
+
+def mark_used(db: Session, client_id: str, day: int) -> bool:
+    """Record that the client got a token on `day` (Unix days); never moves the day back, so
+    workers that race, or a clock a day behind, cannot undo a later write."""
+    result = db.execute(
+        update(Client)
+        .where(
+            Client.client_id == client_id,
+            or_(Client.last_used_day.is_(None), Client.last_used_day < day),
+        )
+        .values(last_used_day=day)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class UsageMemo:
+    """Per process: the day each client's last_used_day was last written by this process, so
+    only its first token of a day costs a write (thread-safe: tokens are issued in threads)."""
+
+    def __init__(self) -> None:
+        self._days: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, client_id: str, day: int) -> bool:
+        """True for the first caller of the day for this client: it writes the day."""
+        with self._lock:
+            if self._days.get(client_id, -1) >= day:
+                return False
+            self._days[client_id] = day
+            return True
+
+    def release(self, client_id: str, day: int) -> None:
+        """A write that failed: let the next token of the day try again."""
+        with self._lock:
+            if self._days.get(client_id) == day:
+                del self._days[client_id]
 
 
 def all_clients(db: Session) -> list[Client]:

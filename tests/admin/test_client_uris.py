@@ -89,7 +89,7 @@ def test_a_refused_address_is_refused_at_registration_without_io(
     uri = f"https://{host}/path"
     with sessions.begin() as db:
         message = refusal(lambda: register(db, spec(**{field: uri}), policy=PRODUCTION))
-    assert message.startswith(f"{field} {uri!r}: this server does not connect to that address")
+    assert message.startswith(f"{field}: {uri!r}: this server does not connect to that address")
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -119,7 +119,7 @@ def test_plain_http_is_refused_outside_development(field: str) -> None:
     address the operator allowed; a development server keeps http on loopback names."""
     for uri in ["http://rp.example/x", "http://localhost:8000/x", "http://127.0.0.1:8000/x"]:
         message = refusal(lambda: fetch_logo(spec(**{field: uri}), PRODUCTION))  # noqa: B023
-        assert message.startswith(f"{field} {uri!r} must be https"), message
+        assert message.startswith(f"{field}: {uri!r} must be https"), message
     refusal(lambda: fetch_logo(spec(**{field: "http://localhost:8000/x"}), LOOPBACK))
     fetch_logo(spec(**{field: "http://127.0.0.1:8000/x"}), LOOPBACK)
     fetch_logo(spec(**{field: "http://localhost:8000/x"}), DEV)
@@ -143,7 +143,7 @@ def test_a_name_that_resolves_to_a_refused_address_is_refused(
     for name in ["internal.example", "mixed.example"]:
         uri = f"https://{name}/x"
         message = refusal(lambda: fetch_logo(spec(**{field: uri}), PRODUCTION))  # noqa: B023
-        assert message.startswith(f"{field} {uri!r}: this server does not connect"), message
+        assert message.startswith(f"{field}: {uri!r}: this server does not connect"), message
     fetch_logo(spec(**{field: "https://public.example/x"}), PRODUCTION)
     fetch_logo(spec(**{field: "https://not-yet.example/x"}), PRODUCTION)
 
@@ -163,7 +163,7 @@ def test_the_cli_refuses_a_loopback_jwks_uri_in_production(cli: Cli, tmp_path: P
     refused = cli.run(*args)
     assert refused.returncode != 0
     (line,) = refused.stderr.strip().splitlines()
-    assert "jwks_uri 'https://127.0.0.1:8443/jwks.json': this server does not connect" in line
+    assert "jwks_uri: 'https://127.0.0.1:8443/jwks.json': this server does not connect" in line
     cli.env.update(IDP_OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8")
     accepted = cli.run(*args, "--json")
     assert accepted.returncode == 0, accepted.stderr

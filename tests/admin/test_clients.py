@@ -195,7 +195,7 @@ def test_a_uri_that_is_not_https_is_refused_with_its_name(field: str, uri: str) 
     loopback host), refused in one line that names the field."""
     with pytest.raises(InvalidRegistration) as raised:
         fetch_logo(spec(**{field: uri}), POLICY)
-    assert str(raised.value) == f"{field} {uri!r} must be https (or http on a loopback host)"
+    assert str(raised.value) == f"{field}: {uri!r} must be https (or http on a loopback host)"
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_userinfo_fragments_and_invisible_characters_are_refused(uri: str, reaso
     with pytest.raises(InvalidRegistration) as raised:
         fetch_logo(spec(tos_uri=uri), POLICY)
     message = str(raised.value)
-    assert message.startswith("tos_uri ") and message.endswith(reason)
+    assert message.startswith("tos_uri: ") and message.endswith(reason)
     assert "\n" not in message
 
 
@@ -226,7 +226,7 @@ def test_an_overlong_uri_is_refused() -> None:
     """Each URI fits its column: 2,000 characters at most."""
     fits = "https://rp.example/" + "p" * (2000 - len("https://rp.example/"))
     fetch_logo(spec(policy_uri=fits), POLICY)
-    with pytest.raises(InvalidRegistration, match="policy_uri is longer than 2000 characters"):
+    with pytest.raises(InvalidRegistration, match="policy_uri: is longer than 2000 characters"):
         fetch_logo(spec(policy_uri=fits + "p"), POLICY)
 
 

@@ -396,7 +396,7 @@ def test_a_logo_uri_that_is_not_https_is_refused_by_name(cli: Cli) -> None:
         "--logo-uri", "javascript:alert(1)",
     )  # fmt: skip
     assert one_line_error(result) == (
-        "idp: error: logo_uri 'javascript:alert(1)' must be https (or http on a loopback host)"
+        "idp: error: logo_uri: 'javascript:alert(1)' must be https (or http on a loopback host)"
     )
 
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
+from idp.audit.events import loggable
 from idp.errors import InvalidRequest, oauth_json
 from idp.protocol.client_auth import RemoteKeys, one_method
 from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import IdpServer
 from idp.runtime import Runtime
+from idp.store import clients
 
 router = APIRouter()
+log = logging.getLogger("idp.token")
 
 
 def is_read_only(params: Params) -> bool:
@@ -39,7 +47,8 @@ async def token_endpoint(request: Request) -> Response:
     oauth_request = IdpRequest("POST", runtime.settings.endpoint("/token"), request.headers, form)
     oauth_request.ip = client_ip(request)
     if not is_read_only(form):
-        return await run_in_threadpool(_grant, runtime, oauth_request, keys)
+        response, server = await run_in_threadpool(_grant, runtime, oauth_request, keys)
+        return mark_used_after(response, runtime, server)
     if runtime.engine.dialect.name == "sqlite":
         # The hot path on the embedded database runs on the event loop: one local, lock-free
         # read (WAL) and one signature, CPU-bound work a thread hop would only slow down. A
@@ -52,14 +61,40 @@ async def token_endpoint(request: Request) -> Response:
         # transaction of its own, so the common case never takes the write lock.
         throttled = await run_in_threadpool(_write_deferred, runtime, server)
         return throttled or response
+    return mark_used_after(response, runtime, server)
+
+
+def mark_used_after(response: Response, runtime: Runtime, server: IdpServer) -> Response:
+    """The first token of the day for a client (in this process) writes its last_used_day,
+    after the response has been sent: never a round trip before the token."""
+    client_id = server.issued_to
+    if response.status_code != 200 or client_id is None or response.background is not None:
+        return response
+    day = int(time.time() // 86400)
+    if runtime.usage.claim(client_id, day):
+        response.background = BackgroundTask(_write_last_used, runtime, client_id, day)
     return response
 
 
-def _grant(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None) -> Response:
+def _write_last_used(runtime: Runtime, client_id: str, day: int) -> None:
+    try:
+        with deps.transaction(runtime) as db:
+            clients.mark_used(db, client_id, day)
+    except SQLAlchemyError:
+        # Bookkeeping for the linter, not part of the grant: a busy database loses nothing
+        # that matters, and the next token of the day tries again.
+        runtime.usage.release(client_id, day)
+        log.warning("could not record that client %s was used", loggable(client_id), exc_info=True)
+
+
+def _grant(
+    runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
+) -> tuple[Response, IdpServer]:
     """One short write transaction, committed before the response leaves."""
     with deps.transaction(runtime) as db:
-        response: Response = IdpServer(runtime, db, keys).create_token_response(oauth_request)
-    return response
+        server = IdpServer(runtime, db, keys)
+        response: Response = server.create_token_response(oauth_request)
+    return response, server
 
 
 def _read_only_grant(runtime: Runtime, oauth_request: IdpRequest) -> tuple[Response, IdpServer]:
