@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from idp.admin import revocation
+from idp.protocol.backchannel import deliver_due
 from idp.store import base
 from tests.helpers import RP, Harness
+from tests.protocol.test_backchannel import Receiver, receiver  # noqa: F401  (the fixture)
 from tests.refresh_helpers import (
     OFFLINE_SCOPE,
     introspected,
@@ -104,6 +106,21 @@ def test_disabling_a_user_kills_access_refresh_and_session(
     assert (detail["before"], detail["after"], detail["actor"]) == ("enabled", "disabled", ACTOR)
 
 
+def test_disabling_a_user_tells_their_relying_parties(
+    idp: Harness,
+    alice: str,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """OIDC Back-Channel Logout 1.0 §2.5: the sessions ended by a revocation are told to the
+    relying parties they signed in to, as at sign-out."""
+    rp = idp.client(backchannel_logout_uri=receiver.uri)
+    idp.tokens(rp)
+    idp.app.state.worker.stop()  # delivered below, by this test
+    run(idp, revocation.disable_user, alice, reason="left")
+    assert deliver_due(idp.runtime) == {"sent": 1, "failed": 0}
+    assert len(receiver.tokens) == 1
+
+
 def test_the_epoch_alone_kills_an_access_token(idp: Harness, alice: str, api: RP) -> None:
     """revoke_user without disabling: the user may sign in again, but an access token issued
     before the revocation is refused on every worker by its iat, not by a denylist entry (a
@@ -191,6 +208,26 @@ def test_disabling_a_client_revokes_its_refresh_tokens(idp: Harness, alice: str,
     assert is_dead_at_userinfo(idp, tokens["access_token"])
     run(idp, revocation.enable_client, rp.client_id)
     assert error_of(refresh(idp, rp, tokens["refresh_token"])) == "invalid_grant"
+
+
+def test_a_disabled_clients_refresh_is_invalid_client(idp: Harness, alice: str) -> None:
+    """RFC 6749 §5.2: the refresh grant authenticates the client first; a disabled one fails
+    there, as with a wrong secret."""
+    rp = offline_client(idp)
+    tokens = idp.tokens(rp, scope=OFFLINE_SCOPE)
+    run(idp, revocation.disable_client, rp.client_id, reason="retired")
+    assert error_of(refresh(idp, rp, tokens["refresh_token"])) == "invalid_client"
+
+
+def test_a_client_disabled_during_sign_in_gets_no_code(idp: Harness, alice: str) -> None:
+    """A sign-in that began before the client was disabled ends on the error page, with no
+    redirect to the client."""
+    rp = idp.client()
+    started = idp.authorize(rp)
+    assert started.headers["location"].startswith("/login")
+    run(idp, revocation.disable_client, rp.client_id, reason="retired")
+    page = idp.http.get(started.headers["location"])  # the login page of that sign-in
+    assert page.status_code == 400 and "This application is disabled" in page.text
 
 
 def test_enabling_a_client_works_for_new_tokens_only(idp: Harness, api: RP, service: RP) -> None:
