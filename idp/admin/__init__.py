@@ -1,1 +1,2 @@
-"""The operators' side: registering clients and users. The command line calls these functions."""
+"""The operators' side: registering clients and users, and taking their access away (revocation).
+The command line calls these functions."""

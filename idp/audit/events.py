@@ -49,6 +49,13 @@ class AuditEvent(StrEnum):
     CLIENT_DELETED = "client.deleted"
     # An administrator changed a client's metadata: actor, and changes {field: {before, after}}
     CLIENT_UPDATED = "client.updated"
+    # idp.admin.revocation: what an administrator (actor=) did to a user or a client.
+    USER_DISABLED = "user.disabled"  # sessions ended, tokens revoked, sign-in refused
+    USER_ENABLED = "user.enabled"  # new sign-ins only: what was revoked stays revoked
+    CLIENT_TOKENS_REVOKED = "client.tokens_revoked"  # every family, and an epoch
+    CLIENT_DISABLED = "client.disabled"  # authenticates nowhere; its tokens revoked
+    CLIENT_ENABLED = "client.enabled"
+    CLIENT_SECRET_ROTATED = "client.secret_rotated"  # noqa: S105 (an event name) never the secret
     KEY_CREATED = "key.created"
     KEY_ACTIVATED = "key.activated"
     KEY_RETIRED = "key.retired"

@@ -16,7 +16,7 @@ from idp.settings import Settings
 from idp.store import logout_deliveries, refresh_tokens, sessions as store
 from idp.store.sessions import BrowserSession
 
-__all__ = ["BrowserSession", "current", "end", "end_all", "end_others", "start"]
+__all__ = ["BrowserSession", "current", "end", "end_all", "end_every", "end_others", "start"]
 
 
 def current(
@@ -70,20 +70,21 @@ def end(db: Session, session: BrowserSession, ip: str | None, reason: str = "log
 
 def end_all(db: Session, user_id: str) -> tuple[int, int]:
     """End every session and refresh-token family of a user (offline ones included)."""
+    ended, families = end_every(db, user_id, "sessions_revoked")
+    record(db, AuditEvent.SESSIONS_REVOKED, user_id=user_id, sessions=ended, families=families)
+    return ended, families
+
+
+def end_every(db: Session, user_id: str, reason: str) -> tuple[int, int]:
+    """end_all() without its audit event, for callers that record their own
+    (idp.admin.revocation): (sessions ended, families revoked)."""
     ended = store.of_user(db, user_id)
     for session in ended:
         if store.end_by_sid(db, session.sid):  # else it ended meanwhile, and told its RPs
             logout_deliveries.queue_session_end(db, session.sid, session.user_id)
     families = refresh_tokens.live_families_of_user(db, user_id)
     for family_id in families:
-        refresh_tokens.revoke_family(db, family_id, "sessions_revoked")
-    record(
-        db,
-        AuditEvent.SESSIONS_REVOKED,
-        user_id=user_id,
-        sessions=len(ended),
-        families=len(families),
-    )
+        refresh_tokens.revoke_family(db, family_id, reason)
     return len(ended), len(families)
 
 

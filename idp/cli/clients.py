@@ -1,4 +1,4 @@
-"""`idp clients ...`: register, list, show and delete clients."""
+"""`idp clients ...`: register, list, show, delete, disable and enable clients; rotate secrets."""
 
 from __future__ import annotations
 
@@ -93,11 +93,15 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import remove
+    from idp.admin.revocation import NoSuchClient, delete_client
 
-    with database(settings) as db:
-        if not remove(db, args.client_id):
-            raise CommandError(f"no client {args.client_id}")
+    # Its tokens are revoked first: refresh families and their access tokens by jti, and any
+    # other access token because its client no longer exists (idp.protocol.epochs).
+    try:
+        with database(settings) as db:
+            delete_client(db, args.client_id, actor="cli")
+    except NoSuchClient:
+        raise CommandError(f"no client {args.client_id}") from None
     print(f"deleted client {args.client_id}", file=sys.stderr)
 
 
@@ -272,6 +276,56 @@ def _add_lint_parser(clients: Any) -> None:
     lint.set_defaults(func=cmd_clients_lint)
 
 
+def cmd_clients_disable(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.revocation import NoSuchClient, disable_client
+
+    try:
+        with database(settings) as db:
+            revoked = disable_client(db, args.client_id, actor="cli", reason=args.reason)
+    except NoSuchClient:
+        raise CommandError(f"no client {args.client_id}") from None
+    out = {"client_id": args.client_id, "disabled": True, "families": revoked.families}
+    emit(
+        out,
+        args.json,
+        f"disabled client {args.client_id}: revoked {revoked.families} refresh-token grants; "
+        "access tokens issued before now are refused",
+    )
+
+
+def cmd_clients_enable(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.revocation import NoSuchClient, enable_client
+
+    try:
+        with database(settings) as db:
+            was_disabled = enable_client(db, args.client_id, actor="cli")
+    except NoSuchClient:
+        raise CommandError(f"no client {args.client_id}") from None
+    text = f"enabled client {args.client_id}" if was_disabled else "the client was not disabled"
+    out = {"client_id": args.client_id, "disabled": False, "was_disabled": was_disabled}
+    emit(out, args.json, text)
+
+
+def cmd_clients_rotate_secret(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.revocation import NoSuchClient, NotASecretClient, rotate_secret
+
+    if args.overlap_hours < 0:
+        raise CommandError("--overlap-hours cannot be negative")
+    overlap = int(args.overlap_hours * 3600)
+    try:
+        with database(settings) as db:
+            secret = rotate_secret(db, args.client_id, actor="cli", overlap_seconds=overlap)
+    except NoSuchClient:
+        raise CommandError(f"no client {args.client_id}") from None
+    except NotASecretClient as exc:
+        raise CommandError(str(exc)) from None
+    out = {"client_id": args.client_id, "client_secret": secret, "overlap_seconds": overlap}
+    old = "the old secret no longer works"
+    if overlap:
+        old = f"the old secret works for {args.overlap_hours:g} more hours"
+    emit(out, args.json, f"client_secret: {secret}\n(shown this once; store it now; {old})")
+
+
 def add_commands(sub: Any) -> None:
     clients = sub.add_parser("clients", help="manage clients").add_subparsers(
         dest="clients_command", required=True, parser_class=Parser
@@ -340,3 +394,36 @@ def add_commands(sub: Any) -> None:
     delete.set_defaults(func=cmd_clients_delete)
     _add_update_parser(clients)
     _add_lint_parser(clients)
+
+    disable = clients.add_parser(
+        "disable",
+        help="refuse a client's authentication and sign-ins, and revoke its tokens (audited)",
+    )
+    disable.add_argument("client_id")
+    disable.add_argument(
+        "--reason", default="disabled", help="for the audit trail (default: %(default)s)"
+    )
+    disable.add_argument("--json", action="store_true")
+    disable.set_defaults(func=cmd_clients_disable)
+
+    enable = clients.add_parser(
+        "enable", help="let a disabled client in again; revoked tokens stay revoked (audited)"
+    )
+    enable.add_argument("client_id")
+    enable.add_argument("--json", action="store_true")
+    enable.set_defaults(func=cmd_clients_enable)
+
+    rotate = clients.add_parser(
+        "rotate-secret",
+        help="a new client secret, shown once; the old one works for --overlap-hours (audited)",
+    )
+    rotate.add_argument("client_id")
+    rotate.add_argument(
+        "--overlap-hours",
+        type=float,
+        default=24.0,
+        metavar="N",
+        help="how long the old secret keeps working (default: %(default)g; 0: not at all)",
+    )
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=cmd_clients_rotate_secret)

@@ -1,9 +1,11 @@
-"""`idp users ...`: create a user, change their roles, end their sessions, unlock them."""
+"""`idp users ...`: create a user, change their roles, end their sessions, disable and enable
+them, unlock them."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -76,15 +78,51 @@ def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.authn.sessions import end_all
+    from idp.admin.revocation import revoke_user
+    from idp.store import users
+
+    # Through revoke_user, so the access tokens already issued die too (the epoch), not only
+    # the sessions and refresh tokens.
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        revoked = revoke_user(db, user.id, actor="cli", reason=args.reason)
+    print(
+        f"ended {revoked.sessions} sessions and {revoked.families} refresh-token grants of "
+        f"{args.email}; access tokens issued before now are refused"
+    )
+
+
+def cmd_users_disable(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.revocation import disable_user
     from idp.store import users
 
     with database(settings) as db:
         user = users.by_email(db, args.email)
         if user is None:
             raise CommandError(f"no user {args.email}")
-        ended, families = end_all(db, user.id)
-    print(f"ended {ended} sessions and {families} refresh-token grants of {args.email}")
+        revoked = disable_user(db, user.id, actor="cli", reason=args.reason)
+    out = {"email": args.email, "disabled": True, **asdict(revoked)}
+    emit(
+        out,
+        args.json,
+        f"disabled {args.email}: ended {revoked.sessions} sessions and {revoked.families} "
+        "refresh-token grants; access tokens issued before now are refused",
+    )
+
+
+def cmd_users_enable(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.revocation import enable_user
+    from idp.store import users
+
+    with database(settings) as db:
+        user = users.by_email(db, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email}")
+        was_disabled = enable_user(db, user.id, actor="cli")
+    text = f"enabled {args.email}" if was_disabled else f"{args.email} was not disabled"
+    emit({"email": args.email, "disabled": False, "was_disabled": was_disabled}, args.json, text)
 
 
 def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
@@ -194,7 +232,28 @@ def add_commands(sub: Any) -> None:
         "revoke-sessions", help="end every session and refresh token of a user"
     )
     revoke_sessions.add_argument("email")
+    revoke_sessions.add_argument(
+        "--reason", default="sessions_revoked", help="for the audit trail (default: %(default)s)"
+    )
     revoke_sessions.set_defaults(func=cmd_users_revoke_sessions)
+
+    disable = users.add_parser(
+        "disable",
+        help="refuse a user's sign-ins and tokens, and revoke every session and token (audited)",
+    )
+    disable.add_argument("email")
+    disable.add_argument(
+        "--reason", default="disabled", help="for the audit trail (default: %(default)s)"
+    )
+    disable.add_argument("--json", action="store_true")
+    disable.set_defaults(func=cmd_users_disable)
+
+    enable = users.add_parser(
+        "enable", help="let a disabled user sign in again; revoked tokens stay revoked (audited)"
+    )
+    enable.add_argument("email")
+    enable.add_argument("--json", action="store_true")
+    enable.set_defaults(func=cmd_users_enable)
 
     unlock = users.add_parser(
         "unlock", help="clear a user's sign-in throttling (failed attempts; audited)"

@@ -97,6 +97,15 @@ def authorize(db: Session, runtime: Runtime, params: Params, browser: Browser) -
         return error_redirect(runtime, redirect_uri, error, params.get("state"))
 
 
+def disabled_page(client: Client) -> PageError:
+    """The page a disabled client's sign-in ends on (idp.admin.revocation.disable_client)."""
+    return PageError(
+        N_("This application is disabled"),
+        N_("An administrator has disabled %(client)s; it cannot sign anyone in."),
+        values={"client": client.name},
+    )
+
+
 def target(db: Session, p: Params) -> tuple[Client, str]:
     """The client and its redirect_uri, or an error page: nothing is sent to an unchecked URI."""
     client_ids = p.lists.get("client_id", [])
@@ -110,6 +119,9 @@ def target(db: Session, p: Params) -> tuple[Client, str]:
         raise PageError(
             N_("Unknown application"), N_("No application with this client_id is registered here.")
         )
+    if client.disabled:
+        # A page, never a redirect: the client may not start anything, not even an error flow.
+        raise disabled_page(client)
     redirect_uris = p.lists.get("redirect_uri", [])
     # RFC 9700 §4.1.3: exact string comparison with a registered URI.
     if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:

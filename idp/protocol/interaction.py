@@ -24,6 +24,7 @@ from idp.protocol.authorization import (
     Redirect,
     authlib_grant,
     consent_owed,
+    disabled_page,
     error_redirect,
     factor_owed,
     issue_code,
@@ -72,6 +73,9 @@ def pending(db: Session, interaction_id: str | None, browser: Browser) -> Pendin
     client = clients.get(db, row.client_id) if row is not None and row.client_id else None
     if row is None or (row.client_id is not None and client is None):
         raise PageError(*EXPIRED)
+    if client is not None and client.disabled:
+        # Disabled while the person was signing in: no code is issued for it.
+        raise disabled_page(client)
     return Pending(row, client, Params([(k, v) for k, v in row.params]))
 
 

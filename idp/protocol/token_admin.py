@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
+from idp.protocol.epochs import client_of, client_refuses, user_refuses
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
 from idp.security.secrets import sha256_hex
@@ -98,7 +99,12 @@ def _introspect_access_token(
         return INACTIVE
     if revocations.is_revoked(db, claims["jti"]):
         return INACTIVE
-    if claims["sub"] != claims.get("client_id") and not _user_active(db, str(claims["sub"])):
+    iat = claims.get("iat")
+    # The token's client: the caller's record when it is the caller's own token (read already
+    # at authentication), else one read. A deleted client's tokens die with its row.
+    if client_refuses(client_of(db, claims, known=caller.row), iat):
+        return INACTIVE
+    if claims["sub"] != claims.get("client_id") and user_refuses(users.get(db, claims["sub"]), iat):
         return INACTIVE  # the token outlived its user's access (userinfo refuses it too)
     fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time", "roles")
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}

@@ -253,14 +253,26 @@ class ClientProtocol:
         return redirect_uri in self.row.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
+        """The current secret, or the rotated-out one until its overlap ends (both compared in
+        constant time, and both always compared, so timing does not tell which one matched)."""
         from idp.security.secrets import same, sha256_hex
 
         if self.row.secret_hash is None:
             return False
-        return same(sha256_hex(client_secret), self.row.secret_hash)
+        presented = sha256_hex(client_secret)
+        current = same(presented, self.row.secret_hash)
+        previous_hash = self.row.previous_secret_hash
+        expires_at = self.row.previous_secret_expires_at
+        previous = same(presented, previous_hash or "")
+        return current or (
+            previous and previous_hash is not None and expires_at is not None and now() < expires_at
+        )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == self.row.auth_method
+        # authlib asks this of every client that passed its method, at every endpoint: refusing
+        # a disabled client here makes its answer invalid_client, exactly a wrong secret's, and
+        # reads nothing more than the record the token endpoint read anyway.
+        return method == self.row.auth_method and not self.row.disabled
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.row.grant_types

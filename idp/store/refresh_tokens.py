@@ -159,6 +159,17 @@ def live_families_of_user(db: Session, user_id: str, client_id: str | None = Non
     return list(db.scalars(query))
 
 
+def live_families_of_client(db: Session, client_id: str) -> list[str]:
+    """The unrevoked families of a client, of every user (offline ones included)."""
+    return list(
+        db.scalars(
+            select(TokenFamily.id).where(
+                TokenFamily.client_id == client_id, TokenFamily.revoked_at.is_(None)
+            )
+        )
+    )
+
+
 def clients_holding_tokens(db: Session, user_id: str) -> dict[str, int]:
     """client_id -> when the newest live family of this user began, for each client that
     holds one (an application can keep access without a consent on file: a trusted one)."""

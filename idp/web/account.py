@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
+from idp.admin import revocation
 from idp.audit.events import AuditEvent, record
 from idp.authn import sessions
 from idp.errors import N_
@@ -167,7 +168,9 @@ def sign_out_everywhere(
     session = sessions.current(db, browser.session_cookie, settings)
     if session is None:
         return RedirectResponse("/", status_code=303)
-    sessions.end_all(db, session.user_id)
+    # Every session, refresh token and access token of the account (the tokens through the
+    # user's revocation epoch, on every worker at once).
+    revocation.revoke_user(db, session.user_id, actor="user", reason="signed_out_everywhere")
     response = RedirectResponse("/?notice=signed_out_everywhere", status_code=303)
     cookies.clear(response, settings, cookies.SESSION)
     csrf.rotate(response, settings)

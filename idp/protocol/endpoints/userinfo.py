@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from idp import deps
 from idp.errors import NO_STORE, InsufficientScope, InvalidRequest, InvalidToken
 from idp.protocol.claims import user_claims
+from idp.protocol.epochs import client_of, client_refuses, user_refuses
 from idp.protocol.tokens import BadToken, token_service
 from idp.store import revocations, users
 
@@ -41,6 +42,10 @@ def userinfo_endpoint(request: Request, runtime: deps.Rt, db: deps.ReadDb) -> Re
     if revocations.is_revoked(db, claims["jti"]):
         raise InvalidToken("the access token was revoked")
     user = users.get(db, claims["sub"])
-    if user is None or user.disabled:
+    # Answered as for a revoked token: the user or client was disabled, deleted, or had
+    # everything revoked after this token was issued (idp.admin.revocation).
+    if user is None or user_refuses(user, claims.get("iat")):
+        raise InvalidToken("the access token is not valid")
+    if client_refuses(client_of(db, claims), claims.get("iat")):
         raise InvalidToken("the access token is not valid")
     return JSONResponse(user_claims(user, scopes), headers=NO_STORE)

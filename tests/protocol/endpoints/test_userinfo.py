@@ -147,8 +147,10 @@ def test_expired_token_is_invalid_token(idp: Harness, alice: str) -> None:
 
 def test_self_signed_token_with_same_claims_is_accepted(idp: Harness, alice: str) -> None:
     """RFC 9068 §4: a token passing every check is accepted, so the forged-token tests below
-    fail only for what each of them changes."""
-    token = sign_with_idp_key(idp, access_token_claims(idp, sub=alice))
+    fail only for what each of them changes. Its client must exist: a deleted client's tokens
+    are refused (idp.protocol.epochs)."""
+    claims = access_token_claims(idp, sub=alice, client_id=idp.client().client_id)
+    token = sign_with_idp_key(idp, claims)
     assert idp.http.get("/userinfo", headers=bearer(token)).json() == {"sub": alice}
 
 

@@ -1,0 +1,48 @@
+"""Revocation epochs: an access token is refused once its user or its client says "everything
+issued before this time is void" (`tokens_revoked_before`).
+
+A JWT cannot be recalled, and a denylist holds only the jtis the server knew of; an epoch on the
+row that the validating request reads anyway revokes every token of a user or a client, on every
+worker at once, with one comparison. An epoch is set one second past the revocation (see
+idp.admin.revocation.epoch), so `iat < epoch` also covers a token issued in that same second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from idp.store import clients
+
+
+def issued_before(iat: object, epoch: int | None) -> bool:
+    """The token was issued before the epoch (a token without a usable iat counts as before)."""
+    if epoch is None:
+        return False
+    return not isinstance(iat, int) or iat < epoch
+
+
+def user_refuses(user: Any, iat: object) -> bool:
+    """The user is gone, disabled, or revoked everything issued at iat."""
+    return user is None or bool(user.disabled) or issued_before(iat, user.tokens_revoked_before)
+
+
+def client_refuses(client: Any, iat: object) -> bool:
+    """The client is gone (deleted: its epoch went with its row), disabled, or revoked
+    everything issued at iat."""
+    return (
+        client is None or bool(client.disabled) or issued_before(iat, client.tokens_revoked_before)
+    )
+
+
+def client_of(db: Session | Connection, claims: dict[str, Any], known: Any = None) -> Any:
+    """The record of the token's client: `known` when it is that client (already read, so no
+    second read), else one read; None when the claim is missing or the client was deleted."""
+    client_id = claims.get("client_id")
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
+        return None
+    if known is not None and known.client_id == client_id:
+        return known
+    return clients.get_record(db, client_id)
