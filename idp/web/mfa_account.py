@@ -67,6 +67,14 @@ def mfa_page(
     )
 
 
+def new_codes_page(
+    request: Request, pages: Templates, db: Session, user_id: str, ip: str | None
+) -> Response:
+    """A new set of recovery codes (the old set void), shown this once, then back here."""
+    codes = mfa.new_recovery_codes(db, user_id, ip)
+    return pages.render(request, "mfa/recovery_codes.html", {"codes": codes, "continue_url": PAGE})
+
+
 def _totp_page(
     request: Request,
     pages: Templates,
@@ -133,8 +141,7 @@ def totp_confirm(
         return _totp_page(request, pages, enrolment, WRONG_CODE, 400)
     if mfa.factors_of(db, who.user.id).recovery_codes:
         return RedirectResponse(f"{PAGE}?notice=totp_added", status_code=303)
-    codes = mfa.new_recovery_codes(db, who.user.id, browser.ip)
-    return pages.render(request, "mfa/recovery_codes.html", {"codes": codes, "continue_url": PAGE})
+    return new_codes_page(request, pages, db, who.user.id, browser.ip)
 
 
 @router.post(f"{PAGE}/totp/remove", include_in_schema=False)
@@ -170,5 +177,4 @@ def recovery_codes(
         return who
     if not mfa.factors_of(db, who.user.id).any:
         return pages.error(request, *NONE_YET, 409)
-    codes = mfa.new_recovery_codes(db, who.user.id, browser.ip)
-    return pages.render(request, "mfa/recovery_codes.html", {"codes": codes, "continue_url": PAGE})
+    return new_codes_page(request, pages, db, who.user.id, browser.ip)

@@ -26,7 +26,7 @@ from idp.security import cookies, devices
 from idp.store import users, webauthn as credentials
 from idp.web import forms, reauth
 from idp.web.login import sign_in, signed_in_response
-from idp.web.mfa_account import PAGE, fresh_or_refused
+from idp.web.mfa_account import KEEP_ONE, PAGE, fresh_or_refused, new_codes_page
 from idp.web.templating import Templates
 
 router = APIRouter()
@@ -34,10 +34,6 @@ router = APIRouter()
 MAX_CREDENTIAL_JSON = 65536
 NOT_ADDED = N_("The passkey or security key was not added. Try again.")
 NOT_SIGNED_IN = N_("The passkey did not sign you in. Try again, or use your password.")
-KEEP_ONE = (
-    N_("A second factor is required"),
-    N_("Your account must use two-step verification: add another factor before removing this one."),
-)
 AGAIN = N_("Go back and try again.")
 
 
@@ -101,10 +97,7 @@ def passkey_add(
         record(db, AuditEvent.WEBAUTHN_FAILED, ip=browser.ip, user_id=who.user.id, why=refused.kind)
         return _register_page(request, pages, db, runtime, who, NOT_ADDED, 400)
     if first or not mfa.factors_of(db, who.user.id).recovery_codes:
-        codes = mfa.new_recovery_codes(db, who.user.id, browser.ip)
-        return pages.render(
-            request, "mfa/recovery_codes.html", {"codes": codes, "continue_url": PAGE}
-        )
+        return new_codes_page(request, pages, db, who.user.id, browser.ip)
     return RedirectResponse(f"{PAGE}?notice=passkey_added", status_code=303)
 
 

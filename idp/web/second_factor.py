@@ -95,6 +95,14 @@ def _step(db: Session, runtime: Runtime, interaction_id: str | None, browser: Br
     return Step(it, user, session, needed, needed.factors)
 
 
+def _too_many_wrong(db: Session, step: Step, interaction_id: str, browser: Browser) -> bool:
+    """Count one wrong answer; the fifth ends the interaction (true: it has ended)."""
+    if interactions.factor_failed(db, step.pending.row) < mfa.MAX_FACTOR_FAILURES:
+        return False
+    interactions.complete(db, interaction_id, browser.binding)
+    return True
+
+
 def _resume_url(interaction_id: str) -> str:
     return "/authorize/resume?" + urlencode({"interaction": interaction_id})
 
@@ -225,8 +233,7 @@ def factor_submit(
     if not ok:
         throttle.failed(db, settings, attempt, browser.ip, user.id)
         record(db, AuditEvent.MFA_FAILED, ip=browser.ip, user_id=user.id, factor=method)
-        if interactions.factor_failed(db, step.pending.row) >= mfa.MAX_FACTOR_FAILURES:
-            interactions.complete(db, interaction_id, browser.binding)
+        if _too_many_wrong(db, step, interaction_id, browser):
             return pages.error(request, *TOO_MANY, 400)
         return _page(request, pages, db, runtime, step, interaction_id, method, WRONG_CODE, 400)
     throttle.succeeded(db, attempt)
@@ -258,8 +265,7 @@ def _passkey_answer(
         # record commits.
         record(db, AuditEvent.MFA_FAILED, ip=browser.ip, user_id=user.id, factor=PASSKEY)
         record(db, AuditEvent.WEBAUTHN_FAILED, ip=browser.ip, user_id=user.id, why=refused.kind)
-        if interactions.factor_failed(db, step.pending.row) >= mfa.MAX_FACTOR_FAILURES:
-            interactions.complete(db, interaction_id, browser.binding)
+        if _too_many_wrong(db, step, interaction_id, browser):
             return pages.error(request, *TOO_MANY, 400)
         return _page(
             request, pages, db, runtime, step, interaction_id, PASSKEY, PASSKEY_FAILED, 400
@@ -359,8 +365,7 @@ def enrol_submit(
         return RedirectResponse(f"/login/enrol?{urlencode({'interaction': interaction_id})}", 303)
     if not mfa.confirm_totp(db, runtime.sealer, user, (form.get("code") or "")[:64], browser.ip):
         record(db, AuditEvent.MFA_FAILED, ip=browser.ip, user_id=user.id, factor="enrolment")
-        if interactions.factor_failed(db, step.pending.row) >= mfa.MAX_FACTOR_FAILURES:
-            interactions.complete(db, interaction_id, browser.binding)
+        if _too_many_wrong(db, step, interaction_id, browser):
             return pages.error(request, *TOO_MANY, 400)
         return _enrol_page(request, pages, step, interaction_id, enrolment, WRONG_CODE, 400)
     codes = mfa.new_recovery_codes(db, user.id, browser.ip)

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from idp.authn import mfa
+from idp.security.secrets import DecryptionError
 from idp.settings import Settings
 from idp.store.factors import TotpFactor
 from tests.conftest import make_settings
@@ -226,6 +227,6 @@ def test_the_seed_is_sealed_at_rest(idp: Harness) -> None:
     with idp.runtime.reads.begin() as db:
         row = db.get(TotpFactor, user_id)
         assert row is not None and secret.encode() not in row.sealed_seed
-        other = idp.runtime.sealer.seal(b"x", b"totp:someone-else")
     assert idp.runtime.sealer.open(row.sealed_seed, f"totp:{user_id}".encode()) == secret.encode()
-    assert other != row.sealed_seed
+    with pytest.raises(DecryptionError):  # copied to another user's row, it opens not
+        idp.runtime.sealer.open(row.sealed_seed, b"totp:someone-else")
