@@ -257,6 +257,12 @@ class Settings(BaseSettings):
     def audience(self) -> str:
         return self.access_token_audience or self.issuer
 
+    @property
+    def admin_api_audience(self) -> str:
+        """RFC 8707 resource URI of the admin API: the `aud` its tokens must carry, and no
+        other API's (nor userinfo's) tokens carry it."""
+        return self.issuer + "/admin/api"
+
     def endpoint(self, path: str) -> str:
         return self.issuer + path
 

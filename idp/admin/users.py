@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,58 @@ ROLE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
 
 class InvalidUser(ValueError):
-    """The user cannot be created; the message is one line."""
+    """The user cannot be created; the message is one line, and `field` names the field."""
+
+    def __init__(self, message: str, field: str = "email") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """A user checked and with the password hashed, not yet written."""
+
+    email: str
+    password_hash: str
+    name: str | None
+    roles: tuple[str, ...]
+
+
+def prepare_user(
+    passwords: Passwords,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    name: str | None = None,
+    roles_granted: Sequence[str] = (),
+) -> NewUser:
+    """Check a new user and hash the password, with no transaction needed: argon2 takes a
+    while, and a write transaction would hold the SQLite write lock for it."""
+    email = users.normalize_email(email)
+    if not EMAIL.match(email) or len(email) > 320:
+        raise InvalidUser(f"{email!r} is not an email address")
+    if name is not None and len(name) > 200:
+        raise InvalidUser("name must be at most 200 characters", "name")
+    try:
+        # A new account has no second factor yet, so its password is its only factor.
+        check_policy(password, min_password_length(settings, has_second_factor=False), email)
+    except ValueError as exc:
+        raise InvalidUser(str(exc), "password") from None
+    for i, role in enumerate(roles_granted):
+        check_role(role, f"roles[{i}]")
+    return NewUser(email, passwords.hash(password), name, tuple(dict.fromkeys(roles_granted)))
+
+
+def add_user(db: Session, new: NewUser, *, actor: str | None = None) -> User:
+    """Write a prepared user and grant its roles, in the caller's transaction."""
+    if users.by_email(db, new.email) is not None:
+        raise InvalidUser(f"a user with email {new.email} already exists")
+    user = users.create(db, new.email, new.password_hash, name=new.name)
+    record(db, AuditEvent.USER_CREATED, user_id=user.id, actor=actor, admin=ADMIN_ROLE in new.roles)
+    for role in new.roles:
+        grant_role(db, user, role, actor=actor)
+    return user
 
 
 def create_user(
@@ -39,31 +91,22 @@ def create_user(
     roles_granted: Sequence[str] = (),
     actor: str | None = None,
 ) -> User:
-    email = users.normalize_email(email)
-    if not EMAIL.match(email) or len(email) > 320:
-        raise InvalidUser(f"{email!r} is not an email address")
-    if name is not None and len(name) > 200:
-        raise InvalidUser("name must be at most 200 characters")
-    try:
-        # A new account has no second factor yet, so its password is its only factor.
-        check_policy(password, min_password_length(settings, has_second_factor=False), email)
-    except ValueError as exc:
-        raise InvalidUser(str(exc)) from None
-    for role in roles_granted:
-        check_role(role)
-    if users.by_email(db, email) is not None:
-        raise InvalidUser(f"a user with email {email} already exists")
-    user = users.create(db, email, passwords.hash(password), name=name)
-    record(db, AuditEvent.USER_CREATED, user_id=user.id, actor=actor, admin=is_admin)
-    for role in dict.fromkeys([*([ADMIN_ROLE] if is_admin else []), *roles_granted]):
-        grant_role(db, user, role, actor=actor)
-    return user
+    """prepare_user() and add_user() in one, for callers that hold no lock worth sparing."""
+    new = prepare_user(
+        passwords,
+        settings,
+        email=email,
+        password=password,
+        name=name,
+        roles_granted=[*([ADMIN_ROLE] if is_admin else []), *roles_granted],
+    )
+    return add_user(db, new, actor=actor)
 
 
-def check_role(role: str) -> None:
+def check_role(role: str, field: str = "role") -> None:
     if not ROLE.match(role):
         raise InvalidUser(
-            f"role {role!r} must be a letter then up to 63 of a-z, 0-9, '_', '.', ':', '-'"
+            f"role {role!r} must be a letter then up to 63 of a-z, 0-9, '_', '.', ':', '-'", field
         )
 
 

@@ -37,7 +37,7 @@ from idp.errors import (
 )
 from idp.protocol.requests import IdpRequest, Params, shown_name
 from idp.protocol.server import IdpServer
-from idp.protocol.tokens import BadToken, token_service
+from idp.protocol.tokens import ADMIN_SCOPES, BadToken, token_service
 from idp.runtime import Runtime
 from idp.store import clients, consents, interactions, users
 from idp.store.base import now
@@ -292,7 +292,9 @@ def step_owed(
 
 def consent_owed(db: Session, client: Client, user: User, p: Params) -> bool:
     scopes = (p.get("scope") or "").split()
-    remembered = client.trusted or consents.covers(db, user.id, client.client_id, scopes)
+    # Power over this IdP is consented to explicitly, even by a trusted first-party app.
+    trusted = client.trusted and not ADMIN_SCOPES.intersection(scopes)
+    remembered = trusted or consents.covers(db, user.id, client.client_id, scopes)
     # Access that outlives the session is asked for every time (OIDC Core §11).
     return not remembered or "consent" in prompts_and_max_age(p)[0] or "offline_access" in scopes
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
 from idp.audit.events import AuditEvent, record, record_all
-from idp.authn import throttle
+from idp.authn import mfa, throttle
 from idp.errors import NO_STORE, ServerError, TemporarilyUnavailable, oauth_json
 from idp.keys.ring import DEFAULT_ALG
 from idp.protocol.client_auth import (
@@ -29,11 +29,12 @@ from idp.protocol.grants import AuthorizationCodeGrant, ClientCredentialsGrant, 
 from idp.protocol.oidc import OpenIDCode
 from idp.protocol.refresh import Presented, RefreshTokenGrant, start_family
 from idp.protocol.requests import IdpRequest
-from idp.protocol.tokens import IssuedAccessToken, token_service
+from idp.protocol.tokens import ADMIN_SCOPES, IssuedAccessToken, token_service
 from idp.runtime import Runtime
 from idp.store import clients, codes, refresh_tokens, roles
 from idp.store.clients import ClientProtocol
 from idp.store.refresh_tokens import TokenFamily
+from idp.store.roles import ADMIN
 
 
 class IdpServer(AuthorizationServer):  # type: ignore[misc]
@@ -121,6 +122,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         """No signal bus; audit events are written where the decision is made."""
 
     def create_oauth2_request(self, request: IdpRequest) -> IdpRequest:
+        self.request = request  # the one request this server serves: _generate_token reads it
         return request
 
     def create_json_request(self, request: Any) -> Any:
@@ -175,6 +177,17 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
 
     # --- tokens -----------------------------------------------------------------------------------
 
+    def _sign_in_acr(self) -> str | None:
+        """The acr of the sign-in behind a user's token: its code's, or its refresh family's."""
+        request = getattr(self, "request", None)
+        if request is None:
+            return None
+        if request.authorization_code is not None:
+            return str(request.authorization_code.acr)
+        if isinstance(request.refresh_token, Presented):
+            return str(request.refresh_token.family.acr)
+        return None
+
     def _generate_token(
         self,
         grant_type: str,
@@ -185,15 +198,20 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         ttl = client.row.access_token_ttl or self.settings.access_token_ttl_seconds
+        # Read at every issue, so a role change reaches the next refresh; client_credentials
+        # tokens (no user) skip the query and stay one read.
+        held = roles.of(self.db, user.id) if user is not None else None
+        acr = self._sign_in_acr() if user is not None else None
+        if held is not None and scope:
+            scope = admin_scopes_allowed(scope, held, acr)
         issued = self.tokens.access_token(
             subject=user.id if user is not None else client.client_id,
             client_id=client.client_id,
             scope=scope or "",
             ttl=ttl,
             audience=client.row.access_token_audience,
-            # Read at every issue, so a role change reaches the next refresh; client_credentials
-            # tokens (no user) skip the query and stay one read.
-            roles=roles.of(self.db, user.id) if user is not None else None,
+            roles=held,
+            acr=acr,
         )
         self.issued = issued
         self.issued_to = client.client_id
@@ -205,3 +223,15 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         if scope:
             token["scope"] = scope
         return token
+
+
+def admin_scopes_allowed(scope: str, held_roles: list[str], acr: str | None) -> str:
+    """The scope without the admin API's scopes unless the user holds the admin role now and
+    signed in with two factors (RFC 6749 §3.3: the server may issue less than asked, and says
+    so in the token response's `scope`). A role taken away also narrows the next refresh."""
+    scopes = scope.split()
+    if not ADMIN_SCOPES.intersection(scopes):
+        return scope
+    if ADMIN in held_roles and mfa.rank(acr) >= mfa.rank(mfa.AAL2):
+        return scope
+    return " ".join(s for s in scopes if s not in ADMIN_SCOPES)

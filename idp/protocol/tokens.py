@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from idp.runtime import Runtime
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
+# The admin API's scopes: full access, and read-only. A token carrying either is for the admin
+# API (its audience), and a person gets one only as an admin signed in with two factors.
+ADMIN_SCOPE = "idp:admin"
+ADMIN_READ_SCOPE = "idp:admin.read"
+ADMIN_SCOPES = frozenset({ADMIN_SCOPE, ADMIN_READ_SCOPE})
 # Every algorithm a token of ours may carry; a token claiming another is refused outright.
 VERIFY_ALGS = ["RS256", "PS256", "ES256", "EdDSA"]
 
@@ -50,6 +55,7 @@ class TokenService:
         self.keys = keys
         self.issuer = settings.issuer
         self.audience = settings.audience
+        self.admin_audience = settings.admin_api_audience
 
     def access_token(
         self,
@@ -61,9 +67,10 @@ class TokenService:
         auth_time: int | None = None,
         audience: str | None = None,
         roles: list[str] | None = None,
+        acr: str | None = None,
     ) -> IssuedAccessToken:
-        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope, and the user's
-        roles (§2.2.3.1) when there are any."""
+        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope, the user's
+        roles (§2.2.3.1) when there are any, and the sign-in's acr (§2.2.1)."""
         alg = self.settings.access_token_alg
         kid, key = self.keys.signing_key(alg)
         iat = int(time.time())
@@ -82,18 +89,29 @@ class TokenService:
             claims["auth_time"] = auth_time
         if roles:
             claims["roles"] = roles
+        if acr is not None:
+            claims["acr"] = acr
         header = {"alg": alg, "kid": kid, "typ": ACCESS_TOKEN_TYP}
         token = jwt.encode(header, claims, key, registry=registry(alg))
         return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
 
     def _audience_of(self, registered: str | None, scope: str) -> str | list[str]:
         """The client's registered resource server, plus this server's own audience when the
-        token also has to open the userinfo endpoint (scope openid)."""
+        token also has to open the userinfo endpoint (scope openid), plus the admin API's when
+        it carries an admin scope. A token with admin scopes and nothing else (an admin
+        service's) is for the admin API alone."""
+        scopes = scope.split()
+        admin = [self.admin_audience] if ADMIN_SCOPES.intersection(scopes) else []
+        if admin and not set(scopes) - ADMIN_SCOPES:
+            return admin[0]
         if registered is None or registered == self.audience:
-            return self.audience
-        if "openid" in scope.split():
-            return [registered, self.audience]
-        return registered
+            base = [self.audience]
+        elif "openid" in scopes:
+            base = [registered, self.audience]
+        else:
+            base = [registered]
+        audiences = base + admin
+        return audiences[0] if len(audiences) == 1 else audiences
 
     def id_token(
         self, claims: dict[str, Any], access_token: str | None, alg: str = DEFAULT_ALG
@@ -129,11 +147,14 @@ class TokenService:
         except (JoseError, ValueError, TypeError) as exc:
             raise BadToken("signature or format not valid") from exc
 
-    def verify_access_token(self, token: str, any_audience: bool = False) -> dict[str, Any]:
+    def verify_access_token(
+        self, token: str, any_audience: bool = False, audience: str | None = None
+    ) -> dict[str, Any]:
         """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation.
 
-        Userinfo needs a token meant for this server; introspection and revocation act on tokens
-        for any audience (RFC 7662 §2.2 returns `aud` for the resource server to check)."""
+        Userinfo needs a token meant for this server, the admin API one for its `audience`;
+        introspection and revocation act on tokens for any audience (RFC 7662 §2.2 returns
+        `aud` for the resource server to check)."""
         decoded = self._decode(token)
         typ = str(decoded.header.get("typ", "")).lower()
         if typ not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
@@ -142,7 +163,10 @@ class TokenService:
         rules = jwt.JWTClaimsRegistry(
             leeway=5,
             iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, **({} if any_audience else {"value": self.audience})},
+            aud={
+                "essential": True,
+                **({} if any_audience else {"value": audience or self.audience}),
+            },
             exp={"essential": True},
             sub={"essential": True},
             jti={"essential": True},

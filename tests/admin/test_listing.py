@@ -67,9 +67,7 @@ def test_users_page_by_email_and_filter_by_role(idp: Harness) -> None:
     ]
     admins = read(idp, users.search_users, role="admin").items
     assert [u.email for u in admins] == ["dave@example.com"]
-    assert [u.email for u in read(idp, users.search_users, q="CAR").items] == [
-        "carol@example.com"
-    ]
+    assert [u.email for u in read(idp, users.search_users, q="CAR").items] == ["carol@example.com"]
 
 
 def test_a_cursor_not_made_for_the_list_is_refused(idp: Harness) -> None:
