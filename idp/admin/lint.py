@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+from idp.protocol.tokens import ADMIN_SCOPES
 from idp.settings import LOOPBACK_HOSTS, Settings
 from idp.store.clients import Client
 
 SEVERITIES = ("high", "medium", "low")
-ADMIN_SCOPES = frozenset({"idp:admin", "idp:admin.read"})
 # RFC 9700 §2.4 and common rotation policy: a secret or an idle client older than this is
 # worth a look.
 STALE_DAYS = 90

@@ -48,6 +48,13 @@ def admin_app(idp: Harness) -> RP:
 def sign_in_with_totp(idp: Harness, rp: RP, email: str, secret: str | None, scope: str) -> str:
     """The authorization code flow, with the password and (if `secret`) a TOTP code, consent
     allowed; returns the access token."""
+    return str(sign_in_tokens(idp, rp, email, secret, scope)["access_token"])
+
+
+def sign_in_tokens(
+    idp: Harness, rp: RP, email: str, secret: str | None, scope: str
+) -> dict[str, Any]:
+    """As sign_in_with_totp(), returning the whole token response."""
     response = idp.follow_local(idp.authorize(rp, scope=scope))
     page = idp.http.get(response.headers["location"])
     fields = form_fields(page.text)
@@ -59,7 +66,7 @@ def sign_in_with_totp(idp: Harness, rp: RP, email: str, secret: str | None, scop
     code = query_of(response.headers["location"])["code"]
     tokens = idp.exchange(rp, code)
     assert tokens.status_code == 200, tokens.text
-    return str(tokens.json()["access_token"])
+    return tokens.json()  # type: ignore[no-any-return]
 
 
 def admin_person(idp: Harness, email: str = "root@example.com") -> tuple[str, str]:
