@@ -1,7 +1,9 @@
 """The `idp` command line: migrate, users, clients, keys (the issue's "Command line").
 
-Every command runs as a separate process, as an operator would run it. Bad input exits non-zero
-with one line on standard error and writes nothing; a password never appears in argv.
+Each command runs as `python -m idp ARGS` would (its own environment, working directory, input
+and exit status), in this process to save an interpreter start per command (tests/cli_runner.py);
+`--help` runs as a real process. Bad input exits non-zero with one line on standard error and
+writes nothing; a password never appears in argv.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import Engine, text
 
 from idp.db.engine import make_engine
 from idp.runtime import build_runtime
+from tests.cli_runner import run_cli
 from tests.conftest import make_settings, migrate
 from tests.images import SVG, png
 from tests.slow_host import serve_slow
@@ -36,16 +39,7 @@ class Cli:
     engine: Engine
 
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idp", *args],
-            input=stdin if stdin is not None else "",
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=120,
-            check=False,
-        )
+        return run_cli(args, self.env, self.cwd, stdin=stdin if stdin is not None else "")
 
     def ok(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, stdin=stdin)
@@ -568,14 +562,7 @@ def test_keys_new_kek(tmp_path: Path) -> None:
     import base64
 
     def new_kek() -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "idp", "keys", "new-kek"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(["keys", "new-kek"], os.environ, tmp_path)
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from idp.runtime import Runtime
 from idp.security.secrets import DecryptionError, Sealer, b64url_decode, b64url_encode
 from idp.settings import Settings
 from idp.store.keys import KeyState
+from tests.cli_runner import run_cli
 from tests.conftest import TEST_KEK, make_settings, migrate
 from tests.helpers import Harness
 from tests.key_helpers import (
@@ -802,15 +802,7 @@ class KeysCli:
         )
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idp", *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **env},
-            cwd=self.cwd,
-            timeout=120,
-            check=False,
-        )
+        return run_cli(args, {**self.env, **env}, self.cwd)
 
     def ok(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, **env)

@@ -3,14 +3,13 @@ and `idp prune` (issue 3, Logout and Housekeeping)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 from sqlalchemy import text
 
 from idp.worker import prune
+from tests.cli_runner import run_cli
 from tests.conftest import ISSUER
 from tests.helpers import RP, Harness, form_fields, query_of
 
@@ -151,27 +150,13 @@ def test_revoke_sessions_ends_everything(idp: Harness, database_url: str, tmp_pa
         "IDP_DATABASE_URL": database_url,
         "IDP_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "idp", "users", "revoke-sessions", "alice@example.com"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_cli(["users", "revoke-sessions", "alice@example.com"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert not is_signed_in(idp)
     assert refresh(idp, rp, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     info = idp.http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert info.status_code == 401
-    unknown = subprocess.run(
-        [sys.executable, "-m", "idp", "users", "revoke-sessions", "nobody@example.com"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    unknown = run_cli(["users", "revoke-sessions", "nobody@example.com"], env, tmp_path)
     assert unknown.returncode == 1
     assert len(unknown.stderr.strip().splitlines()) == 1
 
@@ -245,13 +230,6 @@ def test_prune_command(database_url: str, tmp_path: Path, idp: Harness) -> None:
         "IDP_DATABASE_URL": database_url,
         "IDP_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "idp", "prune", "--batch", "10", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_cli(["prune", "--batch", "10", "--json"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["revoked tokens"] == 1
