@@ -240,9 +240,12 @@ def _hinted_subject(runtime: Runtime, p: Params) -> str | None:
     if not hint:
         return None
     try:
-        return str(token_service(runtime).verify_id_token_hint(hint)["sub"])
+        claims = token_service(runtime).verify_id_token_hint(hint, p.get("client_id"))
     except BadToken:
-        raise InvalidRequest("id_token_hint is not an ID token of this issuer") from None
+        raise InvalidRequest(
+            "id_token_hint is not an ID token of this issuer for this client"
+        ) from None
+    return str(claims["sub"])
 
 
 def signed_in_user(

@@ -204,6 +204,9 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         acr = self._sign_in_acr() if user is not None else None
         if held is not None and scope:
             scope = admin_scopes_allowed(scope, held, acr)
+        if scope and ADMIN_SCOPES.intersection(scope.split()):
+            # Power over the IdP is short-lived: a taken-away right outlives it by minutes.
+            ttl = min(ttl, ADMIN_TOKEN_TTL)
         issued = self.tokens.access_token(
             subject=user.id if user is not None else client.client_id,
             client_id=client.client_id,
@@ -223,6 +226,10 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         if scope:
             token["scope"] = scope
         return token
+
+
+# The longest an access token with an admin scope lives, whatever the client's TTL.
+ADMIN_TOKEN_TTL = 300
 
 
 def admin_scopes_allowed(scope: str, held_roles: list[str], acr: str | None) -> str:

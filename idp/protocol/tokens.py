@@ -177,14 +177,26 @@ class TokenService:
             raise BadToken(exc.description or "claims not valid") from exc
         return claims
 
-    def verify_id_token_hint(self, token: str) -> dict[str, Any]:
-        """OIDC Core §3.1.2.1: an ID token we issued; it may have expired."""
+    def verify_id_token_hint(self, token: str, client_id: str | None = None) -> dict[str, Any]:
+        """OIDC Core §3.1.2.1: an ID token we issued (it may have expired), to `client_id` when
+        given. Only what an ID token is passes: `typ` absent or JWT (an access token, a logout
+        token or any other typed JWT of ours is refused), our `iss`, a `sub` and an `aud`."""
         decoded = self._decode(token)
-        if str(decoded.header.get("typ", "JWT")).lower() == ACCESS_TOKEN_TYP:
-            raise BadToken("an access token is not an ID token")
+        if str(decoded.header.get("typ", "JWT")).upper() != "JWT":
+            raise BadToken("not an ID token")
         claims = decoded.claims
         if claims.get("iss") != self.issuer or not isinstance(claims.get("sub"), str):
             raise BadToken("not an ID token of this issuer")
+        aud = claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else aud
+        if (
+            not isinstance(audiences, list)
+            or not audiences
+            or not all(isinstance(a, str) for a in audiences)
+        ):
+            raise BadToken("an ID token has an audience")
+        if client_id is not None and client_id not in audiences:
+            raise BadToken("not an ID token of this client")
         return claims
 
 

@@ -83,3 +83,17 @@ def test_a_refresh_after_the_role_is_revoked_drops_the_admin_scope(idp: Harness)
     assert refreshed.status_code == 200, refreshed.text
     assert "idp:admin" not in refreshed.json()["scope"].split()
     assert call(idp, "GET", "/users", refreshed.json()["access_token"]).status_code == 401
+
+
+def test_admin_tokens_live_at_most_five_minutes(idp: Harness) -> None:
+    """A right taken away outlives the tokens already issued by minutes at most, whatever
+    the client's own access token lifetime."""
+    rp = idp.client(
+        grant_types=["client_credentials"], scopes=["idp:admin", "reports"], redirect_uris=[],
+        access_token_ttl=3600,
+    )  # fmt: skip
+    admin = idp.client_credentials(rp, scope="idp:admin").json()
+    assert admin["expires_in"] == 300
+    claims = idp.decode(admin["access_token"]).claims
+    assert claims["exp"] - claims["iat"] == 300
+    assert idp.client_credentials(rp, scope="reports").json()["expires_in"] == 3600
