@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from idp.admin.pages import client_actions, clients, dashboard
+from idp.admin.pages import client_actions, clients, dashboard, keys
 
 router = APIRouter()
-for _module in (dashboard, clients, client_actions):
+for _module in (dashboard, clients, client_actions, keys):
     router.include_router(_module.router)

@@ -18,6 +18,7 @@ from tests.admin.pages.admin_helpers import (
     sign_in_without_mfa,
 )
 from tests.helpers import Harness
+from tests.token_helpers import sql
 
 # Every admin page a GET reaches, with a client id filled in by the test.
 GET_ROUTES = [
@@ -29,6 +30,9 @@ GET_ROUTES = [
     "/admin/clients/{cid}/rotate",
     "/admin/clients/{cid}/disable",
     "/admin/clients/{cid}/delete",
+    "/admin/keys",
+    "/admin/keys/rotate",
+    "/admin/keys/{kid}/revoke",
 ]
 POST_ROUTES = [
     "/admin/clients/new",
@@ -37,12 +41,15 @@ POST_ROUTES = [
     "/admin/clients/{cid}/disable",
     "/admin/clients/{cid}/enable",
     "/admin/clients/{cid}/delete",
+    "/admin/keys/rotate",
+    "/admin/keys/{kid}/revoke",
 ]
 
 
 def _routes(idp: Harness, routes: list[str]) -> list[str]:
     cid = idp.client(grant_types=["client_credentials"], redirect_uris=[]).client_id
-    return [r.format(cid=cid) for r in routes]
+    ((kid,),) = sql(idp, "SELECT kid FROM signing_keys")
+    return [r.format(cid=cid, kid=kid) for r in routes]
 
 
 def test_no_session_is_sent_to_sign_in(idp: Harness) -> None:
