@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from idp.admin.pages import client_actions, clients, dashboard, keys
+from idp.admin.pages import client_actions, clients, dashboard, keys, user_actions, users
 
 router = APIRouter()
-for _module in (dashboard, clients, client_actions, keys):
+for _module in (dashboard, clients, client_actions, keys, users, user_actions):
     router.include_router(_module.router)

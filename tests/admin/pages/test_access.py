@@ -33,6 +33,13 @@ GET_ROUTES = [
     "/admin/keys",
     "/admin/keys/rotate",
     "/admin/keys/{kid}/revoke",
+    "/admin/users",
+    "/admin/users/new",
+    "/admin/users/{uid}",
+    "/admin/users/{uid}/disable",
+    "/admin/users/{uid}/reset-mfa",
+    "/admin/users/{uid}/end-sessions",
+    "/admin/users/{uid}/revoke-role",
 ]
 POST_ROUTES = [
     "/admin/clients/new",
@@ -43,13 +50,21 @@ POST_ROUTES = [
     "/admin/clients/{cid}/delete",
     "/admin/keys/rotate",
     "/admin/keys/{kid}/revoke",
+    "/admin/users/new",
+    "/admin/users/{uid}/disable",
+    "/admin/users/{uid}/enable",
+    "/admin/users/{uid}/reset-mfa",
+    "/admin/users/{uid}/end-sessions",
+    "/admin/users/{uid}/grant-role",
+    "/admin/users/{uid}/revoke-role",
 ]
 
 
 def _routes(idp: Harness, routes: list[str]) -> list[str]:
     cid = idp.client(grant_types=["client_credentials"], redirect_uris=[]).client_id
     ((kid,),) = sql(idp, "SELECT kid FROM signing_keys")
-    return [r.format(cid=cid, kid=kid) for r in routes]
+    uid = idp.user(email=f"target-{len(routes)}-{cid[:6]}@example.com")
+    return [r.format(cid=cid, kid=kid, uid=uid) for r in routes]
 
 
 def test_no_session_is_sent_to_sign_in(idp: Harness) -> None:
