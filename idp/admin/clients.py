@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -31,6 +32,7 @@ from idp.admin.client_uris import (
     check_redirect_uri,
     check_url,
 )
+from idp.admin.listing import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from idp.audit.events import AuditEvent, record
 from idp.outbound import OutboundPolicy
 from idp.protocol.client_jwks import key_problem
@@ -262,9 +264,16 @@ def _fetch(spec: ClientSpec, policy: OutboundPolicy, deadline: float) -> Logo | 
 
 
 def register(
-    db: Session, spec: ClientSpec, logo: Logo | None = None, *, policy: OutboundPolicy
+    db: Session,
+    spec: ClientSpec,
+    logo: Logo | None = None,
+    *,
+    policy: OutboundPolicy,
+    actor: str | None = None,
 ) -> Registered:
-    """Write the client, and the logo fetch_logo(spec) returned, in the caller's transaction."""
+    """Write the client, and the logo fetch_logo(spec) returned, in the caller's transaction.
+    The audit event holds its whole registration (an admin scope among it is how an admin
+    service comes to be), never its secret."""
     method = _validate(spec, policy)
     if (logo.uri if logo else None) != spec.logo_uri:
         # A programming error, not a bad registration: a client with a logo_uri always has
@@ -303,7 +312,17 @@ def register(
     if logo:
         _add_logo(db, client.client_id, logo)
     detail = {"logo_sha256": logo.sha256} if logo else {}
-    record(db, AuditEvent.CLIENT_CREATED, client_id=client.client_id, name=client.name, **detail)
+    record(
+        db,
+        AuditEvent.CLIENT_CREATED,
+        client_id=client.client_id,
+        actor=actor,
+        name=client.name,
+        # One key for the whole registration, as in CLIENT_UPDATED (record() screens only
+        # top-level keys, and token_endpoint_auth_method would look secret).
+        registration=_metadata(client),
+        **detail,
+    )
     return Registered(client=client, client_secret=secret)
 
 
@@ -334,6 +353,41 @@ UPDATABLE: dict[str, tuple[str, str]] = {
     "access_token_audience": ("access_token_audience", "str?"),
 }
 _SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def spec_from_metadata(metadata: Mapping[str, object]) -> ClientSpec:
+    """A registration from RFC 7591 §2 client metadata (the names update_client() takes);
+    raises InvalidRegistration naming every field with the wrong type or an unknown name.
+    RFC 7591's defaults apply: grant_types ["authorization_code"], token_endpoint_auth_method
+    client_secret_basic; "none" makes a public client."""
+    spec = ClientSpec(name="", grant_types=["authorization_code"], scopes=[])
+    p = _Problems()
+    if "client_name" not in metadata:
+        p.add("client_name", "is required")
+    for name, value in metadata.items():
+        if name not in UPDATABLE:
+            p.add(name, "not a client field")
+            continue
+        attr, kind = UPDATABLE[name]
+        typed, problem = _typed(kind, value)
+        if problem:
+            p.add(name, problem)
+        else:
+            setattr(spec, attr, typed)
+    p.raise_any()
+    spec.public = spec.auth_method == "none"
+    return spec
+
+
+def search_clients(
+    db: Session, *, q: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+) -> Page[Client]:
+    """Clients newest first whose id or name contains `q`. Raises InvalidCursor for a cursor
+    not of this list, ValueError for a bad limit."""
+    after = decode_cursor(cursor, (int, str))
+    key = (cast(int, after[0]), cast(str, after[1])) if after else None
+    rows = clients.search(db, q, key, check_limit(limit) + 1)
+    return page_of(rows, limit, lambda c: (c.created_at, c.client_id))
 
 
 def spec_of(client: Client) -> ClientSpec:
@@ -528,10 +582,14 @@ def _add_logo(db: Session, client_id: str, logo: Logo) -> None:
     )
 
 
-def remove(db: Session, client_id: str) -> bool:
-    if not clients.remove(db, client_id):
+def remove(db: Session, client_id: str, actor: str | None = None) -> bool:
+    """Delete the client; the audit event keeps what it was registered as."""
+    client = clients.get(db, client_id)
+    if client is None:
         return False
-    record(db, AuditEvent.CLIENT_DELETED, client_id=client_id)
+    before = _metadata(client)
+    clients.remove(db, client_id)
+    record(db, AuditEvent.CLIENT_DELETED, client_id=client_id, actor=actor, registration=before)
     return True
 
 
@@ -542,36 +600,21 @@ def describe_all(db: Session, rows: Sequence[Client]) -> list[dict[str, object]]
 
 
 def describe(client: Client, *, logo: LogoFacts | None) -> dict[str, object]:
-    """A client as JSON, without its secret hash, and its logo's facts without the image."""
+    """A client as JSON: its metadata by the RFC 7591 §2 names (update_client() takes the
+    same), then its state. Never a secret or a secret's hash; the logo's facts, not the image."""
     return {
         "client_id": client.client_id,
-        "name": client.name,
+        **_metadata(client),
         "public": client.is_public,
-        "token_endpoint_auth_method": client.auth_method,
-        "redirect_uris": client.redirect_uris,
-        "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "grant_types": client.grant_types,
-        "scopes": client.scopes,
-        "jwks_uri": client.jwks_uri,
-        "jwks": client.jwks,
-        "access_token_ttl": client.access_token_ttl,
-        "require_pkce": client.require_pkce,
-        "trusted": client.trusted,
-        "require_mfa": client.require_mfa,
-        "id_token_signed_response_alg": client.id_token_signed_response_alg or "RS256",
-        "refresh_token_idle_ttl": client.refresh_token_idle_ttl,
-        "refresh_token_absolute_ttl": client.refresh_token_absolute_ttl,
-        "can_introspect": client.can_introspect,
-        "backchannel_logout_uri": client.backchannel_logout_uri,
-        "access_token_audience": client.access_token_audience,
-        "logo_uri": client.logo_uri,
-        "client_uri": client.client_uri,
-        "policy_uri": client.policy_uri,
-        "tos_uri": client.tos_uri,
+        "disabled": client.disabled,
+        "secret_created_at": client.secret_created_at,
+        "previous_secret_expires_at": client.previous_secret_expires_at,
+        "last_used_day": client.last_used_day,
         "logo": (
             {"content_type": logo.content_type, "sha256": logo.sha256, "bytes": logo.size}
             if logo
             else None
         ),
-        "created_at": client.created_at,
+        # RFC 7591 §3.2.1
+        "client_id_issued_at": client.created_at,
     }

@@ -200,7 +200,7 @@ def delete_client(db: Session, client_id: str, actor: str) -> Revoked:
     validators refuse any token whose client no longer exists (idp.protocol.epochs); the
     revocation first still writes the denylist entries of its linked access tokens."""
     revoked = revoke_client(db, client_id, actor, "client_deleted")
-    client_admin.remove(db, client_id)
+    client_admin.remove(db, client_id, actor)
     return revoked
 
 

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from idp.admin.listing import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from idp.audit.events import AuditEvent, record
+from idp.authn import mfa
 from idp.authn.passwords import Passwords, check_policy, min_password_length
 from idp.settings import Settings
-from idp.store import roles, users
+from idp.store import roles, sessions, users
 from idp.store.roles import ADMIN as ADMIN_ROLE
 from idp.store.users import User
 
@@ -35,6 +37,7 @@ def create_user(
     name: str | None = None,
     is_admin: bool = False,
     roles_granted: Sequence[str] = (),
+    actor: str | None = None,
 ) -> User:
     email = users.normalize_email(email)
     if not EMAIL.match(email) or len(email) > 320:
@@ -51,9 +54,9 @@ def create_user(
     if users.by_email(db, email) is not None:
         raise InvalidUser(f"a user with email {email} already exists")
     user = users.create(db, email, passwords.hash(password), name=name)
-    record(db, AuditEvent.USER_CREATED, user_id=user.id, admin=is_admin)
+    record(db, AuditEvent.USER_CREATED, user_id=user.id, actor=actor, admin=is_admin)
     for role in dict.fromkeys([*([ADMIN_ROLE] if is_admin else []), *roles_granted]):
-        grant_role(db, user, role)
+        grant_role(db, user, role, actor=actor)
     return user
 
 
@@ -64,19 +67,71 @@ def check_role(role: str) -> None:
         )
 
 
-def grant_role(db: Session, user: User, role: str) -> bool:
+def grant_role(db: Session, user: User, role: str, *, actor: str | None) -> bool:
     """Give the user a role (true if it is new); their next access token carries it."""
     check_role(role)
     if not roles.add(db, user.id, role):
         return False
-    record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, role=role)
+    record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role)
     return True
 
 
-def revoke_role(db: Session, user: User, role: str) -> bool:
+def revoke_role(db: Session, user: User, role: str, *, actor: str | None) -> bool:
     """Take a role away (true if the user held it). Access tokens already issued keep it until
-    they expire; the next one, refreshed or new, does not."""
+    they expire; the next one, refreshed or new, does not. The admin role is checked on every
+    admin request, so taking it away ends admin access at once."""
     if not roles.remove(db, user.id, role):
         return False
-    record(db, AuditEvent.ROLE_REVOKED, user_id=user.id, role=role)
+    record(db, AuditEvent.ROLE_REVOKED, user_id=user.id, actor=actor, role=role)
     return True
+
+
+def reset_mfa(db: Session, user_id: str, *, actor: str | None) -> mfa.Factors:
+    """Remove every second factor of the user (a lost phone); returns what was there. An
+    admin, or anyone whose policy asks for two factors, sets up a new one at the next sign-in."""
+    if users.get(db, user_id) is None:
+        raise LookupError(user_id)
+    return mfa.reset(db, user_id, actor)
+
+
+def search_users(
+    db: Session,
+    *,
+    q: str | None = None,
+    role: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Page[User]:
+    """Users by email, matching `q` (in the email or the name) and holding `role` if given.
+    Raises InvalidCursor for a cursor not of this list, ValueError for a bad limit."""
+    after = decode_cursor(cursor, (str,))
+    holders = roles.holders(role) if role else None
+    rows = users.search(db, q, holders, str(after[0]) if after else None, check_limit(limit) + 1)
+    return page_of(rows, limit, lambda u: (u.email,))
+
+
+def describe_user(db: Session, user: User, settings: Settings) -> dict[str, object]:
+    """A user as JSON for administrators: never the password hash or a factor's secret."""
+    factors = mfa.factors_of(db, user.id)
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "password_change_required": user.password_change_required,
+        "roles": roles.of(db, user.id),
+        "mfa": {
+            "authenticator_app": factors.totp,
+            "passkeys": factors.passkeys,
+            "recovery_codes": factors.recovery_codes,
+        },
+        "sessions": sessions.live_count(db, user.id, settings.session_idle_timeout_seconds),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    }
+
+
+def role_holders(db: Session) -> list[tuple[str, int]]:
+    """Every role anyone holds, and how many users hold it."""
+    return roles.counts(db)

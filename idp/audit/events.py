@@ -98,6 +98,7 @@ def record(
     ip: str | None = None,
     user_id: str | None = None,
     client_id: str | None = None,
+    actor: str | None = None,
     **detail: str | int | bool | dict[str, object] | None,
 ) -> None:
     # Only top-level keys are screened: a nested value (CLIENT_UPDATED's changes) is the
@@ -109,10 +110,16 @@ def record(
     else:
         db.add(
             AuditRecord(
-                at=at, event=str(event), user_id=user_id, client_id=client_id, ip=ip, detail=safe
+                at=at,
+                event=str(event),
+                user_id=user_id,
+                client_id=client_id,
+                ip=ip,
+                actor=actor[:128] if actor else None,
+                detail=safe,
             )
         )
-    _log(event, ip, user_id, client_id, safe)
+    _log(event, ip, user_id, client_id, {**({"actor": actor} if actor else {}), **safe})
 
 
 def _log(

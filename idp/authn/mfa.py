@@ -249,8 +249,9 @@ def use_recovery_code(db: Session, user_id: str, code: str, ip: str | None) -> b
 # --- administration ----------------------------------------------------------------------------
 
 
-def reset(db: Session, user_id: str) -> Factors:
-    """Remove every second factor of a user (`idp users reset-mfa`); returns what was there."""
+def reset(db: Session, user_id: str, actor: str | None = None) -> Factors:
+    """Remove every second factor of a user (an administrator's doing: `actor`); returns what
+    was there."""
     before = factors_of(db, user_id)
     store.delete_totp(db, user_id)
     store.delete_recovery_codes(db, user_id)
@@ -260,6 +261,7 @@ def reset(db: Session, user_id: str) -> Factors:
         db,
         AuditEvent.MFA_RESET,
         user_id=user_id,
+        actor=actor,
         app=before.totp,
         passkeys=before.passkeys,
         recovery=before.recovery_codes,

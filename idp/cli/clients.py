@@ -56,7 +56,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         policy = OutboundPolicy.from_settings(settings)
         logo = fetch_logo(spec, policy)  # before the transaction: it waits on other hosts
         with database(settings) as db:
-            registered = register(db, spec, logo, policy=policy)
+            registered = register(db, spec, logo, policy=policy, actor="cli")
             out = describe(registered.client, logo=logo.facts if logo else None)
     except InvalidRegistration as exc:
         raise CommandError(str(exc)) from None
@@ -74,7 +74,7 @@ def cmd_clients_list(settings: Settings, args: argparse.Namespace) -> None:
 
     with database(settings) as db:
         rows = describe_all(db, clients.all_clients(db))
-    lines = [f"{r['client_id']}  {r['name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
+    lines = [f"{r['client_id']}  {r['client_name']}  {','.join(r['grant_types'])}" for r in rows]  # type: ignore[arg-type]
     emit(rows, args.json, "\n".join(lines) or "no clients")
 
 
@@ -255,7 +255,7 @@ def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
         report = [
             {
                 "client_id": c.client_id,
-                "name": c.name,
+                "client_name": c.name,
                 "findings": [f.as_json() for f in findings(c, settings, day)],
             }
             for c in rows
@@ -263,7 +263,7 @@ def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
     lines = []
     for entry in report:
         found: list[dict[str, str]] = entry["findings"]  # type: ignore[assignment]
-        lines.append(f"{entry['client_id']}  {entry['name']}: {len(found) or 'no'} findings")
+        lines.append(f"{entry['client_id']}  {entry['client_name']}: {len(found) or 'no'} findings")
         for f in found:
             lines.append(f"  [{f['severity']}] {f['code']}: {f['message']}\n    fix: {f['fix']}")
     emit(report, args.json, "\n".join(lines) or "no clients")

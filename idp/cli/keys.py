@@ -65,7 +65,7 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> None:
     if args.alg not in settings.enabled_algs:
         raise CommandError(f"{args.alg} is not enabled (IDP_SIGNING_ALGS)")
     with database(settings) as db:
-        key = rotate(db, _checked_sealer(db, settings), settings, args.alg, args.now)
+        key = rotate(db, _checked_sealer(db, settings), settings, args.alg, args.now, actor="cli")
         out = describe(key)
     when = "now" if args.now else f"at {out['activates_at']}"
     emit(out, args.json, f"{out['kid']} ({out['alg']}) signs {when}")
@@ -76,7 +76,9 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
     with database(settings) as db:
         try:
-            replacement = revoke(db, _checked_sealer(db, settings), settings, args.kid)
+            replacement = revoke(
+                db, _checked_sealer(db, settings), settings, args.kid, actor="cli"
+            )
         except LookupError as exc:
             raise CommandError(str(exc)) from None
         taken_over = replacement.kid if replacement else None

@@ -68,9 +68,9 @@ def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
             if user is None:
                 raise CommandError(f"no user {args.email}")
             for role in args.add or []:
-                grant_role(db, user, role)
+                grant_role(db, user, role, actor="cli")
             for role in args.remove or []:
-                revoke_role(db, user, role)
+                revoke_role(db, user, role, actor="cli")
             held = roles.of(db, user.id)
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
@@ -191,7 +191,7 @@ def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
         user = users.by_email(db, args.email)
         if user is None:
             raise CommandError(f"no user {args.email}")
-        before = mfa.reset(db, user.id)
+        before = mfa.reset(db, user.id, actor="cli")
         required = mfa.must_use_mfa(db, user, None)
     print(
         f"removed the second factors of {args.email} (authenticator app: "

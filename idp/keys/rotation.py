@@ -68,7 +68,12 @@ def _check_sealer(db: Session, sealer: Sealer) -> None:
 
 
 def create(
-    db: Session, sealer: Sealer, alg: str, state: KeyState, activates_at: int | None = None
+    db: Session,
+    sealer: Sealer,
+    alg: str,
+    state: KeyState,
+    activates_at: int | None = None,
+    actor: str | None = None,
 ) -> SigningKey:
     _check_sealer(db, sealer)
     key = generate(alg)
@@ -90,7 +95,7 @@ def create(
     )
     db.add(row)
     db.flush()
-    record(db, AuditEvent.KEY_CREATED, kid=kid, alg=alg, state=str(state))
+    record(db, AuditEvent.KEY_CREATED, actor=actor, kid=kid, alg=alg, state=str(state))
     return row
 
 
@@ -103,7 +108,7 @@ def longest_token_lifetime(db: Session, settings: Settings) -> int:
     return longest + settings.key_refresh_seconds + CLOCK_SKEW
 
 
-def activate(db: Session, key: SigningKey, lifetime: int) -> None:
+def activate(db: Session, key: SigningKey, lifetime: int, actor: str | None = None) -> None:
     """Make `key` the signing key of its algorithm; the previous one retires."""
     ts = now()
     for previous in key_store.in_state(db, key.alg, KeyState.ACTIVE):
@@ -112,16 +117,21 @@ def activate(db: Session, key: SigningKey, lifetime: int) -> None:
             previous.retired_at = ts
             previous.remove_after = ts + lifetime
             previous.updated_at = ts
-            record(db, AuditEvent.KEY_RETIRED, kid=previous.kid, alg=previous.alg)
+            record(db, AuditEvent.KEY_RETIRED, actor=actor, kid=previous.kid, alg=previous.alg)
     key.state = KeyState.ACTIVE
     key.activated_at = ts
     key.updated_at = ts
     db.flush()
-    record(db, AuditEvent.KEY_ACTIVATED, kid=key.kid, alg=key.alg)
+    record(db, AuditEvent.KEY_ACTIVATED, actor=actor, kid=key.kid, alg=key.alg)
 
 
 def rotate(
-    db: Session, sealer: Sealer, settings: Settings, alg: str, immediately: bool = False
+    db: Session,
+    sealer: Sealer,
+    settings: Settings,
+    alg: str,
+    immediately: bool = False,
+    actor: str | None = None,
 ) -> SigningKey:
     """Stage a new key that activates after the pre-publication window, or (`immediately`, for an
     emergency) make one sign at once: the staged key if there is one, else a new key. A rotation
@@ -130,18 +140,20 @@ def rotate(
     staged = key_store.in_state(db, alg, KeyState.STAGED)
     if immediately:
         # A key already staged has been published for a while: relying parties may know it.
-        key = staged[0] if staged else create(db, sealer, alg, KeyState.STAGED, now())
-        activate(db, key, longest_token_lifetime(db, settings))
+        key = staged[0] if staged else create(db, sealer, alg, KeyState.STAGED, now(), actor)
+        activate(db, key, longest_token_lifetime(db, settings), actor)
         return key
     if staged:
         return staged[0]
-    key = create(db, sealer, alg, KeyState.STAGED)
+    key = create(db, sealer, alg, KeyState.STAGED, actor=actor)
     key.activates_at = key.created_at + settings.key_prepublication_seconds  # one clock reading
     db.flush()
     return key
 
 
-def revoke(db: Session, sealer: Sealer, settings: Settings, kid: str) -> SigningKey | None:
+def revoke(
+    db: Session, sealer: Sealer, settings: Settings, kid: str, actor: str | None = None
+) -> SigningKey | None:
     """Withdraw a key at once. If it was signing, a staged key (or a new one) takes over now.
 
     Returns the replacement, if one was needed. Raises LookupError for an unknown kid.
@@ -154,12 +166,14 @@ def revoke(db: Session, sealer: Sealer, settings: Settings, kid: str) -> Signing
     ts = now()
     key.state, key.revoked_at, key.updated_at = KeyState.REVOKED, ts, ts
     db.flush()
-    record(db, AuditEvent.KEY_REVOKED, kid=kid, alg=key.alg)
+    record(db, AuditEvent.KEY_REVOKED, actor=actor, kid=kid, alg=key.alg)
     if not was_active:
         return None
     staged = key_store.in_state(db, key.alg, KeyState.STAGED)
-    replacement = staged[0] if staged else create(db, sealer, key.alg, KeyState.STAGED, ts)
-    activate(db, replacement, longest_token_lifetime(db, settings))
+    replacement = (
+        staged[0] if staged else create(db, sealer, key.alg, KeyState.STAGED, ts, actor)
+    )
+    activate(db, replacement, longest_token_lifetime(db, settings), actor)
     return replacement
 
 

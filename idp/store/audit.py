@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, BigInteger, Integer, String, delete, select, tuple_
+from sqlalchemy import JSON, BigInteger, Integer, String, delete, or_, select, tuple_
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
@@ -20,9 +20,13 @@ class AuditRecord(Base):
     )
     at: Mapped[int] = mapped_column(index=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[str | None] = mapped_column(String(36))
-    client_id: Mapped[str | None] = mapped_column(String(64))
+    # The subject: the user and/or client the event is about.
+    user_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     ip: Mapped[str | None] = mapped_column(String(64))
+    # Who made the change, when it was not the subject itself: "cli", "user:<id>" (an
+    # administrator, from the admin pages or a user token), "client:<id>" (an admin service).
+    actor: Mapped[str | None] = mapped_column(String(128), index=True)
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
 
 
@@ -122,3 +126,34 @@ def activity_of(
             .limit(limit)
         )
     )
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """What to look for in the trail; every field given narrows it."""
+
+    actor: str | None = None
+    subject: str | None = None  # a user id or a client id: the event is about it
+    events: Collection[str] | None = None
+    since: int | None = None  # inclusive
+    until: int | None = None  # exclusive
+
+
+def search(db: Session, query: AuditQuery, before_id: int | None, limit: int) -> list[AuditRecord]:
+    """Events newest first (by id: the order they were written in) matching the query, older
+    than the previous page's last one; `limit` rows at most."""
+    r = AuditRecord
+    stmt = select(r)
+    if query.actor is not None:
+        stmt = stmt.where(r.actor == query.actor)
+    if query.subject is not None:
+        stmt = stmt.where(or_(r.user_id == query.subject, r.client_id == query.subject))
+    if query.events is not None:
+        stmt = stmt.where(r.event.in_(list(query.events)))
+    if query.since is not None:
+        stmt = stmt.where(r.at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(r.at < query.until)
+    if before_id is not None:
+        stmt = stmt.where(r.id < before_id)
+    return list(db.scalars(stmt.order_by(r.id.desc()).limit(limit)))

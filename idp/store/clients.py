@@ -220,6 +220,40 @@ def all_clients(db: Session) -> list[Client]:
     return list(db.scalars(select(Client).order_by(Client.created_at, Client.client_id)))
 
 
+def search(
+    db: Session, q: str | None, after: tuple[int, str] | None, limit: int
+) -> list[Client]:
+    """Clients newest first, whose id or name contains `q` (any case), after the key
+    (created_at, client_id) of the previous page's last one; `limit` rows at most."""
+    stmt = select(Client)
+    if q:
+        needle = q.lower()
+        stmt = stmt.where(
+            or_(
+                func.lower(Client.client_id).contains(needle, autoescape=True),
+                func.lower(Client.name).contains(needle, autoescape=True),
+            )
+        )
+    if after is not None:
+        created, client_id = after
+        stmt = stmt.where(
+            or_(
+                Client.created_at < created,
+                (Client.created_at == created) & (Client.client_id < client_id),
+            )
+        )
+    order = (Client.created_at.desc(), Client.client_id.desc())
+    return list(db.scalars(stmt.order_by(*order).limit(limit)))
+
+
+def count(db: Session) -> tuple[int, int]:
+    """How many clients there are, and how many of them are disabled."""
+    total, disabled = db.execute(
+        select(func.count(), func.count().filter(Client.disabled.is_(True))).select_from(Client)
+    ).one()
+    return int(total), int(disabled)
+
+
 def remove(db: Session, client_id: str) -> bool:
     result = db.execute(delete(Client).where(Client.client_id == client_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]

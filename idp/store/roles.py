@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, delete, select
+from sqlalchemy import ForeignKey, Select, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -44,3 +44,16 @@ def remove(db: Session, user_id: str, role: str) -> bool:
 
 def holds(db: Session, user_id: str, role: str) -> bool:
     return db.get(UserRole, (user_id, role)) is not None
+
+
+def holders(role: str) -> Select[str]:
+    """The ids of the users who hold the role, as a subquery."""
+    return select(UserRole.user_id).where(UserRole.role == role)
+
+
+def counts(db: Session) -> list[tuple[str, int]]:
+    """Every role held by anyone, with how many users hold it, by name."""
+    rows = db.execute(
+        select(UserRole.role, func.count()).group_by(UserRole.role).order_by(UserRole.role)
+    )
+    return [(role, int(n)) for role, n in rows]

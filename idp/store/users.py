@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import String, false, select
+from sqlalchemy import Select, String, false, func, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -64,3 +64,32 @@ def set_password_hash(db: Session, user: User, password_hash: str) -> None:
 
 def any_user(db: Session) -> bool:
     return db.scalar(select(User.id).limit(1)) is not None
+
+
+def search(
+    db: Session, q: str | None, user_ids: Select[str] | None, after: str | None, limit: int
+) -> list[User]:
+    """Users by email, whose email or name contains `q` (any case), among `user_ids` (a
+    subquery) if given, after the previous page's last email; `limit` rows at most."""
+    stmt = select(User)
+    if q:
+        needle = q.lower()
+        stmt = stmt.where(
+            or_(
+                User.email.contains(needle, autoescape=True),  # emails are stored lower case
+                func.lower(User.name).contains(needle, autoescape=True),
+            )
+        )
+    if user_ids is not None:
+        stmt = stmt.where(User.id.in_(user_ids))
+    if after is not None:
+        stmt = stmt.where(User.email > after)
+    return list(db.scalars(stmt.order_by(User.email).limit(limit)))
+
+
+def count(db: Session) -> tuple[int, int]:
+    """How many users there are, and how many of them are disabled."""
+    total, disabled = db.execute(
+        select(func.count(), func.count().filter(User.disabled.is_(True))).select_from(User)
+    ).one()
+    return int(total), int(disabled)

@@ -42,9 +42,10 @@ def wait_past(epoch: int) -> None:
 
 
 def detail_of(event_name: str, idp: Harness) -> dict[str, Any]:
-    """The detail of the one audit event of this kind."""
+    """The detail of the one audit event of this kind, with who acted as "actor"."""
     (event,) = audit_events(idp, event_name)
-    return json_of(event.detail)  # type: ignore[no-any-return]
+    (actor,) = sql(idp, "SELECT actor FROM audit_events WHERE event = :e", e=event_name)
+    return {**json_of(event.detail), "actor": actor[0]}
 
 
 def is_dead_at_userinfo(idp: Harness, access_token: str) -> bool:

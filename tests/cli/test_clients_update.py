@@ -31,9 +31,9 @@ def test_update_round_trip(cli: Cli) -> None:  # noqa: F811 (the fixture)
     assert shown.pop("lint")  # --no-pkce is a finding
     assert out == shown
     changed = {
-        "name": "Renamed",
+        "client_name": "Renamed",
         "redirect_uris": ["https://rp.example/a", "https://rp.example/b"],
-        "scopes": ["openid", "email"],
+        "scope": "openid email",
         "require_pkce": False,
         "trusted": True,
         "require_mfa": True,
@@ -45,11 +45,11 @@ def test_update_round_trip(cli: Cli) -> None:  # noqa: F811 (the fixture)
         k: v for k, v in created.items() if k not in changed
     }
     with cli.engine.connect() as conn:
-        detail = conn.execute(
-            text("SELECT detail FROM audit_events WHERE event = 'client.updated'")
-        ).scalar_one()
+        detail, actor = conn.execute(
+            text("SELECT detail, actor FROM audit_events WHERE event = 'client.updated'")
+        ).one()
     detail = json.loads(detail) if isinstance(detail, str) else detail
-    assert detail["actor"] == "cli"
+    assert actor == "cli"
     assert detail["changes"]["trusted"] == {"before": False, "after": True}
     # the switches back, and a URL cleared with ""
     cli.ok("clients", "update", client_id, "--require-pkce", "--not-trusted", "--client-uri", "")

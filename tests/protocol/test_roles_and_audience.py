@@ -31,9 +31,9 @@ def change_roles(
         user = users.get(db, user_id)
         assert user is not None
         for role in add:
-            grant_role(db, user, role)
+            grant_role(db, user, role, actor="test")
         for role in drop:
-            revoke_role(db, user, role)
+            revoke_role(db, user, role, actor="test")
 
 
 def role_of(detail: str | dict[str, Any]) -> Any:
