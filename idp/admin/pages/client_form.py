@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from idp.admin.clients import ClientSpec
 from idp.protocol.requests import Params
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
 
@@ -97,27 +96,6 @@ def read(params: Params) -> ClientForm:
             form.values["jwks"] = raw
             form.errors["jwks"] = "must be a JSON object (a JWK Set)"
     return form
-
-
-def spec(form: ClientForm) -> ClientSpec:
-    """The registration the form describes (a public client is one whose method is none)."""
-    v = form.values
-    method = str(v["token_endpoint_auth_method"]) or None
-    jwks = v["jwks"] if isinstance(v["jwks"], dict) else None
-    return ClientSpec(
-        name=str(v["client_name"]),
-        grant_types=list(v["grant_types"]),  # type: ignore[call-overload]
-        scopes=str(v["scope"]).split(),
-        redirect_uris=list(v["redirect_uris"]),  # type: ignore[call-overload]
-        post_logout_redirect_uris=list(v["post_logout_redirect_uris"]),  # type: ignore[call-overload]
-        public=method == "none",
-        auth_method=method,
-        jwks=jwks,
-        jwks_uri=v["jwks_uri"],  # type: ignore[arg-type]
-        backchannel_logout_uri=v["backchannel_logout_uri"],  # type: ignore[arg-type]
-        require_pkce=bool(v["require_pkce"]),
-        require_mfa=bool(v["require_mfa"]),
-    )
 
 
 def changes(form: ClientForm) -> dict[str, object]:

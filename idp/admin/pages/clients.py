@@ -9,6 +9,7 @@ from starlette.responses import Response
 from idp import deps
 from idp.admin import clients as client_admin, lint
 from idp.admin.clients import InvalidRegistration
+from idp.admin.listing import InvalidCursor
 from idp.admin.pages import access, client_form, secret
 from idp.admin.pages.client_form import ClientForm
 from idp.protocol.authorization import Browser
@@ -26,17 +27,6 @@ def today() -> int:
     return now() // 86400
 
 
-def _search(runtime: Runtime, q: str, offset: int) -> tuple[list[Client], int | None]:
-    """One page of clients whose name or id contains `q`, and the offset of the next page."""
-    with deps.read_transaction(runtime) as db:
-        rows = client_store.all_clients(db)
-    wanted = q.lower()
-    matching = [c for c in rows if wanted in c.name.lower() or wanted in c.client_id.lower()]
-    page = matching[offset : offset + PAGE_SIZE]
-    more = offset + PAGE_SIZE < len(matching)
-    return page, offset + PAGE_SIZE if more else None
-
-
 @router.get("/admin/clients", include_in_schema=False)
 def client_list(
     request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser
@@ -45,12 +35,16 @@ def client_list(
     if isinstance(admin, Response):
         return admin
     q = request.query_params.get("q", "")[:200]
-    cursor = request.query_params.get("cursor", "0")
-    offset = int(cursor) if cursor.isdigit() else 0
-    rows, next_cursor = _search(runtime, q, offset)
+    try:
+        with deps.read_transaction(runtime) as db:
+            found = client_admin.search_clients(
+                db, q=q or None, cursor=request.query_params.get("cursor"), limit=PAGE_SIZE
+            )
+    except InvalidCursor:
+        return pages.error(request, "Invalid page", "This list has no such page.", 400)
     day = today()
-    listed = [(c, lint.findings(c, runtime.settings, day)) for c in rows]
-    context = {"clients": listed, "q": q, "next_cursor": next_cursor}
+    listed = [(c, lint.findings(c, runtime.settings, day)) for c in found.items]
+    context = {"clients": listed, "q": q, "next_cursor": found.next_cursor}
     return access.render(request, runtime, pages, browser, "admin/clients/list.html", context)
 
 
@@ -108,13 +102,15 @@ def create_client(
     form = client_form.read(params)
     if form.errors:
         return _form_page(request, runtime, pages, browser, form, None, 422)
-    wanted = client_form.spec(form)
     try:
+        wanted = client_admin.spec_from_metadata(client_form.changes(form))
         # Validates, resolves the hosts this server will call, fetches the logo: no
         # transaction is open while it waits on the network.
         logo = client_admin.fetch_logo(wanted, runtime.outbound)
         with deps.transaction(runtime) as db:
-            registered = client_admin.register(db, wanted, logo, policy=runtime.outbound)
+            registered = client_admin.register(
+                db, wanted, logo, policy=runtime.outbound, actor=admin.actor
+            )
     except InvalidRegistration as exc:
         form.errors.update(exc.fields or {"client_name": str(exc)})
         return _form_page(request, runtime, pages, browser, form, None, 422)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from idp import deps
+from idp.admin import keys as key_admin
 from idp.admin.pages import access
-from idp.keys import rotation
 from idp.store import keys as key_store
 
 router = APIRouter()
@@ -26,7 +26,7 @@ def key_list(
     if isinstance(admin, Response):
         return admin
     with deps.read_transaction(runtime) as db:
-        rows = key_store.all_keys(db)
+        rows = key_admin.list_keys(db)
     context = {
         "keys": rows,
         "algs": runtime.settings.enabled_algs,
@@ -58,12 +58,14 @@ def rotate(
     admin = access.form(request, params, runtime, pages, browser, back, sensitive=True)
     if isinstance(admin, Response):
         return admin
-    alg = params.get("alg") or ""
-    if alg not in runtime.settings.enabled_algs:
-        return pages.error(request, "Unknown algorithm", "Choose one of the enabled ones.", 400)
-    immediately = params.get("immediately") == "on"
-    with deps.transaction(runtime) as db:
-        rotation.rotate(db, runtime.sealer, runtime.settings, alg, immediately=immediately)
+    alg, at_once = params.get("alg") or "", params.get("immediately") == "on"
+    try:
+        with deps.transaction(runtime) as db:
+            key_admin.rotate_key(
+                db, runtime.sealer, runtime.settings, alg, now=at_once, actor=admin.actor
+            )
+    except key_admin.AlgorithmNotEnabled as exc:
+        return pages.error(request, "Unknown algorithm", str(exc), 400)
     return access.redirect(runtime, browser, "/admin/keys?notice=rotated")
 
 
@@ -104,7 +106,7 @@ def revoke(
         return admin
     try:
         with deps.transaction(runtime) as db:
-            rotation.revoke(db, runtime.sealer, runtime.settings, kid)
+            key_admin.revoke_key(db, runtime.sealer, runtime.settings, kid, actor=admin.actor)
     except LookupError:
         return pages.error(request, "Key not found", "There is no published key with this id.", 404)
     return access.redirect(runtime, browser, "/admin/keys?notice=revoked")

@@ -11,8 +11,8 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from idp import deps
-from idp.admin import revocation
-from idp.admin.pages import access, services
+from idp.admin import revocation, users as user_admin
+from idp.admin.pages import access
 from idp.admin.pages.users import load, not_found
 from idp.admin.users import InvalidUser
 from idp.protocol.requests import Params
@@ -97,13 +97,13 @@ def _do(action: str, user: User, params: Params, admin: access.Admin, runtime: d
         elif action == "enable":
             revocation.enable_user(db, user.id, admin.actor)
         elif action == "reset-mfa":
-            services.reset_mfa(db, user.id, admin.actor)
+            user_admin.reset_mfa(db, user.id, actor=admin.actor)
         elif action == "end-sessions":
             revocation.revoke_user(db, user.id, admin.actor, "ended_by_admin")
         elif action == "grant-role":
-            services.grant_role(db, target, role, admin.actor)
+            user_admin.grant_role(db, target, role, actor=admin.actor)
         else:
-            services.revoke_role(db, target, role, admin.actor)
+            user_admin.revoke_role(db, target, role, actor=admin.actor)
     return action
 
 

@@ -7,7 +7,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from idp import deps
-from idp.admin.pages import access, services
+from idp.admin import users as user_admin
+from idp.admin.listing import InvalidCursor
+from idp.admin.pages import access
 from idp.admin.users import InvalidUser, create_user
 from idp.runtime import Runtime
 from idp.store import users as user_store
@@ -25,9 +27,15 @@ def user_list(
     if isinstance(admin, Response):
         return admin
     q = request.query_params.get("q", "").strip()[:320]
-    with deps.read_transaction(runtime) as db:
-        rows = services.find_users(db, q)
-    context = {"users": rows, "q": q, "next_cursor": None}
+    role = request.query_params.get("role", "").strip()[:64]
+    try:
+        with deps.read_transaction(runtime) as db:
+            found = user_admin.search_users(
+                db, q=q or None, role=role or None, cursor=request.query_params.get("cursor")
+            )
+    except InvalidCursor:
+        return pages.error(request, "Invalid page", "This list has no such page.", 400)
+    context = {"users": found.items, "q": q, "role": role, "next_cursor": found.next_cursor}
     return access.render(request, runtime, pages, browser, "admin/users/list.html", context)
 
 
@@ -90,8 +98,8 @@ def user_detail(
         return admin
     with deps.read_transaction(runtime) as db:
         user = user_store.get(db, user_id)
-        facts = services.describe_user(db, runtime.settings, user) if user else None
+        facts = user_admin.describe_user(db, user, runtime.settings) if user else None
     if facts is None:
         return not_found(request, pages)
-    context = {"facts": facts, "user": facts.user, "notice": request.query_params.get("notice")}
+    context = {"facts": facts, "user": user, "notice": request.query_params.get("notice")}
     return access.render(request, runtime, pages, browser, "admin/users/detail.html", context)

@@ -63,3 +63,9 @@ def replace_cookie(idp: Harness, name: str, value: str) -> None:
             cookie.value = value
             return
     idp.http.cookies.set(name, value)
+
+
+def actors(idp: Harness, event: str) -> list[str]:
+    """Who did each `event` (the audit actor), oldest first."""
+    rows = sql(idp, "SELECT actor FROM audit_events WHERE event = :e ORDER BY id", e=event)
+    return [actor for (actor,) in rows]

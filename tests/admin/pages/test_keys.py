@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.admin.pages.admin_helpers import form_of, sign_in_admin
+from tests.admin.pages.admin_helpers import actors, form_of, sign_in_admin
 from tests.helpers import Harness
 from tests.token_helpers import sql
 
@@ -36,7 +36,7 @@ def test_rotating_stages_a_key_and_at_once_makes_it_sign(idp: Harness) -> None:
 
 def test_revoking_a_key_goes_through_a_confirmation(idp: Harness) -> None:
     """Keys: revoke, destructive, so a GET shows what will happen and the POST does it."""
-    sign_in_admin(idp)
+    admin = sign_in_admin(idp)
     (kid,) = _states(idp)
     confirm = idp.http.get(f"/admin/keys/{kid}/revoke")
     assert confirm.status_code == 200 and "stops verifying" in confirm.text
@@ -45,3 +45,4 @@ def test_revoking_a_key_goes_through_a_confirmation(idp: Harness) -> None:
     assert idp.http.post(f"/admin/keys/{kid}/revoke", data=fields).status_code == 303
     states = _states(idp)
     assert states[kid] == "revoked" and "active" in states.values()
+    assert actors(idp, "key.revoked") == [f"user:{admin}"]

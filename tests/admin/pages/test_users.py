@@ -3,7 +3,7 @@ reset MFA, end sessions, grant and revoke a role; destructive ones through a con
 
 from __future__ import annotations
 
-from tests.admin.pages.admin_helpers import form_of, sign_in_admin
+from tests.admin.pages.admin_helpers import actors, form_of, sign_in_admin
 from tests.helpers import Harness
 from tests.mfa_helpers import enrol_totp
 from tests.token_helpers import sql
@@ -27,7 +27,8 @@ def test_creating_finding_and_showing_a_user(idp: Harness) -> None:
     assert created.status_code == 303
     detail = idp.http.get(created.headers["location"])
     assert detail.status_code == 200 and "carol@example.com" in detail.text
-    assert "carol@example.com" in idp.http.get("/admin/users?q=carol@example.com").text
+    assert "carol@example.com" in idp.http.get("/admin/users?q=carol").text
+    assert "carol@example.com" not in idp.http.get("/admin/users?q=nobody-like-her").text
     short = idp.http.post(
         "/admin/users/new", data={**fields, "email": "d@example.com", "password": "x"}
     )
@@ -50,17 +51,18 @@ def test_disabling_and_enabling_a_user(idp: Harness) -> None:
 
 def test_resetting_mfa_and_ending_sessions(idp: Harness) -> None:
     """Reset MFA removes every factor; end sessions signs the user out everywhere."""
-    sign_in_admin(idp)
+    admin = sign_in_admin(idp)
     user_id = idp.user(email="erin@example.com")
     enrol_totp(idp, user_id)
     assert _act(idp, user_id, "reset-mfa") == 303
     assert not sql(idp, "SELECT 1 FROM totp_factors WHERE user_id = :u", u=user_id)
+    assert actors(idp, "mfa.reset") == [f"user:{admin}"]
     assert _act(idp, user_id, "end-sessions") == 303
 
 
 def test_granting_and_revoking_a_role(idp: Harness) -> None:
     """Grant a role from the user's page; revoke it through its confirmation."""
-    sign_in_admin(idp)
+    admin = sign_in_admin(idp)
     user_id = idp.user(email="fred@example.com")
     fields = form_of(idp, f"/admin/users/{user_id}")
     r = idp.http.post(f"/admin/users/{user_id}/grant-role", data={**fields, "role": "billing"})
@@ -68,3 +70,5 @@ def test_granting_and_revoking_a_role(idp: Harness) -> None:
     assert "billing" in idp.http.get(f"/admin/users/{user_id}").text
     assert _act(idp, user_id, "revoke-role", role="billing") == 303
     assert not sql(idp, "SELECT 1 FROM user_roles WHERE user_id = :u", u=user_id)
+    assert actors(idp, "role.revoked") == [f"user:{admin}"]
+    assert actors(idp, "role.granted")[-1] == f"user:{admin}"
