@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from idp.admin.pages import client_actions, clients, dashboard, keys, user_actions, users
+from idp.admin.pages import (
+    audit,
+    client_actions,
+    clients,
+    dashboard,
+    keys,
+    roles,
+    user_actions,
+    users,
+)
 
 router = APIRouter()
-for _module in (dashboard, clients, client_actions, keys, users, user_actions):
+for _module in (dashboard, clients, client_actions, keys, users, user_actions, roles, audit):
     router.include_router(_module.router)

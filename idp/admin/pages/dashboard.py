@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from idp import deps
+from idp.admin import audit
 from idp.admin.pages import access
-from idp.store import clients, keys
 
 router = APIRouter()
+RECENT = 20
 
 
 @router.get("/admin", include_in_schema=False)
@@ -20,9 +21,15 @@ def dashboard(
     if isinstance(admin, Response):
         return admin
     with deps.read_transaction(runtime) as db:
-        counts = {
-            "Clients": len(clients.all_clients(db)),
-            "Signing keys": len(keys.published(db)),
-        }
-    context = {"counts": counts, "events": [], "admin": admin}
+        c = audit.counts(db)
+        events = audit.recent_security_events(db, RECENT)
+    counts = {
+        "Clients": c.clients,
+        "Disabled clients": c.disabled_clients,
+        "Users": c.users,
+        "Administrators": c.admins,
+        "Disabled users": c.disabled_users,
+        "Signing keys": c.published_keys,
+    }
+    context = {"counts": counts, "events": events}
     return access.render(request, runtime, pages, browser, "admin/dashboard.html", context)

@@ -40,6 +40,8 @@ GET_ROUTES = [
     "/admin/users/{uid}/reset-mfa",
     "/admin/users/{uid}/end-sessions",
     "/admin/users/{uid}/revoke-role",
+    "/admin/roles",
+    "/admin/audit",
 ]
 POST_ROUTES = [
     "/admin/clients/new",
