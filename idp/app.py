@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
-from idp.admin import api as admin_api
+from idp.admin import api as admin_api, pages as admin_pages
 from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.resources import static_dir
 from idp.runtime import build_runtime
@@ -100,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # branding serves /static/brand/*: before the /static mount, which would answer 404.
     for module in (*routers, client_logo, home, account, account_password, mfa_account, branding):
         app.include_router(module.router)
+    # /admin/api first: a JSON application of its own; then /admin, the pages.
     app.mount(admin_api.PREFIX, admin_api.build(runtime))
+    app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)
     if settings.forwarded_allow_ips:

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"
 
     session_idle_timeout_seconds: int = Field(default=30 * 60, ge=60)
+    # The admin pages' own cookie ends after this long without an admin request.
+    admin_idle_seconds: int = Field(default=900, ge=60)
     session_absolute_timeout_seconds: int = Field(default=12 * 3600, ge=60)
 
     # NIST SP 800-63B-4 §3.1.1.2: at least 15 characters where the password is the account's
