@@ -75,7 +75,7 @@ $(EXAMPLE_CLIENT): | venv
 	    --redirect-uri $(EXAMPLE_RP_URL)/callback \
 	    --post-logout-redirect-uri $(EXAMPLE_RP_URL)/signed-out \
 	    --grant-type authorization_code --grant-type refresh_token \
-	    --scope openid --scope profile --scope email --scope offline_access --scope notes.read \
+	    --scope openid --scope profile --scope email --scope offline_access --scope notes.read --scope roles \
 	    --audience $(EXAMPLE_API_URL) --json > $@
 
 bench: venv

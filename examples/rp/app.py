@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
-SCOPE = "openid profile email offline_access notes.read"
+SCOPE = "openid profile email offline_access notes.read roles"
 DEFAULT_CLIENT_FILE = Path(__file__).resolve().parent.parent / ".rp-client.json"
 
 

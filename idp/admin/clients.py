@@ -41,6 +41,7 @@ from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
 from idp.store.base import now
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client, ClientLogo, LogoFacts
+from idp.store.roles import NAME as ROLE_NAME
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
@@ -73,6 +74,9 @@ class ClientSpec:
     client_uri: str | None = None
     policy_uri: str | None = None
     tos_uri: str | None = None
+    # The roles its access tokens may list (None: all the user holds), so an app for
+    # auditors never learns who is an admin.
+    roles_visible: list[str] | None = None
 
     def fetched_uris(self) -> dict[str, str]:
         """The URLs this server sends requests to once the client is registered."""
@@ -218,6 +222,9 @@ def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
             p.add(name, "refresh token lifetimes need the refresh_token grant")
     if spec.access_token_audience is not None:
         p.check("access_token_audience", check_audience, spec.access_token_audience)
+    for i, role in enumerate(spec.roles_visible or []):
+        if not ROLE_NAME.match(role):
+            p.add(f"roles_visible[{i}]", f"{role!r} is not a role name")
     alg = spec.id_token_signed_response_alg
     if alg is not None and alg not in SUPPORTED_ALGS:
         p.add("id_token_signed_response_alg", f"unsupported ID token algorithm {alg!r}")
@@ -305,6 +312,9 @@ def register(
             can_introspect=spec.can_introspect,
             backchannel_logout_uri=spec.backchannel_logout_uri,
             access_token_audience=spec.access_token_audience,
+            roles_visible=list(dict.fromkeys(spec.roles_visible))
+            if spec.roles_visible is not None
+            else None,
             **spec.metadata_uris(),
             logo_sha256=logo.sha256 if logo else None,
         ),
@@ -351,6 +361,7 @@ UPDATABLE: dict[str, tuple[str, str]] = {
     "refresh_token_absolute_ttl": ("refresh_token_absolute_ttl", "int?"),
     "id_token_signed_response_alg": ("id_token_signed_response_alg", "str?"),
     "access_token_audience": ("access_token_audience", "str?"),
+    "roles_visible": ("roles_visible", "list?"),
 }
 _SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -412,6 +423,7 @@ def spec_of(client: Client) -> ClientSpec:
         can_introspect=client.can_introspect,
         backchannel_logout_uri=client.backchannel_logout_uri,
         access_token_audience=client.access_token_audience,
+        roles_visible=list(client.roles_visible) if client.roles_visible is not None else None,
         logo_uri=client.logo_uri,
         client_uri=client.client_uri,
         policy_uri=client.policy_uri,

@@ -20,8 +20,7 @@ from idp.store.users import User
 
 # Deliberately loose (RFC 5321 allows much); it catches typos, not every invalid address.
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-# A role name travels in the `roles` claim and in resource servers' configuration: keep it plain.
-ROLE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+ROLE = roles.NAME
 
 
 class InvalidUser(ValueError):

@@ -45,6 +45,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             can_introspect=args.introspect,
             backchannel_logout_uri=args.backchannel_logout_uri,
             access_token_audience=args.audience,
+            roles_visible=args.roles_visible,
             logo_uri=args.logo_uri,
             client_uri=args.client_uri,
             policy_uri=args.policy_uri,
@@ -156,6 +157,9 @@ def update_changes(args: argparse.Namespace) -> dict[str, object]:
         changes[name] = None if value == "" and name in _CLEARABLE else value
     if args.scope is not None:
         changes["scope"] = " ".join(args.scope)
+    if args.roles_visible is not None:
+        # `--roles-visible ""` alone: every role again
+        changes["roles_visible"] = [r for r in args.roles_visible if r] or None
     if args.jwks_file:
         changes["jwks"] = load_jwks_file(Path(args.jwks_file))
         changes["jwks_uri"] = None  # the two are exclusive: a file replaces the URL
@@ -206,6 +210,12 @@ def _add_update_parser(clients: Any) -> None:
     )
     update.add_argument("--grant-type", action="append", metavar="GRANT", help="replaces the list")
     update.add_argument("--scope", action="append", metavar="SCOPE", help="replaces the list")
+    update.add_argument(
+        "--roles-visible",
+        action="append",
+        metavar="ROLE",
+        help='replaces the list; "" alone lets the client see every role',
+    )
     update.add_argument("--auth-method", metavar="METHOD")
     keys_source = update.add_mutually_exclusive_group()
     keys_source.add_argument("--jwks-uri", metavar="URL")
@@ -341,6 +351,12 @@ def add_commands(sub: Any) -> None:
         help="authorization_code, refresh_token or client_credentials",
     )
     create.add_argument("--scope", action="append", metavar="SCOPE")
+    create.add_argument(
+        "--roles-visible",
+        action="append",
+        metavar="ROLE",
+        help="a role its access tokens may list (repeat; default: every role the user holds)",
+    )
     create.add_argument("--public", action="store_true", help="no secret; PKCE required")
     create.add_argument(
         "--auth-method",

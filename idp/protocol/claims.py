@@ -8,7 +8,9 @@ from idp.store.users import User
 
 # Scopes that act on behalf of a person; a service (client_credentials) may not ask for them.
 USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
-STANDARD_SCOPES = ("openid", "profile", "email", "offline_access")
+STANDARD_SCOPES = ("openid", "profile", "email", "offline_access", "roles")
+# The scope under which an access token lists the user's roles (RFC 9068 §2.2.3.1).
+ROLES_SCOPE = "roles"
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "updated_at"),

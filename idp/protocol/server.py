@@ -18,6 +18,7 @@ from idp.audit.events import AuditEvent, record, record_all
 from idp.authn import mfa, throttle
 from idp.errors import NO_STORE, ServerError, TemporarilyUnavailable, oauth_json
 from idp.keys.ring import DEFAULT_ALG
+from idp.protocol.claims import ROLES_SCOPE
 from idp.protocol.client_auth import (
     PrivateKeyJwt,
     RemoteKeys,
@@ -213,7 +214,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             scope=scope or "",
             ttl=ttl,
             audience=client.row.access_token_audience,
-            roles=held,
+            roles=released_roles(held, scope or "", client.row.roles_visible),
             acr=acr,
         )
         self.issued = issued
@@ -226,6 +227,16 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         if scope:
             token["scope"] = scope
         return token
+
+
+def released_roles(
+    held: list[str] | None, scope: str, visible: list[str] | None
+) -> list[str] | None:
+    """The roles an access token lists: only under the `roles` scope, which the person
+    consented to, and only those the client may see (None: every role)."""
+    if not held or ROLES_SCOPE not in scope.split():
+        return None
+    return [r for r in held if visible is None or r in visible] or None
 
 
 # The longest an access token with an admin scope lives, whatever the client's TTL.

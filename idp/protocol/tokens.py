@@ -104,13 +104,12 @@ class TokenService:
         admin = [self.admin_audience] if ADMIN_SCOPES.intersection(scopes) else []
         if admin and not set(scopes) - ADMIN_SCOPES:
             return admin[0]
-        if registered is None or registered == self.audience:
-            base = [self.audience]
-        elif "openid" in scopes:
-            base = [registered, self.audience]
-        else:
-            base = [registered]
-        audiences = base + admin
+        # The API the token is for (the client's, else the server-wide default), and
+        # userinfo's own audience, the issuer, only when it is to open userinfo.
+        audiences = [registered or self.audience]
+        if "openid" in scopes and self.issuer not in audiences:
+            audiences.append(self.issuer)
+        audiences += admin
         return audiences[0] if len(audiences) == 1 else audiences
 
     def id_token(
@@ -152,7 +151,8 @@ class TokenService:
     ) -> dict[str, Any]:
         """Signature, typ (RFC 9068 §4), iss, aud and exp; the caller checks revocation.
 
-        Userinfo needs a token meant for this server, the admin API one for its `audience`;
+        Userinfo needs a token meant for it (the issuer, its own audience whatever
+        IDP_ACCESS_TOKEN_AUDIENCE says), the admin API one for its `audience`;
         introspection and revocation act on tokens for any audience (RFC 7662 §2.2 returns
         `aud` for the resource server to check)."""
         decoded = self._decode(token)
@@ -165,7 +165,7 @@ class TokenService:
             iss={"essential": True, "value": self.issuer},
             aud={
                 "essential": True,
-                **({} if any_audience else {"value": audience or self.audience}),
+                **({} if any_audience else {"value": audience or self.issuer}),
             },
             exp={"essential": True},
             sub={"essential": True},

@@ -82,6 +82,8 @@ class Client(Base):
     tokens_revoked_before: Mapped[int | None]
     # The last day (Unix days) the client got a token, written at most once a day.
     last_used_day: Mapped[int | None]
+    # The roles this client's access tokens may list (under the `roles` scope); None: all.
+    roles_visible: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(default=now)
 
 

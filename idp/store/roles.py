@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import ForeignKey, Select, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
 
+# A role name travels in the `roles` claim and in resource servers' configuration: a letter,
+# then up to 63 of a-z, 0-9, '_', '.', ':', '-'.
+NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 # Reserved: the IdP's own administrators. Holders must sign in with two factors.
 ADMIN = "admin"
 

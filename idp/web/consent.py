@@ -27,6 +27,9 @@ SCOPE_DESCRIPTIONS = {
     "profile": N_("See your name"),
     "email": N_("See your email address and whether it is verified"),
     "offline_access": N_("Keep access while you are not signed in"),
+    "roles": N_("See the roles you hold (what you may do in its services)"),
+    "idp:admin": N_("Administer this sign-in service: its applications, users and keys"),
+    "idp:admin.read": N_("See this sign-in service's applications, users, keys and audit trail"),
 }
 OTHER_SCOPE = N_("Access “%(scope)s”")
 

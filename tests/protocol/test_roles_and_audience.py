@@ -4,13 +4,16 @@ and a per-client audience (RFC 9068 §3), so a resource server can check both.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from idp.admin.users import InvalidUser, grant_role, revoke_role
 from idp.store import roles, users
-from tests.helpers import RP, Harness
+from tests.conftest import make_settings, migrated_app
+from tests.helpers import PASSWORD, RP, Harness, form_fields
 from tests.refresh_helpers import (
     OFFLINE_SCOPE,
     introspected,
@@ -48,11 +51,20 @@ def access_claims(idp: Harness, tokens: dict[str, Any]) -> dict[str, Any]:
 # --- roles ------------------------------------------------------------------------------------
 
 
+ROLES_SCOPES = ["openid", "profile", "email", "offline_access", "roles"]
+
+
+def roles_client(idp: Harness, **kwargs: Any) -> RP:
+    """A client registered for the `roles` scope."""
+    return idp.client(scopes=ROLES_SCOPES, **kwargs)
+
+
 def test_access_token_carries_the_users_roles(idp: Harness) -> None:
-    """RFC 9068 §2.2.3.1 (`roles`, as in SCIM, RFC 7643 §4.1.2): the access token lists every
-    role the user holds, sorted; the ID token does not (roles are for resource servers)."""
+    """RFC 9068 §2.2.3.1 (`roles`, as in SCIM, RFC 7643 §4.1.2): under the `roles` scope the
+    access token lists every role the user holds, sorted; the ID token does not (roles are for
+    resource servers)."""
     user_id = idp.user(roles_granted=["notes.editor", "auditor"])
-    tokens = idp.tokens(idp.client())
+    tokens = idp.tokens(roles_client(idp), scope="openid roles")
     assert access_claims(idp, tokens)["roles"] == ["auditor", "notes.editor"]
     assert "roles" not in idp.decode(tokens["id_token"]).claims
     with idp.runtime.sessions.begin() as db:
@@ -62,7 +74,40 @@ def test_access_token_carries_the_users_roles(idp: Harness) -> None:
 def test_no_roles_means_no_roles_claim(idp: Harness) -> None:
     """RFC 9068 §2.2.3.1: the claim is optional; a user without roles gets none (not [])."""
     idp.user()
-    assert "roles" not in access_claims(idp, idp.tokens(idp.client()))
+    assert "roles" not in access_claims(idp, idp.tokens(roles_client(idp), scope="openid roles"))
+
+
+def test_roles_only_when_asked_for(idp: Harness) -> None:
+    """Least privilege: without the `roles` scope no client learns the user's roles, whatever
+    it is registered for."""
+    idp.user(roles_granted=["payroll.admin", "auditor"])
+    assert "roles" not in access_claims(idp, idp.tokens(roles_client(idp), scope="openid"))
+
+
+def test_a_client_sees_only_the_roles_it_may(idp: Harness) -> None:
+    """`roles_visible`: an app for auditors never learns that a user is an admin (of payroll;
+    this IdP's own admins sign in with two factors, which is beside the point here)."""
+    idp.user(roles_granted=["payroll.admin", "auditor", "notes.editor"])
+    rp = roles_client(idp, roles_visible=["auditor", "reports.viewer"])
+    assert access_claims(idp, idp.tokens(rp, scope="openid roles"))["roles"] == ["auditor"]
+
+
+def test_no_visible_role_held_means_no_claim(idp: Harness) -> None:
+    idp.user(roles_granted=["payroll.admin"])
+    rp = roles_client(idp, roles_visible=["auditor"])
+    assert "roles" not in access_claims(idp, idp.tokens(rp, scope="openid roles"))
+
+
+def test_the_consent_page_names_the_roles_scope(idp: Harness) -> None:
+    idp.user()
+    rp = roles_client(idp)
+    response = idp.follow_local(idp.authorize(rp, scope="openid roles"))
+    page = idp.http.get(response.headers["location"])
+    fields = form_fields(page.text)
+    fields.update(email="alice@example.com", password=PASSWORD)
+    consent = idp.follow_local(idp.http.post("/login", data=fields))
+    assert consent.status_code == 200, consent.text
+    assert "See the roles you hold" in consent.text
 
 
 def test_client_credentials_tokens_have_no_user_roles(idp: Harness) -> None:
@@ -78,8 +123,8 @@ def test_role_changes_reach_the_next_refreshed_token(idp: Harness) -> None:
     """A granted role appears, and a revoked one disappears, at the next refresh (RFC 6749 §6),
     without a new sign-in: roles are read each time a token is issued."""
     user_id = idp.user(roles_granted=["reader"])
-    rp = offline_client(idp)
-    tokens = idp.tokens(rp, scope=OFFLINE_SCOPE)
+    rp = offline_client(idp, scopes=ROLES_SCOPES)
+    tokens = idp.tokens(rp, scope=OFFLINE_SCOPE + " roles")
     assert access_claims(idp, tokens)["roles"] == ["reader"]
 
     change_roles(idp, user_id, add=("writer",))
@@ -128,8 +173,8 @@ def test_introspection_reports_roles(idp: Harness) -> None:
     """RFC 7662 §2.2 allows further claims: a resource server that introspects sees the same
     roles as one that validates the JWT itself."""
     idp.user(roles_granted=["auditor"])
-    rp = idp.client()
-    tokens = idp.tokens(rp)
+    rp = roles_client(idp)
+    tokens = idp.tokens(rp, scope="openid roles")
     answer = introspected(idp, resource_server(idp), tokens["access_token"])
     assert answer["active"] is True and answer["roles"] == ["auditor"]
 
@@ -192,3 +237,23 @@ def test_revocation_works_for_a_token_of_another_audience(idp: Harness) -> None:
     revoked = idp.http.post("/revoke", data={"token": token}, headers=service.auth())
     assert revoked.status_code == 200
     assert introspected(idp, resource_server(idp), token) == {"active": False}
+
+
+def test_userinfo_takes_only_its_own_audience(tmp_path: Path, database_url: str) -> None:
+    """Userinfo's audience is the issuer, whatever IDP_ACCESS_TOKEN_AUDIENCE names: a user's
+    token for the default API opens userinfo only with scope openid (its aud then names both),
+    and a service's token for that API never does."""
+    app = migrated_app(make_settings(database_url, tmp_path, access_token_audience=API))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
+        idp = Harness(app, http)
+        idp.user()
+        tokens = idp.tokens(idp.client())
+        assert access_claims(idp, tokens)["aud"] == [API, ISSUER]
+        assert userinfo(idp, tokens["access_token"]).status_code == 200
+        service = idp.client(
+            grant_types=["client_credentials"], scopes=["notes.read"], redirect_uris=[]
+        )
+        token = idp.client_credentials(service, scope="notes.read").json()["access_token"]
+        assert access_claims(idp, {"access_token": token})["aud"] == API
+        assert userinfo(idp, token).status_code == 401
+    app.state.runtime.engine.dispose()

@@ -59,6 +59,9 @@ class ClientFields(BaseModel):
     refresh_token_absolute_ttl: int | None = Field(default=None, description=_TTL)
     id_token_signed_response_alg: str | None = None
     access_token_audience: str | None = None
+    roles_visible: list[str] | None = Field(
+        default=None, description="the roles its access tokens may list; null: every role"
+    )
 
 
 class ClientRegistration(ClientFields):
@@ -98,6 +101,7 @@ class ClientOut(BaseModel):
     refresh_token_absolute_ttl: int | None
     id_token_signed_response_alg: str | None
     access_token_audience: str | None
+    roles_visible: list[str] | None
     public: bool
     disabled: bool
     secret_created_at: int | None

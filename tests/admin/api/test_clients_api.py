@@ -238,3 +238,13 @@ def test_enable_lets_a_client_back_but_old_tokens_stay_dead(idp: Harness, admin:
     assert idp.client_credentials(rp).status_code == 200
     api = resource_server(idp)
     assert introspected(idp, api, old_token) == {"active": False}
+
+
+def test_roles_visible_is_a_client_field(idp: Harness, admin: str) -> None:
+    out = created(idp, admin, {**SERVICE, "roles_visible": ["auditor"]})
+    assert out["roles_visible"] == ["auditor"]
+    path = f"/clients/{out['client_id']}"
+    changed = call(idp, "PATCH", path, admin, json={"roles_visible": None})
+    assert changed.status_code == 200 and changed.json()["roles_visible"] is None
+    bad = call(idp, "PATCH", path, admin, json={"roles_visible": ["A B"]})
+    assert bad.status_code == 422 and "roles_visible[0]" in bad.json()["fields"]
