@@ -65,9 +65,13 @@ def _bound_to(browser: Browser) -> str:
     return sha256_hex(browser.session_cookie or "")
 
 
-def cookie_live(request: Request, runtime: Runtime, browser: Browser, auth_time: int) -> bool:
+def cookie_live(
+    request: Request, runtime: Runtime, browser: Browser, auth_time: int, required: bool = False
+) -> bool:
     """The admin cookie is this session's and was used within the idle window; without one
-    (or with another session's), the sign-in itself must be that recent."""
+    (or with another session's), the sign-in itself must be that recent, unless the cookie is
+    `required` (a form: it was loaded from an admin page, which set it, and a SameSite=Strict
+    cookie missing from a POST means the POST came from another site)."""
     idle = runtime.settings.admin_idle_seconds
     value = cookies.read(request, runtime.settings, ADMIN_COOKIE)
     if value:
@@ -79,7 +83,7 @@ def cookie_live(request: Request, runtime: Runtime, browser: Browser, auth_time:
             bound = None
         if bound == _bound_to(browser):
             return True
-    return now() - auth_time <= idle
+    return not required and now() - auth_time <= idle
 
 
 def issue(response: Response, runtime: Runtime, browser: Browser) -> Response:
@@ -97,7 +101,11 @@ def issue(response: Response, runtime: Runtime, browser: Browser) -> Response:
 
 
 def _check(
-    request: Request, runtime: Runtime, pages: Templates, browser: Browser
+    request: Request,
+    runtime: Runtime,
+    pages: Templates,
+    browser: Browser,
+    cookie_required: bool = False,
 ) -> Admin | Response | None:
     """The admin, a 403 page for a person who is not one, or None: sign in (again) first."""
     with deps.read_transaction(runtime) as db:
@@ -109,7 +117,7 @@ def _check(
         return pages.render(request, "admin/forbidden.html", status=403)
     if mfa.rank(who.session.acr) < mfa.rank(mfa.AAL2):
         return None  # the sign-in asks for the second factor: admins owe AAL2 by policy
-    if not cookie_live(request, runtime, browser, who.session.auth_time):
+    if not cookie_live(request, runtime, browser, who.session.auth_time, cookie_required):
         return None
     return Admin(who.user, who.session.auth_time)
 
@@ -147,7 +155,7 @@ def form(
             refused = forms.refused(request, params, runtime, pages, browser, db, _BACK)
         assert refused is not None
         return refused
-    checked = _check(request, runtime, pages, browser)
+    checked = _check(request, runtime, pages, browser, cookie_required=True)
     if isinstance(checked, Response):
         return checked
     if checked is None:
@@ -178,6 +186,21 @@ def render(
     """An admin page, with the admin cookie signed again."""
     response = pages.render(request, name, dict(context or {}), status=status, scripts=scripts)
     return issue(response, runtime, browser)
+
+
+# What a page may confirm after a redirect (`?notice=`): a fixed word, never the link's own
+# text, so a crafted link cannot put words of its choosing on an admin page.
+NOTICES = frozenset(
+    {
+        "created", "updated", "deleted", "disabled", "enabled", "rotated", "revoked",
+        "disable", "enable", "reset-mfa", "end-sessions", "grant-role", "revoke-role",
+    }
+)  # fmt: skip
+
+
+def notice(request: Request) -> str | None:
+    value = request.query_params.get("notice")
+    return value if value in NOTICES else None
 
 
 def redirect(runtime: Runtime, browser: Browser, location: str) -> Response:

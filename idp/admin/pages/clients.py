@@ -44,7 +44,12 @@ def client_list(
         return pages.error(request, "Invalid page", "This list has no such page.", 400)
     day = today()
     listed = [(c, lint.findings(c, runtime.settings, day)) for c in found.items]
-    context = {"clients": listed, "q": q, "next_cursor": found.next_cursor}
+    context = {
+        "clients": listed,
+        "q": q,
+        "next_cursor": found.next_cursor,
+        "notice": access.notice(request),
+    }
     return access.render(request, runtime, pages, browser, "admin/clients/list.html", context)
 
 
@@ -138,7 +143,7 @@ def client_detail(
         "client": client,
         "metadata": client_form.of_client(client).values,
         "findings": lint.findings(client, runtime.settings, today()),
-        "notice": request.query_params.get("notice"),
+        "notice": access.notice(request),
     }
     return access.render(request, runtime, pages, browser, "admin/clients/detail.html", context)
 

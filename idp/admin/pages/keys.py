@@ -30,7 +30,7 @@ def key_list(
     context = {
         "keys": rows,
         "algs": runtime.settings.enabled_algs,
-        "notice": request.query_params.get("notice"),
+        "notice": access.notice(request),
     }
     return access.render(request, runtime, pages, browser, "admin/keys/list.html", context)
 

@@ -101,5 +101,5 @@ def user_detail(
         facts = user_admin.describe_user(db, user, runtime.settings) if user else None
     if facts is None:
         return not_found(request, pages)
-    context = {"facts": facts, "user": user, "notice": request.query_params.get("notice")}
+    context = {"facts": facts, "user": user, "notice": access.notice(request)}
     return access.render(request, runtime, pages, browser, "admin/users/detail.html", context)

@@ -189,3 +189,25 @@ def test_a_form_without_its_csrf_token_is_refused(idp: Harness) -> None:
     for path in [*_routes(idp, POST_ROUTES), f"/admin/clients/{cid}/disable"]:
         r = idp.http.post(path, data={"csrf_token": "forged"})
         assert r.status_code == 403 and "This form expired" in r.text, path
+
+
+def test_a_post_without_the_admin_cookie_changes_nothing(idp: Harness) -> None:
+    """SameSite=Strict: a POST from another site carries no admin cookie. Even with a fresh
+    sign-in and this browser's CSRF token, a form POST without it changes nothing."""
+    cid = idp.client(grant_types=["client_credentials"], redirect_uris=[]).client_id
+    sign_in_admin(idp)
+    fields = form_of(idp, f"/admin/clients/{cid}/disable")
+    idp.http.cookies.delete("__Host-idp_admin")
+    r = idp.http.post(f"/admin/clients/{cid}/disable", data=fields)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?")
+    assert sql(idp, "SELECT disabled FROM clients WHERE client_id = :c", c=cid)[0][0] in (0, False)
+
+
+def test_a_notice_shows_only_words_of_the_server(idp: Harness) -> None:
+    """A crafted link cannot put its own text on an admin page."""
+    cid = idp.client(grant_types=["client_credentials"], redirect_uris=[]).client_id
+    sign_in_admin(idp)
+    shown = idp.http.get(f"/admin/clients/{cid}", params={"notice": "updated"})
+    assert "Done: client updated." in shown.text
+    crafted = idp.http.get(f"/admin/clients/{cid}", params={"notice": "hacked, call +1 555"})
+    assert crafted.status_code == 200 and "555" not in crafted.text
