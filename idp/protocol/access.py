@@ -3,7 +3,8 @@
 An application has access while it holds a consent or a live refresh-token family (a trusted,
 first-party application holds no consent). Withdrawing ends both: the consent is forgotten, so
 the next authorization request asks again, and every refresh-token family of that client for
-this person is revoked with the access tokens it produced.
+this person is revoked with the access tokens it produced, and so is every access token issued
+from a code exchange (with or without offline_access) that has not expired yet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
-from idp.store import clients, consents, refresh_tokens
+from idp.store import clients, codes, consents, refresh_tokens, revocations
+from idp.store.base import now
 from idp.store.clients import Client
 
 
@@ -44,7 +46,10 @@ def withdraw(db: Session, user_id: str, client_id: str, ip: str | None) -> bool:
     families = refresh_tokens.live_families_of_user(db, user_id, client_id)
     for family_id in families:
         refresh_tokens.revoke_family(db, family_id, "consent_withdrawn")
-    if not withdrawn and not families:
+    issued = codes.live_tokens_of(db, user_id, client_id, now())
+    for jti, expires_at in issued:
+        revocations.revoke(db, jti, expires_at, "consent_withdrawn")
+    if not withdrawn and not families and not issued:
         return False
     record(
         db,
@@ -53,5 +58,6 @@ def withdraw(db: Session, user_id: str, client_id: str, ip: str | None) -> bool:
         user_id=user_id,
         client_id=client_id,
         families=len(families),
+        jwts=len(issued),  # access tokens ("token" keys are screened out as secrets)
     )
     return True

@@ -101,3 +101,18 @@ def record_issued_token(
         .values(token_jti=jti, token_expires_at=expires_at, family_id=family_id),
         execution_options={"synchronize_session": False},
     )
+
+
+def live_tokens_of(db: Session, user_id: str, client_id: str, ts: int) -> list[tuple[str, int]]:
+    """The (jti, expires_at) of the access tokens issued from this user's codes for this
+    client that have not expired yet (codes are kept a day past their use, see expiry.py)."""
+    c = AuthorizationCode
+    rows = db.execute(
+        select(c.token_jti, c.token_expires_at).where(
+            c.user_id == user_id,
+            c.client_id == client_id,
+            c.token_jti.is_not(None),
+            c.token_expires_at > ts,
+        )
+    )
+    return [(str(jti), int(exp)) for jti, exp in rows]

@@ -8,8 +8,15 @@ import re
 
 from tests.authorize_helpers import is_consent_page, redirect_to_rp
 from tests.helpers import Harness, form_fields
-from tests.refresh_helpers import OFFLINE_SCOPE, offline_client, refresh, userinfo
-from tests.token_helpers import audit_events, error_of, sql
+from tests.refresh_helpers import (
+    OFFLINE_SCOPE,
+    introspected,
+    offline_client,
+    refresh,
+    resource_server,
+    userinfo,
+)
+from tests.token_helpers import audit_events, error_of, json_of, sql
 
 
 def _revoke_forms(html: str) -> dict[str, str]:
@@ -61,6 +68,22 @@ def test_removing_access_ends_consent_refresh_tokens_and_access_tokens(idp: Harn
     [event] = audit_events(idp, "consent.withdrawn")
     assert event.client_id == rp.client_id and event.user_id == user_id
     assert rp.client_id not in _revoke_forms(idp.http.get("/").text)
+
+
+def test_removing_access_kills_tokens_from_a_code_without_offline_access(idp: Harness) -> None:
+    """Revocation reaches every token of the grant: an access token from a plain code
+    exchange (no refresh-token family) dies at userinfo and introspection at once."""
+    idp.user()
+    rp = idp.client()
+    tokens = idp.tokens(rp)
+    api = resource_server(idp)
+    assert userinfo(idp, tokens["access_token"]).status_code == 200
+    csrf = _revoke_forms(idp.http.get("/").text)[rp.client_id]
+    idp.http.post("/apps/revoke", data={"csrf_token": csrf, "client_id": rp.client_id})
+    assert userinfo(idp, tokens["access_token"]).status_code == 401
+    assert introspected(idp, api, tokens["access_token"]) == {"active": False}
+    [event] = audit_events(idp, "consent.withdrawn")
+    assert json_of(event.detail)["jwts"] == 1
 
 
 def test_other_applications_keep_their_access(idp: Harness) -> None:
