@@ -115,4 +115,4 @@ def live_tokens_of(db: Session, user_id: str, client_id: str, ts: int) -> list[t
             c.token_expires_at > ts,
         )
     )
-    return [(str(jti), int(exp)) for jti, exp in rows]
+    return [(str(jti), exp) for jti, exp in rows if exp is not None]
