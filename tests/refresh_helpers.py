@@ -27,14 +27,16 @@ def offline_client(idp: Harness, **kwargs: Any) -> RP:
     return idp.client(grant_types=REFRESH_GRANTS, **kwargs)
 
 
-def resource_server(idp: Harness, name: str = "api") -> RP:
-    """A protected resource registered with permission to introspect (RFC 7662 §2.1)."""
+def resource_server(idp: Harness, name: str = "api", **kwargs: Any) -> RP:
+    """A protected resource registered with permission to introspect (RFC 7662 §2.1) the
+    tokens for its resources (`resources=`; by default the server-wide audience)."""
     return idp.client(
         name=name,
         grant_types=["client_credentials"],
         scopes=["api"],
         redirect_uris=[],
         can_introspect=True,
+        **kwargs,
     )
 
 

@@ -77,6 +77,8 @@ class ClientSpec:
     # The roles its access tokens may list (None: all the user holds), so an app for
     # auditors never learns who is an admin.
     roles_visible: list[str] | None = None
+    # The audiences it serves, when it may introspect (None: the server-wide default).
+    resources: list[str] | None = None
 
     def fetched_uris(self) -> dict[str, str]:
         """The URLs this server sends requests to once the client is registered."""
@@ -222,6 +224,10 @@ def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
             p.add(name, "refresh token lifetimes need the refresh_token grant")
     if spec.access_token_audience is not None:
         p.check("access_token_audience", check_audience, spec.access_token_audience)
+    for i, resource in enumerate(spec.resources or []):
+        p.check(f"resources[{i}]", check_audience, resource)
+    if spec.resources is not None and not spec.can_introspect:
+        p.add("resources", "only a client that may introspect (can_introspect) serves resources")
     for i, role in enumerate(spec.roles_visible or []):
         if not ROLE_NAME.match(role):
             p.add(f"roles_visible[{i}]", f"{role!r} is not a role name")
@@ -232,6 +238,10 @@ def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
         p.add("access_token_ttl", f"access token TTL must be {MIN_TTL} to {MAX_TTL} seconds")
     p.raise_any()
     return method
+
+
+def _unique(values: list[str] | None) -> list[str] | None:
+    return list(dict.fromkeys(values)) if values is not None else None
 
 
 def fetch_logo(
@@ -312,9 +322,8 @@ def register(
             can_introspect=spec.can_introspect,
             backchannel_logout_uri=spec.backchannel_logout_uri,
             access_token_audience=spec.access_token_audience,
-            roles_visible=list(dict.fromkeys(spec.roles_visible))
-            if spec.roles_visible is not None
-            else None,
+            roles_visible=_unique(spec.roles_visible),
+            resources=_unique(spec.resources),
             **spec.metadata_uris(),
             logo_sha256=logo.sha256 if logo else None,
         ),
@@ -362,6 +371,7 @@ UPDATABLE: dict[str, tuple[str, str]] = {
     "id_token_signed_response_alg": ("id_token_signed_response_alg", "str?"),
     "access_token_audience": ("access_token_audience", "str?"),
     "roles_visible": ("roles_visible", "list?"),
+    "resources": ("resources", "list?"),
 }
 _SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -423,7 +433,8 @@ def spec_of(client: Client) -> ClientSpec:
         can_introspect=client.can_introspect,
         backchannel_logout_uri=client.backchannel_logout_uri,
         access_token_audience=client.access_token_audience,
-        roles_visible=list(client.roles_visible) if client.roles_visible is not None else None,
+        roles_visible=_unique(client.roles_visible),
+        resources=_unique(client.resources),
         logo_uri=client.logo_uri,
         client_uri=client.client_uri,
         policy_uri=client.policy_uri,

@@ -46,6 +46,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             backchannel_logout_uri=args.backchannel_logout_uri,
             access_token_audience=args.audience,
             roles_visible=args.roles_visible,
+            resources=args.resource,
             logo_uri=args.logo_uri,
             client_uri=args.client_uri,
             policy_uri=args.policy_uri,
@@ -157,6 +158,8 @@ def update_changes(args: argparse.Namespace) -> dict[str, object]:
         changes[name] = None if value == "" and name in _CLEARABLE else value
     if args.scope is not None:
         changes["scope"] = " ".join(args.scope)
+    if args.resource is not None:
+        changes["resources"] = [r for r in args.resource if r] or None
     if args.roles_visible is not None:
         # `--roles-visible ""` alone: every role again
         changes["roles_visible"] = [r for r in args.roles_visible if r] or None
@@ -210,6 +213,12 @@ def _add_update_parser(clients: Any) -> None:
     )
     update.add_argument("--grant-type", action="append", metavar="GRANT", help="replaces the list")
     update.add_argument("--scope", action="append", metavar="SCOPE", help="replaces the list")
+    update.add_argument(
+        "--resource",
+        action="append",
+        metavar="URI",
+        help='replaces the list; "" alone: the server-wide audience',
+    )
     update.add_argument(
         "--roles-visible",
         action="append",
@@ -351,6 +360,12 @@ def add_commands(sub: Any) -> None:
         help="authorization_code, refresh_token or client_credentials",
     )
     create.add_argument("--scope", action="append", metavar="SCOPE")
+    create.add_argument(
+        "--resource",
+        action="append",
+        metavar="URI",
+        help="with --introspect: an audience it serves (repeat; default: the server-wide one)",
+    )
     create.add_argument(
         "--roles-visible",
         action="append",

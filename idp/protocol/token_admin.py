@@ -65,15 +65,16 @@ def revoke(db: Session, revocation: Revocation, ip: str | None) -> None:
 
 
 def introspect(db: Session, runtime: Runtime, caller: ClientProtocol, token: str) -> dict[str, Any]:
-    """RFC 7662 §2.2: the token's state, for the client it was issued to or a resource server
-    registered to introspect; `{"active": false}` for anything else (§2.2: no reason given)."""
+    """RFC 7662 §2.2: the token's state, for the client it was issued to, or (an access token)
+    a resource server registered to introspect tokens for its resources; `{"active": false}`
+    for anything else (§2.2: no reason given)."""
     if _looks_like_jwt(token):
         return _introspect_access_token(db, runtime, caller, token)
     row = refresh_tokens.get(db, sha256_hex(token))
     if row is None or row.used_at is not None or row.expires_at <= now():
         return INACTIVE
-    if not _may_see(caller, row.client_id):
-        return INACTIVE
+    if caller.client_id != row.client_id:
+        return INACTIVE  # a refresh token is its client's business alone
     family = refresh_tokens.live_family(db, row.family_id)
     if family is None or not _user_active(db, family.user_id):
         return INACTIVE
@@ -95,7 +96,7 @@ def _introspect_access_token(
         claims = token_service(runtime).verify_access_token(token, any_audience=True)
     except BadToken:
         return INACTIVE
-    if not _may_see(caller, str(claims.get("client_id"))):
+    if not _may_see(caller, claims, runtime.settings.audience):
         return INACTIVE
     if revocations.is_revoked(db, claims["jti"]):
         return INACTIVE
@@ -116,5 +117,13 @@ def _user_active(db: Session, user_id: str) -> bool:
     return user is not None and not user.disabled
 
 
-def _may_see(caller: ClientProtocol, owner: str) -> bool:
-    return caller.client_id == owner or bool(caller.row.can_introspect)
+def _may_see(caller: ClientProtocol, claims: dict[str, Any], default_audience: str) -> bool:
+    """The token's own client, or a resource server introspecting a token meant for one of
+    the resources it serves (RFC 7662 §4: a resource server learns nothing of other APIs')."""
+    if caller.client_id == claims.get("client_id"):
+        return True
+    if not caller.row.can_introspect:
+        return False
+    aud = claims.get("aud")
+    audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+    return bool(audiences.intersection(caller.row.resources or [default_audience]))

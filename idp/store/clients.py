@@ -84,6 +84,9 @@ class Client(Base):
     last_used_day: Mapped[int | None]
     # The roles this client's access tokens may list (under the `roles` scope); None: all.
     roles_visible: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 7662 §4: the audiences an introspecting resource server serves; it learns about
+    # access tokens for them only. None: the server-wide default audience.
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(default=now)
 
 

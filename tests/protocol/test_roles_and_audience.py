@@ -219,7 +219,7 @@ def test_service_token_for_an_api_is_not_accepted_by_userinfo(idp: Harness) -> N
     refused = userinfo(idp, token)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
-    answer = introspected(idp, resource_server(idp), token)
+    answer = introspected(idp, resource_server(idp, resources=[API]), token)
     assert answer["active"] is True and answer["aud"] == API
 
 

@@ -62,6 +62,10 @@ class ClientFields(BaseModel):
     roles_visible: list[str] | None = Field(
         default=None, description="the roles its access tokens may list; null: every role"
     )
+    resources: list[str] | None = Field(
+        default=None,
+        description="with can_introspect: the audiences it serves; null: the server-wide one",
+    )
 
 
 class ClientRegistration(ClientFields):
@@ -102,6 +106,7 @@ class ClientOut(BaseModel):
     id_token_signed_response_alg: str | None
     access_token_audience: str | None
     roles_visible: list[str] | None
+    resources: list[str] | None
     public: bool
     disabled: bool
     secret_created_at: int | None

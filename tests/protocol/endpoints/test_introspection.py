@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from idp.admin.clients import InvalidRegistration
 from tests.authorize_helpers import disable_user
 from tests.helpers import RP, Harness, basic
 from tests.refresh_helpers import (
@@ -121,13 +122,36 @@ def test_resource_server_may_introspect_others_tokens(
     idp: Harness, rp: RP, offline: dict[str, Any]
 ) -> None:
     """Issue 3, Introspection ("or a client registered as a resource server with permission to
-    introspect"); RFC 7662 §2.1: the protected resource sees tokens issued to other clients."""
+    introspect"); RFC 7662 §2.1: the protected resource sees access tokens issued to other
+    clients for its audience. A refresh token is its client's alone (issue 14)."""
     api = resource_server(idp)
     access = introspected(idp, api, offline["access_token"])
     assert access["active"] is True
     assert access["client_id"] == rp.client_id
     assert access["sub"] == subject(idp, offline)
-    assert introspected(idp, api, offline["refresh_token"])["active"] is True
+    assert introspected(idp, api, offline["refresh_token"]) == INACTIVE
+    assert introspected(idp, rp, offline["refresh_token"])["active"] is True
+
+
+def test_a_resource_server_sees_only_tokens_for_its_resources(idp: Harness) -> None:
+    """RFC 7662 §4: a resource server registered for its resources (`resources`) learns
+    nothing of tokens for another API, so checking `active` and `scope` is enough."""
+    notes, billing = "https://notes.example", "https://billing.example"
+    for_notes = idp.client(
+        grant_types=["client_credentials"], scopes=["x"], redirect_uris=[],
+        access_token_audience=notes,
+    )  # fmt: skip
+    token = idp.client_credentials(for_notes).json()["access_token"]
+    assert introspected(idp, resource_server(idp, resources=[notes]), token)["active"] is True
+    assert introspected(idp, resource_server(idp, resources=[billing]), token) == INACTIVE
+    # without resources: the server-wide default audience (the issuer here), not this API
+    assert introspected(idp, resource_server(idp), token) == INACTIVE
+
+
+def test_resources_need_introspection(idp: Harness) -> None:
+    with pytest.raises(InvalidRegistration) as refused:
+        idp.client(resources=["https://notes.example"])
+    assert "resources" in refused.value.fields
 
 
 def test_other_client_learns_nothing(idp: Harness, offline: dict[str, Any]) -> None:

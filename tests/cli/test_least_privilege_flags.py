@@ -1,5 +1,7 @@
-"""`--roles-visible ROLE`: the roles a client's access tokens may list, set at `clients create`
-and replaced (or cleared with "") by `clients update`; a bad role name is refused by field."""
+"""Least-privilege client flags: `--roles-visible ROLE` (the roles a client's access tokens may
+list) and `--resource URI` (the audiences an introspecting resource server serves), set at
+`clients create` and replaced (or cleared with "") by `clients update`; bad values are refused
+by field."""
 
 from __future__ import annotations
 
@@ -29,3 +31,21 @@ def test_a_bad_role_name_names_the_field(cli: Cli) -> None:  # noqa: F811
     )  # fmt: skip
     assert result.returncode == 1 and "roles_visible[1]" in result.stderr
     assert cli.count("clients") == 0
+
+
+def test_resource_is_set_replaced_and_needs_introspect(cli: Cli) -> None:  # noqa: F811
+    made = create_client(
+        cli, "--grant-type", "client_credentials", "--scope", "api", "--introspect",
+        "--resource", "https://notes.example", "--resource", "https://billing.example",
+    )  # fmt: skip
+    assert made["resources"] == ["https://notes.example", "https://billing.example"]
+    client_id = str(made["client_id"])
+    cli.ok("clients", "update", client_id, "--resource", "https://notes.example")
+    assert json.loads(cli.ok("clients", "show", client_id).stdout)["resources"] == [
+        "https://notes.example"
+    ]
+    refused = cli.run(
+        "clients", "create", "--name", "App", "--grant-type", "client_credentials",
+        "--scope", "api", "--resource", "https://notes.example",
+    )  # fmt: skip
+    assert refused.returncode == 1 and "resources" in refused.stderr
