@@ -385,9 +385,20 @@ def spec_from_metadata(metadata: Mapping[str, object]) -> ClientSpec:
     p = _Problems()
     if "client_name" not in metadata:
         p.add("client_name", "is required")
+    _set_fields(spec, metadata, p, "not a client field")
+    p.raise_any()
+    spec.public = spec.auth_method == "none"
+    return spec
+
+
+def _set_fields(
+    spec: ClientSpec, metadata: Mapping[str, object], p: _Problems, unknown: str
+) -> None:
+    """Set each field by its RFC 7591 name, of the JSON type it must have; a wrong type or an
+    unknown name (`unknown` says why) is a problem of that field."""
     for name, value in metadata.items():
         if name not in UPDATABLE:
-            p.add(name, "not a client field")
+            p.add(name, unknown)
             continue
         attr, kind = UPDATABLE[name]
         typed, problem = _typed(kind, value)
@@ -395,9 +406,6 @@ def spec_from_metadata(metadata: Mapping[str, object]) -> ClientSpec:
             p.add(name, problem)
         else:
             setattr(spec, attr, typed)
-    p.raise_any()
-    spec.public = spec.auth_method == "none"
-    return spec
 
 
 def search_clients(
@@ -476,16 +484,7 @@ def check_update(
     checks a new one; raises InvalidClient naming every field that cannot be so. No I/O."""
     spec = spec_of(client)
     p = _Problems()
-    for name, value in changes.items():
-        if name not in UPDATABLE:
-            p.add(name, "not a client field that can be changed")
-            continue
-        attr, kind = UPDATABLE[name]
-        typed, problem = _typed(kind, value)
-        if problem:
-            p.add(name, problem)
-        else:
-            setattr(spec, attr, typed)
+    _set_fields(spec, changes, p, "not a client field that can be changed")
     p.raise_any()
     method = spec.auth_method
     if method != client.auth_method:

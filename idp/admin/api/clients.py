@@ -138,14 +138,6 @@ def update_client(
         raise Invalid(exc.fields, str(exc)) from None
 
 
-def _revoked(revoked: revocation.Revoked) -> dict[str, int]:
-    return {
-        "sessions": revoked.sessions,
-        "refresh_token_families": revoked.families,
-        "epoch": revoked.epoch,
-    }
-
-
 @router.post(
     "/{client_id}/disable",
     response_model=schemas.Revoked,
@@ -158,7 +150,7 @@ def disable_client(
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
         try:
-            return _revoked(revocation.disable_client(db, client_id, caller.actor, reason))
+            return schemas.revoked(revocation.disable_client(db, client_id, caller.actor, reason))
         except revocation.NoSuchClient:
             raise NotFound("client") from None
 
@@ -186,7 +178,7 @@ def delete_client(client_id: str, token: Token, runtime: deps.Rt) -> dict[str, i
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
         try:
-            return _revoked(revocation.delete_client(db, client_id, caller.actor))
+            return schemas.revoked(revocation.delete_client(db, client_id, caller.actor))
         except revocation.NoSuchClient:
             raise NotFound("client") from None
 

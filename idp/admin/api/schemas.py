@@ -158,6 +158,15 @@ class Revoked(BaseModel):
     epoch: int
 
 
+def revoked(what: Any) -> dict[str, int]:
+    """A Revoked answer from what idp.admin.revocation returned."""
+    return {
+        "sessions": what.sessions,
+        "refresh_token_families": what.families,
+        "epoch": what.epoch,
+    }
+
+
 class StateChange(BaseModel):
     changed: bool = Field(description="false when it already was so")
 

@@ -85,14 +85,6 @@ def show_user(user_id: str, token: Token, runtime: deps.Rt) -> dict[str, Any]:
         return _out(db, runtime, _user(db, user_id))
 
 
-def _revoked(revoked: revocation.Revoked) -> dict[str, int]:
-    return {
-        "sessions": revoked.sessions,
-        "refresh_token_families": revoked.families,
-        "epoch": revoked.epoch,
-    }
-
-
 @router.post(
     "/users/{user_id}/disable",
     response_model=schemas.Revoked,
@@ -104,7 +96,9 @@ def disable_user(
     reason = body.reason if body else "admin_api"
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
-        return _revoked(revocation.disable_user(db, _user(db, user_id).id, caller.actor, reason))
+        return schemas.revoked(
+            revocation.disable_user(db, _user(db, user_id).id, caller.actor, reason)
+        )
 
 
 @router.post(
@@ -129,7 +123,9 @@ def end_sessions(
     reason = body.reason if body else "admin_api"
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
-        return _revoked(revocation.revoke_user(db, _user(db, user_id).id, caller.actor, reason))
+        return schemas.revoked(
+            revocation.revoke_user(db, _user(db, user_id).id, caller.actor, reason)
+        )
 
 
 @router.post(
