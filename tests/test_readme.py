@@ -39,4 +39,5 @@ def test_connect_your_app_commands_run(cli: Cli) -> None:  # noqa: F811  (the fi
     for args in commands:
         result = cli.run(*args)
         assert result.returncode == 0, f"idp {shlex.join(args)}\n{result.stderr}"
-    assert cli.ok("users", "roles", "alice@example.com").stdout.strip() == "auditor"
+    listed = cli.ok("users", "roles", "alice@example.com").stdout.strip()
+    assert listed.startswith("auditor on-call (until "), listed  # the time-boxed one, too

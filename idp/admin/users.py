@@ -15,6 +15,7 @@ from idp.authn import mfa
 from idp.authn.passwords import Passwords, check_policy, min_password_length
 from idp.settings import Settings
 from idp.store import roles, sessions, users
+from idp.store.base import now
 from idp.store.roles import ADMIN as ADMIN_ROLE
 from idp.store.users import User
 
@@ -109,12 +110,20 @@ def check_role(role: str, field: str = "role") -> None:
         )
 
 
-def grant_role(db: Session, user: User, role: str, *, actor: str | None) -> bool:
-    """Give the user a role (true if it is new); their next access token carries it."""
+def grant_role(
+    db: Session, user: User, role: str, *, actor: str | None, expires_at: int | None = None
+) -> bool:
+    """Give the user a role, until `expires_at` if given (a time-boxed grant: it stops
+    working at the next request after, on every worker); true if that changed anything. Their
+    next access token carries it."""
     check_role(role)
-    if not roles.add(db, user.id, role):
+    if expires_at is not None and expires_at <= now():
+        raise InvalidUser("a time-boxed grant must end in the future", "expires_at")
+    if not roles.add(db, user.id, role, expires_at):
         return False
-    record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role)
+    record(
+        db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role, until=expires_at
+    )
     return True
 
 
@@ -163,6 +172,9 @@ def describe_user(db: Session, user: User, settings: Settings) -> dict[str, obje
         "disabled": user.disabled,
         "password_change_required": user.password_change_required,
         "roles": roles.of(db, user.id),
+        "role_grants": [
+            {"role": role, "expires_at": until} for role, until in roles.grants_of(db, user.id)
+        ],
         "mfa": {
             "authenticator_app": factors.totp,
             "passkeys": factors.passkeys,
@@ -172,6 +184,11 @@ def describe_user(db: Session, user: User, settings: Settings) -> dict[str, obje
         "created_at": user.created_at,
         "updated_at": user.updated_at,
     }
+
+
+def admin_rights(db: Session) -> list[tuple[str, str, int | None]]:
+    """Who holds the admin role, until when: (user id, email, end or None)."""
+    return roles.grants_of_role(db, ADMIN_ROLE)
 
 
 def role_holders(db: Session) -> list[tuple[str, int]]:

@@ -6,12 +6,29 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from idp.cli.base import CommandError, Parser, database, emit
 from idp.settings import Settings
+
+
+def _utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(text: str) -> int:
+    """"30m", "8h", "7d" (or plain seconds) as seconds, at least a minute and at most a year."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 8h or 7d")
+    seconds = int(number) * units[unit]
+    if not 60 <= seconds <= 365 * 86400:
+        raise argparse.ArgumentTypeError("a time-boxed grant lasts a minute to a year")
+    return seconds
 
 
 def read_password_stdin() -> str:
@@ -61,20 +78,29 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
     from idp.admin.users import InvalidUser, grant_role, revoke_role
     from idp.store import roles, users
+    from idp.store.base import now
 
     try:
         with database(settings) as db:
             user = users.by_email(db, args.email)
             if user is None:
                 raise CommandError(f"no user {args.email}")
+            until = now() + args.for_seconds if args.for_seconds else None
             for role in args.add or []:
-                grant_role(db, user, role, actor="cli")
+                grant_role(db, user, role, actor="cli", expires_at=until)
             for role in args.remove or []:
                 revoke_role(db, user, role, actor="cli")
-            held = roles.of(db, user.id)
+            grants = roles.grants_of(db, user.id)
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
-    emit({"email": user.email, "roles": held}, args.json, " ".join(held) or "(no roles)")
+    held = [role for role, _ in grants]
+    shown = [role + (f" (until {_utc(until)})" if until else "") for role, until in grants]
+    out = {
+        "email": user.email,
+        "roles": held,
+        "role_grants": [{"role": r, "expires_at": until} for r, until in grants],
+    }
+    emit(out, args.json, " ".join(shown) or "(no roles)")
 
 
 def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
@@ -225,6 +251,13 @@ def add_commands(sub: Any) -> None:
     user_roles.add_argument("email")
     user_roles.add_argument("--add", action="append", metavar="ROLE")
     user_roles.add_argument("--remove", action="append", metavar="ROLE")
+    user_roles.add_argument(
+        "--for",
+        dest="for_seconds",
+        type=duration,
+        metavar="DURATION",
+        help="time-box the --add grants: 30m, 8h, 7d (default: until revoked)",
+    )
     user_roles.add_argument("--json", action="store_true")
     user_roles.set_defaults(func=cmd_users_roles)
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from idp.store import clients
+from idp.protocol.tokens import ADMIN_SCOPES
+from idp.store import clients, roles
 
 
 def issued_before(iat: object, epoch: int | None) -> bool:
@@ -46,3 +47,14 @@ def client_of(db: Session | Connection, claims: dict[str, Any], known: Any = Non
     if known is not None and known.client_id == client_id:
         return known
     return clients.get_record(db, client_id)
+
+
+def admin_right_lapsed(db: Session, claims: dict[str, Any]) -> bool:
+    """A person's token with an admin scope whose admin role has since been revoked or has
+    run out (a time-boxed grant): it stops working at once, not when it expires. One read,
+    for admin tokens only."""
+    if claims.get("sub") == claims.get("client_id"):
+        return False  # a service's own token: its client's registration decides
+    if not ADMIN_SCOPES.intersection(str(claims.get("scope", "")).split()):
+        return False
+    return not roles.holds(db, str(claims["sub"]), roles.ADMIN)

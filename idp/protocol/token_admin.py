@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
-from idp.protocol.epochs import client_of, client_refuses, user_refuses
+from idp.protocol.epochs import admin_right_lapsed, client_of, client_refuses, user_refuses
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
 from idp.security.secrets import sha256_hex
@@ -107,6 +107,8 @@ def _introspect_access_token(
         return INACTIVE
     if claims["sub"] != claims.get("client_id") and user_refuses(users.get(db, claims["sub"]), iat):
         return INACTIVE  # the token outlived its user's access (userinfo refuses it too)
+    if admin_right_lapsed(db, claims):
+        return INACTIVE
     fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time", "roles")
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
 

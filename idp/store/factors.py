@@ -40,7 +40,7 @@ class RecoveryCode(Base):
 def summary(db: Session, user_id: str) -> tuple[bool, int, int, bool]:
     """In one round trip: a confirmed TOTP factor, how many WebAuthn credentials and unused
     recovery codes, and whether the user holds the admin role (every sign-in asks this)."""
-    from idp.store.roles import ADMIN, UserRole
+    from idp.store.roles import ADMIN, UserRole, live
     from idp.store.webauthn import WebAuthnCredential
 
     row = db.execute(
@@ -50,7 +50,7 @@ def summary(db: Session, user_id: str) -> tuple[bool, int, int, bool]:
             .where(WebAuthnCredential.user_id == user_id)
             .scalar_subquery(),
             select(func.count()).where(RecoveryCode.user_id == user_id).scalar_subquery(),
-            exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN),
+            exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN, live()),
         )
     ).one()
     return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])

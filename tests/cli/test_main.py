@@ -481,6 +481,10 @@ def test_users_roles_are_granted_listed_and_revoked(cli: Cli) -> None:
     assert json.loads(changed.stdout) == {
         "email": "rita@example.com",
         "roles": ["auditor", "writer"],
+        "role_grants": [
+            {"role": "auditor", "expires_at": None},
+            {"role": "writer", "expires_at": None},
+        ],
     }
     plain = cli.ok("users", "roles", "rita@example.com")
     assert plain.stdout.strip() == "auditor writer"

@@ -177,6 +177,22 @@ class Mfa(BaseModel):
     recovery_codes: int
 
 
+class RoleGrant(BaseModel):
+    role: str
+    expires_at: int | None = Field(description="when a time-boxed grant ends; null: until revoked")
+
+
+class GrantIn(BaseModel):
+    model_config = STRICT
+
+    expires_in: int | None = Field(
+        default=None,
+        ge=60,
+        le=365 * 86400,
+        description="time-box the grant: it ends this many seconds from now",
+    )
+
+
 class UserOut(BaseModel):
     id: str
     email: str
@@ -185,6 +201,7 @@ class UserOut(BaseModel):
     disabled: bool
     password_change_required: bool
     roles: list[str]
+    role_grants: list[RoleGrant]
     mfa: Mfa
     sessions: int = Field(description="browsers signed in now")
     created_at: int

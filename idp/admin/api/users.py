@@ -16,6 +16,7 @@ from idp.admin.api.errors import Invalid, NotFound
 from idp.admin.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
 from idp.runtime import Runtime
 from idp.store import users
+from idp.store.base import now
 from idp.store.users import User
 
 router = APIRouter(tags=["users"])
@@ -149,11 +150,21 @@ def reset_mfa(user_id: str, token: Token, runtime: deps.Rt) -> dict[str, Any]:
     response_model=schemas.StateChange,
     summary="Grant a role; the user's next token carries it",
 )
-def grant_role(user_id: str, role: Role, token: Token, runtime: deps.Rt) -> dict[str, bool]:
+def grant_role(
+    user_id: str,
+    role: Role,
+    token: Token,
+    runtime: deps.Rt,
+    body: schemas.GrantIn | None = None,
+) -> dict[str, bool]:
+    """With `expires_in`, a time-boxed grant; granting again moves its end."""
+    until = now() + body.expires_in if body and body.expires_in else None
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
+        user = _user(db, user_id)
         try:
-            return {"changed": service.grant_role(db, _user(db, user_id), role, actor=caller.actor)}
+            changed = service.grant_role(db, user, role, actor=caller.actor, expires_at=until)
+            return {"changed": changed}
         except service.InvalidUser as exc:
             raise Invalid({exc.field: str(exc)}) from None
 

@@ -1,5 +1,5 @@
 """/admin/roles: every role anyone holds, with how many hold it (the holders are the users
-list filtered by the role)."""
+list filtered by the role), and who holds admin rights until when."""
 
 from __future__ import annotations
 
@@ -22,5 +22,6 @@ def role_list(
         return admin
     with deps.read_transaction(runtime) as db:
         holders = user_admin.role_holders(db)
-    context = {"roles": holders}
+        admins = user_admin.admin_rights(db)
+    context = {"roles": holders, "admins": admins}
     return access.render(request, runtime, pages, browser, "admin/roles.html", context)

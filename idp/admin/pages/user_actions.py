@@ -17,6 +17,7 @@ from idp.admin.pages.users import load, not_found
 from idp.admin.users import InvalidUser
 from idp.protocol.requests import Params
 from idp.store import users as user_store
+from idp.store.base import now
 from idp.store.users import User
 
 router = APIRouter()
@@ -86,6 +87,10 @@ def confirm_page(
     return access.render(request, runtime, pages, browser, "admin/confirm.html", context)
 
 
+# The time boxes the grant form offers, in seconds ("": until revoked).
+GRANT_FOR = {"": 0, "3600": 3600, "28800": 28800, "86400": 86400, "604800": 604800}
+
+
 def _do(action: str, user: User, params: Params, admin: access.Admin, runtime: deps.Rt) -> str:
     """Do the action in one transaction; the notice for the user's page."""
     role = (params.get("role") or "").strip()
@@ -101,7 +106,11 @@ def _do(action: str, user: User, params: Params, admin: access.Admin, runtime: d
         elif action == "end-sessions":
             revocation.revoke_user(db, user.id, admin.actor, "ended_by_admin")
         elif action == "grant-role":
-            user_admin.grant_role(db, target, role, actor=admin.actor)
+            boxed = GRANT_FOR.get(params.get("for") or "")
+            if boxed is None:
+                raise InvalidUser("choose a time box the form offers", "for")
+            until = now() + boxed if boxed else None
+            user_admin.grant_role(db, target, role, actor=admin.actor, expires_at=until)
         else:
             user_admin.revoke_role(db, target, role, actor=admin.actor)
     return action

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from idp import deps
 from idp.errors import NO_STORE, InsufficientScope, InvalidRequest, InvalidToken
 from idp.protocol.claims import user_claims
-from idp.protocol.epochs import client_of, client_refuses, user_refuses
+from idp.protocol.epochs import admin_right_lapsed, client_of, client_refuses, user_refuses
 from idp.protocol.tokens import BadToken, token_service
 from idp.store import revocations, users
 
@@ -47,5 +47,7 @@ def userinfo_endpoint(request: Request, runtime: deps.Rt, db: deps.ReadDb) -> Re
     if user is None or user_refuses(user, claims.get("iat")):
         raise InvalidToken("the access token is not valid")
     if client_refuses(client_of(db, claims), claims.get("iat")):
+        raise InvalidToken("the access token is not valid")
+    if admin_right_lapsed(db, claims):
         raise InvalidToken("the access token is not valid")
     return JSONResponse(user_claims(user, scopes), headers=NO_STORE)
