@@ -110,11 +110,14 @@ def test_two_parallel_sign_ins_with_one_code_exactly_one_wins(idp: Harness) -> N
     user_id = idp.user()
     secret = enrol_totp(idp, user_id)
     browsers = [TestClient(idp.app, base_url=ISSUER, follow_redirects=False) for _ in range(2)]
+    # One code for both, read once: read per browser, a time step that ends between the two
+    # reads gives two different codes, and each rightly wins once.
+    code = totp_code(secret)
     forms = []
     for http in browsers:
         answered = _password_step(idp, http)
         fields = form_fields(http.get(answered.headers["location"]).text)
-        fields["code"] = totp_code(secret)
+        fields["code"] = code
         forms.append(fields)
     with ThreadPoolExecutor(2) as pool:
         results = list(
