@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,7 @@ def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
         if client is None:
             raise CommandError(f"no client {args.client_id}")
         (out,) = describe_all(db, [client])
-        out["lint"] = [f.as_json() for f in findings(client, settings, today())]
+        out["lint"] = [f.as_json() for f in findings(client, settings, clients.today())]
     print(json.dumps(out, indent=2))
 
 
@@ -252,11 +251,6 @@ def _add_update_parser(clients: Any) -> None:
     update.set_defaults(func=cmd_clients_update)
 
 
-def today() -> int:
-    """The current Unix day, as clients.last_used_day counts."""
-    return int(time.time() // 86400)
-
-
 def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
     """Findings per client; exit 0 whatever is found (a report, not a gate)."""
     from idp.admin.lint import findings
@@ -270,7 +264,7 @@ def cmd_clients_lint(settings: Settings, args: argparse.Namespace) -> None:
             rows = [one]
         else:
             rows = clients.all_clients(db)
-        day = today()
+        day = clients.today()
         report = [
             {
                 "client_id": c.client_id,

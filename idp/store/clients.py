@@ -184,6 +184,11 @@ def get_record(db: Session | Connection, client_id: str) -> SimpleNamespace | No
     return SimpleNamespace(**values)
 
 
+def today() -> int:
+    """The current Unix day, as last_used_day counts it."""
+    return now() // 86400
+
+
 def mark_used(db: Session, client_id: str, day: int) -> bool:
     """Record that the client got a token on `day` (Unix days); never moves the day back, so
     workers that race, or a clock a day behind, cannot undo a later write."""

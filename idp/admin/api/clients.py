@@ -21,7 +21,6 @@ from idp.admin.clients import InvalidRegistration
 from idp.admin.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
 from idp.runtime import Runtime
 from idp.store import clients
-from idp.store.base import now
 from idp.store.clients import Client
 
 router = APIRouter(prefix="/clients", tags=["clients"])
@@ -32,7 +31,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def _out(db: Session, runtime: Runtime, rows: list[Client]) -> list[dict[str, Any]]:
-    day = now() // 86400
+    day = clients.today()
     described = service.describe_all(db, rows)
     for row, out in zip(rows, described, strict=True):
         out["lint"] = [f.as_json() for f in lint.findings(row, runtime.settings, day)]

@@ -15,16 +15,11 @@ from idp.admin.pages.client_form import ClientForm
 from idp.protocol.authorization import Browser
 from idp.runtime import Runtime
 from idp.store import clients as client_store
-from idp.store.base import now
-from idp.store.clients import Client
+from idp.store.clients import Client, today
 from idp.web.templating import Templates
 
 router = APIRouter()
 PAGE_SIZE = 50
-
-
-def today() -> int:
-    return now() // 86400
 
 
 @router.get("/admin/clients", include_in_schema=False)
