@@ -114,11 +114,15 @@ PageParams = Annotated[Params, Depends(page_params)]
 
 
 async def oauth_form(
-    request: Request, runtime: Rt, opaque: frozenset[str] = frozenset()
+    request: Request,
+    runtime: Rt,
+    opaque: frozenset[str] = frozenset(),
+    repeatable: frozenset[str] = frozenset(),
 ) -> Params:
     """The form body of a back-channel OAuth request: not too large, well formed, no parameter
-    sent twice (RFC 6749 §3.1), and nothing in the query string (credentials and codes belong in
-    the body, never in a URL that logs keep)."""
+    sent twice (RFC 6749 §3.1) unless its spec lets it repeat (`repeatable`: RFC 8707's
+    `resource`), and nothing in the query string (credentials and codes belong in the body,
+    never in a URL that logs keep)."""
     settings = runtime.settings
     try:
         params = await read_form(
@@ -126,7 +130,7 @@ async def oauth_form(
         )
     except BadParameters as exc:
         raise InvalidRequest(str(exc)) from None
-    if repeated := params.repeated():
+    if repeated := params.repeated(allowed=repeatable):
         raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if request.query_params:
         raise InvalidRequest("parameters must be sent in the body, not the query string")

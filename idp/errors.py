@@ -83,6 +83,13 @@ class TemporarilyUnavailable(OAuth2Error):  # type: ignore[misc]
         return oauth_json(self, headers={"Retry-After": str(self.retry_after)})
 
 
+class InvalidTarget(OAuth2Error):  # type: ignore[misc]
+    """RFC 8707 §2: a `resource` that is not an absolute URI, or not one this client may get
+    tokens for."""
+
+    error = "invalid_target"
+
+
 class RequestNotSupported(OAuth2Error):  # type: ignore[misc]
     """OIDC Core §3.1.2.6."""
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from idp.outbound import OutboundPolicy
+from idp.protocol.audiences import is_resource_uri
 from idp.settings import LOOPBACK_HOSTS
 
 MAX_URI = 2000
-ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 
 
 class InvalidRegistration(ValueError):
@@ -110,11 +109,5 @@ REFUSED_ADDRESS = (
 def check_audience(audience: str) -> None:
     """RFC 8707 §2: a resource is an absolute URI (https://api.example, urn:example:api) without
     a fragment."""
-    parts = urlsplit(audience)
-    if (
-        not ABSOLUTE_URI.match(audience)
-        or not (parts.netloc or parts.path)
-        or "#" in audience
-        or len(audience) > 2000
-    ):
+    if not is_resource_uri(audience):
         raise InvalidRegistration(f"audience {audience!r} must be an absolute URI without fragment")

@@ -69,7 +69,8 @@ class ClientSpec:
     refresh_token_absolute_ttl: int | None = None
     can_introspect: bool = False
     backchannel_logout_uri: str | None = None
-    access_token_audience: str | None = None
+    # RFC 8707: the audiences it may ask tokens for, its default first (None: the server's).
+    audiences: list[str] | None = None
     logo_uri: str | None = None
     client_uri: str | None = None
     policy_uri: str | None = None
@@ -222,8 +223,8 @@ def _validate(spec: ClientSpec, policy: OutboundPolicy) -> str:
             p.add(name, "refresh token lifetimes must be 60 s to 365 days")
         elif ttl and "refresh_token" not in grants:
             p.add(name, "refresh token lifetimes need the refresh_token grant")
-    if spec.access_token_audience is not None:
-        p.check("access_token_audience", check_audience, spec.access_token_audience)
+    for i, audience in enumerate(spec.audiences or []):
+        p.check(f"audiences[{i}]", check_audience, audience)
     for i, resource in enumerate(spec.resources or []):
         p.check(f"resources[{i}]", check_audience, resource)
     if spec.resources is not None and not spec.can_introspect:
@@ -321,7 +322,7 @@ def register(
             refresh_token_absolute_ttl=spec.refresh_token_absolute_ttl,
             can_introspect=spec.can_introspect,
             backchannel_logout_uri=spec.backchannel_logout_uri,
-            access_token_audience=spec.access_token_audience,
+            audiences=_unique(spec.audiences),
             roles_visible=_unique(spec.roles_visible),
             resources=_unique(spec.resources),
             **spec.metadata_uris(),
@@ -369,7 +370,7 @@ UPDATABLE: dict[str, tuple[str, str]] = {
     "refresh_token_idle_ttl": ("refresh_token_idle_ttl", "int?"),
     "refresh_token_absolute_ttl": ("refresh_token_absolute_ttl", "int?"),
     "id_token_signed_response_alg": ("id_token_signed_response_alg", "str?"),
-    "access_token_audience": ("access_token_audience", "str?"),
+    "audiences": ("audiences", "list?"),
     "roles_visible": ("roles_visible", "list?"),
     "resources": ("resources", "list?"),
 }
@@ -440,7 +441,7 @@ def spec_of(client: Client) -> ClientSpec:
         refresh_token_absolute_ttl=client.refresh_token_absolute_ttl,
         can_introspect=client.can_introspect,
         backchannel_logout_uri=client.backchannel_logout_uri,
-        access_token_audience=client.access_token_audience,
+        audiences=_unique(client.audiences),
         roles_visible=_unique(client.roles_visible),
         resources=_unique(client.resources),
         logo_uri=client.logo_uri,

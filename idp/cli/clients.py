@@ -43,7 +43,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             refresh_token_absolute_ttl=args.refresh_token_absolute_ttl,
             can_introspect=args.introspect,
             backchannel_logout_uri=args.backchannel_logout_uri,
-            access_token_audience=args.audience,
+            audiences=args.audience,
             roles_visible=args.roles_visible,
             resources=args.resource,
             logo_uri=args.logo_uri,
@@ -123,7 +123,6 @@ _UPDATE_FLAGS = {
     "refresh_token_absolute_ttl": "refresh_token_absolute_ttl",
     "introspect": "can_introspect",
     "backchannel_logout_uri": "backchannel_logout_uri",
-    "audience": "access_token_audience",
     "logo_uri": "logo_uri",
     "client_uri": "client_uri",
     "policy_uri": "policy_uri",
@@ -138,7 +137,6 @@ _CLEARABLE = frozenset(
         "client_uri",
         "policy_uri",
         "tos_uri",
-        "access_token_audience",
         "id_token_signed_response_alg",
     }
 )
@@ -159,6 +157,9 @@ def update_changes(args: argparse.Namespace) -> dict[str, object]:
         changes["scope"] = " ".join(args.scope)
     if args.resource is not None:
         changes["resources"] = [r for r in args.resource if r] or None
+    if args.audience is not None:
+        # `--audience ""` alone: the server-wide audience again
+        changes["audiences"] = [a for a in args.audience if a] or None
     if args.roles_visible is not None:
         # `--roles-visible ""` alone: every role again
         changes["roles_visible"] = [r for r in args.roles_visible if r] or None
@@ -242,7 +243,12 @@ def _add_update_parser(clients: Any) -> None:
     update.add_argument("--refresh-token-idle-ttl", type=int, metavar="SECONDS")
     update.add_argument("--refresh-token-absolute-ttl", type=int, metavar="SECONDS")
     update.add_argument("--backchannel-logout-uri", metavar="URL", help='"" removes it')
-    update.add_argument("--audience", metavar="URI", help='"" for the server-wide audience')
+    update.add_argument(
+        "--audience",
+        action="append",
+        metavar="URI",
+        help='replaces the list (the first is the default); "" alone: the server-wide audience',
+    )
     update.add_argument("--logo-uri", metavar="URL", help='fetched now; "" removes the logo')
     update.add_argument("--client-uri", metavar="URL")
     update.add_argument("--policy-uri", metavar="URL")
@@ -394,8 +400,10 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--backchannel-logout-uri", metavar="URL")
     create.add_argument(
         "--audience",
+        action="append",
         metavar="URI",
-        help="the API its access tokens are for (`aud`; default: the server-wide audience)",
+        help="an API its access tokens may be for (`aud`, asked for with RFC 8707 `resource`;"
+        " repeat; the first is the default; none: the server-wide audience)",
     )
     create.add_argument(
         "--logo-uri",

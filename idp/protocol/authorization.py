@@ -35,6 +35,7 @@ from idp.errors import (
     UnsupportedResponseType,
     redirect_error,
 )
+from idp.protocol import audiences
 from idp.protocol.requests import IdpRequest, Params, shown_name
 from idp.protocol.server import IdpServer
 from idp.protocol.tokens import ADMIN_SCOPES, BadToken, token_service
@@ -47,6 +48,8 @@ from idp.store.sessions import BrowserSession
 from idp.store.users import User
 
 KNOWN_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+# RFC 8707 §2: one `resource` per audience the grant is for.
+REPEATABLE = frozenset({"resource"})
 INTERACTION_TTL = 15 * 60
 
 
@@ -194,7 +197,7 @@ def _authorize(
 
 
 def _check_unsupported(p: Params) -> None:
-    if repeated := p.repeated():
+    if repeated := p.repeated(allowed=REPEATABLE):
         raise InvalidRequest(f"parameter {shown_name(repeated[0])} is repeated")
     if "request" in p.data:
         raise RequestNotSupported("request objects are not supported")
@@ -217,7 +220,11 @@ def authlib_grant(db: Session, runtime: Runtime, p: Params) -> tuple[Any, IdpReq
     that issues its code."""
     server = IdpServer(runtime, db)
     request = IdpRequest("GET", runtime.settings.endpoint("/authorize"), {}, p)
-    return server.get_consent_grant(request, end_user=None), request
+    grant = server.get_consent_grant(request, end_user=None)
+    # Checked here, where every path to a code passes (a resumed interaction too), against the
+    # client's registration as it is now.
+    audiences.for_grant(p, request.client.row, runtime.settings.audience)
+    return grant, request
 
 
 def prompts_and_max_age(p: Params) -> tuple[set[str], int | None]:

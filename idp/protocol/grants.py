@@ -9,6 +9,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
 from idp.audit.events import AuditEvent, record
+from idp.protocol import audiences
 from idp.protocol.claims import USER_SCOPES
 from idp.store import codes, refresh_tokens, revocations, sessions, users
 from idp.store.base import now
@@ -60,6 +61,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 auth_time=session.auth_time,
                 amr=session.amr,
                 acr=session.acr,
+                resources=audiences.requested(request.params),
                 created_at=ts,
                 expires_at=ts + self.server.settings.authorization_code_ttl_seconds,
             ),
@@ -69,6 +71,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         # RFC 6749 §4.1.2: single use. Consuming here, in one conditional UPDATE, closes the gap
         # between "read" and "delete" that a second worker could slip through.
         db = self.server.db
+        if "resource" in self.request.params.data:
+            self._check_resources(code, client)
         row = codes.consume(db, code, client.client_id)
         if row is None:
             replayed = codes.used_before(db, code, client.client_id)
@@ -78,6 +82,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if not sessions.is_live(db, row.sid, self.server.settings.session_idle_timeout_seconds):
             return None  # the user signed out (or timed out) before the code was redeemed
         return row
+
+    def _check_resources(self, code: str, client: Any) -> None:
+        """RFC 8707 §2.2: a `resource` outside what the grant was asked for is invalid_target,
+        and refused before the code is consumed, so a mistaken request does not cost the
+        client its code."""
+        held, granted = codes.resources_of(self.server.db, code, client.client_id)
+        if held:
+            audiences.for_token(
+                self.request.params, granted, client.row, self.server.settings.audience
+            )
 
     def _revoke_tokens_of(self, replayed: AuthorizationCode) -> None:
         """RFC 6749 §4.1.2: a reused code SHOULD revoke every token issued from it."""

@@ -72,6 +72,7 @@ def start_family(
         amr=code.amr,
         acr=code.acr,
         offline="offline_access" in code.scope.split(),
+        resources=code.resources,
         created_at=ts,
         expires_at=ts + absolute,
     )

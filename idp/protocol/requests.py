@@ -47,8 +47,9 @@ class Params:
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.data.get(key, default)
 
-    def repeated(self) -> list[str]:
-        return [key for key, values in self.lists.items() if len(values) > 1]
+    def repeated(self, allowed: frozenset[str] = frozenset()) -> list[str]:
+        """The parameters sent more than once, except those `allowed` to repeat."""
+        return [k for k, values in self.lists.items() if len(values) > 1 and k not in allowed]
 
     def without(self, *keys: str) -> list[tuple[str, str]]:
         return [(k, v) for k, v in self.pairs if k not in keys]

@@ -18,6 +18,7 @@ from idp.audit.events import AuditEvent, record, record_all
 from idp.authn import mfa, throttle
 from idp.errors import NO_STORE, ServerError, TemporarilyUnavailable, oauth_json
 from idp.keys.ring import DEFAULT_ALG
+from idp.protocol import audiences
 from idp.protocol.claims import ROLES_SCOPE
 from idp.protocol.client_auth import (
     PrivateKeyJwt,
@@ -189,6 +190,16 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             return str(request.refresh_token.family.acr)
         return None
 
+    def _granted_resources(self) -> list[str] | None:
+        """RFC 8707: the resources the grant behind this token was asked for (None: none, or a
+        client_credentials grant, which has nothing but the client's registration)."""
+        request = self.request
+        if request.authorization_code is not None:
+            return request.authorization_code.resources  # type: ignore[no-any-return]
+        if isinstance(request.refresh_token, Presented):
+            return request.refresh_token.family.resources
+        return None
+
     def _generate_token(
         self,
         grant_type: str,
@@ -213,7 +224,9 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
             client_id=client.client_id,
             scope=scope or "",
             ttl=ttl,
-            audience=client.row.access_token_audience,
+            audiences=audiences.for_token(
+                self.request.params, self._granted_resources(), client.row, self.settings.audience
+            ),
             roles=released_roles(held, scope or "", client.row.roles_visible),
             acr=acr,
         )

@@ -65,7 +65,7 @@ class TokenService:
         scope: str,
         ttl: int,
         auth_time: int | None = None,
-        audience: str | None = None,
+        audiences: list[str] | None = None,
         roles: list[str] | None = None,
         acr: str | None = None,
     ) -> IssuedAccessToken:
@@ -78,7 +78,7 @@ class TokenService:
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
-            "aud": self._audience_of(audience, scope),
+            "aud": self._audience_of(audiences, scope),
             "exp": iat + ttl,
             "iat": iat,
             "jti": jti,
@@ -95,18 +95,18 @@ class TokenService:
         token = jwt.encode(header, claims, key, registry=registry(alg))
         return IssuedAccessToken(token=token, jti=jti, expires_in=ttl, expires_at=iat + ttl)
 
-    def _audience_of(self, registered: str | None, scope: str) -> str | list[str]:
-        """The client's registered resource server, plus this server's own audience when the
-        token also has to open the userinfo endpoint (scope openid), plus the admin API's when
-        it carries an admin scope. A token with admin scopes and nothing else (an admin
-        service's) is for the admin API alone."""
+    def _audience_of(self, resources: list[str] | None, scope: str) -> str | list[str]:
+        """The resource servers the token is for (RFC 8707; None: the server-wide default),
+        plus this server's own audience when the token also has to open the userinfo endpoint
+        (scope openid), plus the admin API's when it carries an admin scope. A token with admin
+        scopes and nothing else (an admin service's) is for the admin API alone."""
         scopes = scope.split()
         admin = [self.admin_audience] if ADMIN_SCOPES.intersection(scopes) else []
         if admin and not set(scopes) - ADMIN_SCOPES:
             return admin[0]
         # The API the token is for (the client's, else the server-wide default), and
         # userinfo's own audience, the issuer, only when it is to open userinfo.
-        audiences = [registered or self.audience]
+        audiences = list(resources or [self.audience])
         if "openid" in scopes and self.issuer not in audiences:
             audiences.append(self.issuer)
         audiences += admin

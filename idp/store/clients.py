@@ -56,9 +56,10 @@ class Client(Base):
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     # OIDC Registration §2: the algorithm of this client's ID tokens; None means RS256.
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
-    # RFC 9068 §3: the resource server this client's access tokens are for; None means the
-    # server-wide default (IDP_ACCESS_TOKEN_AUDIENCE, else the issuer).
-    access_token_audience: Mapped[str | None] = mapped_column(String(2000))
+    # RFC 8707 / RFC 9068 §3: the audiences (resource servers) this client may ask tokens for
+    # with `resource`, the first being the one its tokens get when it names none. None: the
+    # server-wide default alone (IDP_ACCESS_TOKEN_AUDIENCE, else the issuer).
+    audiences: Mapped[list[str] | None] = mapped_column(JSON)
     # OIDC Registration §2: pages a person may follow from the consent page, and the logo the
     # IdP fetched once from logo_uri and serves from its own origin (client_logos).
     logo_uri: Mapped[str | None] = mapped_column(String(2000))

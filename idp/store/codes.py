@@ -26,6 +26,8 @@ class AuthorizationCode(Base):
     auth_time: Mapped[int]
     amr: Mapped[list[str]] = mapped_column(JSON)
     acr: Mapped[str] = mapped_column(String(64))
+    # RFC 8707 §2.1: the resources the authorization request named (None: it named none).
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[int]
     expires_at: Mapped[int] = mapped_column(index=True)
     used_at: Mapped[int | None]
@@ -79,6 +81,19 @@ def consume(db: Session, code: str, client_id: str) -> AuthorizationCode | None:
         .returning(AuthorizationCode),
         execution_options={"synchronize_session": False},
     ).one_or_none()
+
+
+def resources_of(db: Session, code: str, client_id: str) -> tuple[bool, list[str] | None]:
+    """Whether this client holds this unused code, and the resources it was asked for; a read
+    that leaves the code as it is."""
+    row = db.execute(
+        select(AuthorizationCode.resources).where(
+            AuthorizationCode.code_hash == sha256_hex(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_(None),
+        )
+    ).one_or_none()
+    return (False, None) if row is None else (True, row[0])
 
 
 def used_before(db: Session, code: str, client_id: str) -> AuthorizationCode | None:

@@ -29,6 +29,8 @@ class TokenFamily(Base):
     acr: Mapped[str] = mapped_column(String(64))
     # The user granted offline_access: the family may outlive the browser session.
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 8707 §2.2: the resources the grant was asked for, which a refresh may narrow.
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[int]
     expires_at: Mapped[int] = mapped_column(index=True)  # absolute lifetime
     revoked_at: Mapped[int | None]

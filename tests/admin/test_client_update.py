@@ -67,7 +67,7 @@ CHANGES: dict[str, tuple[object, str, object]] = {
     "refresh_token_idle_ttl": (3600, None, None),
     "refresh_token_absolute_ttl": (86400, None, None),
     "id_token_signed_response_alg": ("ES256", None, None),
-    "access_token_audience": ("https://api.example", None, None),
+    "audiences": (["https://api.example", "urn:example:reports"], None, None),
     "backchannel_logout_uri": ("https://rp.example/logout", None, None),
 }
 

@@ -297,12 +297,13 @@ def test_client_audience_is_registered(cli: Cli) -> None:
     )  # fmt: skip
     plain = create_client(cli, "--grant-type", "client_credentials", "--scope", "api")
     shown = json.loads(cli.ok("clients", "show", str(api["client_id"])).stdout)
-    assert shown["access_token_audience"] == "https://api.example/notes"
-    assert plain["access_token_audience"] is None
-    urn = create_client(
-        cli, "--grant-type", "client_credentials", "--audience", "urn:example:notes"
-    )
-    assert urn["access_token_audience"] == "urn:example:notes"
+    assert shown["audiences"] == ["https://api.example/notes"]
+    assert plain["audiences"] is None
+    both = create_client(
+        cli, "--grant-type", "client_credentials", "--audience", "urn:example:notes",
+        "--audience", "https://api.example/reports",
+    )  # fmt: skip
+    assert both["audiences"] == ["urn:example:notes", "https://api.example/reports"]
 
 
 BAD_CLIENTS = {

@@ -71,7 +71,7 @@ def examples(server: RunningServer) -> Iterator[Examples]:
     server.cli.run("users", "roles", server.email, "--add", "auditor")
     client_file = register_with_make(server, rp, api)
     client = json.loads(client_file.read_text())
-    assert client["access_token_audience"] == api
+    assert client["audiences"] == [api]
     assert client["redirect_uris"] == [f"{rp}/callback"]
     env = example_env(
         server, EXAMPLE_API_URL=api, EXAMPLE_RP_URL=rp, EXAMPLE_CLIENT_FILE=str(client_file)

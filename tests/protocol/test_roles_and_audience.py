@@ -193,7 +193,7 @@ def test_registered_audience_plus_userinfo_for_openid(idp: Harness) -> None:
     scope openid the token must also open userinfo (OIDC Core §5.3), so `aud` adds this server.
     Introspection (RFC 7662 §2.2) reports that audience."""
     idp.user()
-    rp = idp.client(access_token_audience=API)
+    rp = idp.client(audiences=[API])
     tokens = idp.tokens(rp)
     assert access_claims(idp, tokens)["aud"] == [API, ISSUER]
     assert userinfo(idp, tokens["access_token"]).status_code == 200
@@ -210,7 +210,7 @@ def test_service_token_for_an_api_is_not_accepted_by_userinfo(idp: Harness) -> N
         grant_types=["client_credentials"],
         scopes=["notes.read"],
         redirect_uris=[],
-        access_token_audience=API,
+        audiences=[API],
     )
     response = idp.client_credentials(service, scope="notes.read")
     assert response.status_code == 200, response.text
@@ -231,7 +231,7 @@ def test_revocation_works_for_a_token_of_another_audience(idp: Harness) -> None:
         grant_types=["client_credentials"],
         scopes=["notes.read"],
         redirect_uris=[],
-        access_token_audience=API,
+        audiences=[API],
     )
     token = idp.client_credentials(service, scope="notes.read").json()["access_token"]
     revoked = idp.http.post("/revoke", data={"token": token}, headers=service.auth())

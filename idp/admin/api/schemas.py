@@ -58,7 +58,11 @@ class ClientFields(BaseModel):
     refresh_token_idle_ttl: int | None = Field(default=None, description=_TTL)
     refresh_token_absolute_ttl: int | None = Field(default=None, description=_TTL)
     id_token_signed_response_alg: str | None = None
-    access_token_audience: str | None = None
+    audiences: list[str] | None = Field(
+        default=None,
+        description="the audiences its access tokens may be for (RFC 8707 resource), the first"
+        " its default; null: the server-wide one",
+    )
     roles_visible: list[str] | None = Field(
         default=None, description="the roles its access tokens may list; null: every role"
     )
@@ -104,7 +108,7 @@ class ClientOut(BaseModel):
     refresh_token_idle_ttl: int | None
     refresh_token_absolute_ttl: int | None
     id_token_signed_response_alg: str | None
-    access_token_audience: str | None
+    audiences: list[str] | None
     roles_visible: list[str] | None
     resources: list[str] | None
     public: bool

@@ -10,7 +10,9 @@ from idp.protocol.requests import Params
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client
 
 OPTIONAL_URIS = ("jwks_uri", "backchannel_logout_uri")
-FLAGS = ("require_pkce", "require_mfa")
+FLAGS = ("require_pkce", "require_mfa", "can_introspect")
+# Lists where empty means "the server's default" (None), one URI per line.
+DEFAULTED_URIS = ("audiences", "resources")
 
 
 @dataclass
@@ -47,6 +49,10 @@ def blank() -> ClientForm:
             "backchannel_logout_uri": None,
             "require_pkce": True,
             "require_mfa": False,
+            "can_introspect": False,
+            "audiences": None,
+            "resources": None,
+            "roles_visible": None,
         }
     )
 
@@ -65,6 +71,10 @@ def of_client(client: Client) -> ClientForm:
             "backchannel_logout_uri": client.backchannel_logout_uri,
             "require_pkce": client.require_pkce,
             "require_mfa": client.require_mfa,
+            "can_introspect": client.can_introspect,
+            "audiences": client.audiences,
+            "resources": client.resources,
+            "roles_visible": client.roles_visible,
         }
     )
 
@@ -82,6 +92,8 @@ def read(params: Params) -> ClientForm:
             "jwks": None,
             **{name: (params.get(name) or "").strip() or None for name in OPTIONAL_URIS},
             **{name: params.get(name) == "on" for name in FLAGS},
+            **{name: _lines(params.get(name)) or None for name in DEFAULTED_URIS},
+            "roles_visible": (params.get("roles_visible") or "").split() or None,
         }
     )
     raw = (params.get("jwks") or "").strip()

@@ -22,6 +22,8 @@ from idp.runtime import Runtime
 from idp.store import clients
 
 router = APIRouter()
+# RFC 8707 §2: one `resource` per audience the token is for.
+REPEATABLE = frozenset({"resource"})
 log = logging.getLogger("idp.token")
 
 
@@ -39,7 +41,7 @@ async def token_endpoint(request: Request) -> Response:
     dependencies, in the same order: the form, then a private_key_jwt client's remote keys,
     then one unit of work that ends before the response is returned."""
     runtime = deps.runtime_of(request)
-    form = await deps.oauth_form(request, runtime)
+    form = await deps.oauth_form(request, runtime, repeatable=REPEATABLE)
     keys = await deps.client_keys(form, runtime)
     if not form.get("grant_type"):
         raise InvalidRequest("grant_type is required")

@@ -56,7 +56,7 @@ def test_the_admin_api_token_does_not_open_userinfo(idp: Harness) -> None:
 def test_a_token_without_an_admin_scope_is_403_insufficient_scope(idp: Harness) -> None:
     """RFC 6750 §3.1 insufficient_scope: a valid token of this IdP, for the API, without the
     scope (minted: the token endpoint gives the admin audience only with an admin scope)."""
-    token = minted(idp, scope="openid", audience=ISSUER + "/admin/api")
+    token = minted(idp, scope="openid", audiences=[ISSUER + "/admin/api"])
     response = call(idp, "GET", "/clients", token)
     assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
     rp = service(idp, "idp:admin.read")
@@ -110,12 +110,12 @@ def test_an_id_token_is_never_an_admin_credential(idp: Harness) -> None:
 def test_a_token_for_another_audience_is_refused(idp: Harness) -> None:
     api_client = idp.client(
         grant_types=["client_credentials"], scopes=["reports"], redirect_uris=[],
-        access_token_audience="https://api.example",
+        audiences=["https://api.example"],
     )  # fmt: skip
     token = service_token(idp, api_client)
     assert call(idp, "GET", "/clients", token).status_code == 401
     # and a token for userinfo's audience (the issuer), even with the scope in it
-    assert call(idp, "GET", "/clients", minted(idp, audience=ISSUER)).status_code == 401
+    assert call(idp, "GET", "/clients", minted(idp, audiences=[ISSUER])).status_code == 401
 
 
 def test_a_forged_token_is_refused(idp: Harness) -> None:
@@ -174,7 +174,7 @@ def test_an_admin_token_without_two_factors_is_refused(idp: Harness) -> None:
         assert user is not None
         grant_role(db, user, "admin", actor="test")
     token = minted(
-        idp, subject=user_id, client_id=admin_app(idp).client_id, acr="aal1", audience=None
+        idp, subject=user_id, client_id=admin_app(idp).client_id, acr="aal1", audiences=None
     )
     response = call(idp, "GET", "/clients", token)
     assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"

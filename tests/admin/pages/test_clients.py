@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from idp.store import clients
 from tests.admin.pages.admin_helpers import actors, form_of, sign_in_admin
 from tests.helpers import Harness, basic
 
@@ -156,3 +157,46 @@ def test_the_linter_finding_for_pkce_shows_and_goes(idp: Harness) -> None:
     base["require_pkce"] = "on"
     assert idp.http.post(f"/admin/clients/{client_id}/edit", data=base).status_code == 303
     assert "pkce-not-required" not in idp.http.get(f"/admin/clients/{client_id}").text
+
+
+def test_least_privilege_fields_are_set_and_changed_on_the_form(idp: Harness) -> None:
+    """The audiences (RFC 8707), the roles a client may see, and a resource server's resources
+    (RFC 7662 §4) are on the form; the client's tokens then follow them."""
+    sign_in_admin(idp)
+    client_id, secret = _create(
+        idp,
+        audiences="https://notes.example\nurn:example:billing",
+        roles_visible="auditor  reader",
+        can_introspect="on",
+        resources="https://notes.example",
+    )
+    with idp.runtime.sessions.begin() as db:
+        row = clients.get(db, client_id)
+        assert row is not None
+        assert row.audiences == ["https://notes.example", "urn:example:billing"]
+        assert row.roles_visible == ["auditor", "reader"]
+        assert row.can_introspect and row.resources == ["https://notes.example"]
+    r = idp.http.post(
+        "/token",
+        data={"grant_type": "client_credentials", "resource": "urn:example:billing"},
+        headers=basic(client_id, secret),
+    )
+    assert idp.decode(r.json()["access_token"]).claims["aud"] == "urn:example:billing"
+    page = idp.http.get(f"/admin/clients/{client_id}/edit").text
+    assert ">https://notes.example\nurn:example:billing</textarea>" in page
+    assert 'name="can_introspect" checked' in page
+    edit = {**form_of(idp, f"/admin/clients/{client_id}/edit"), **SERVICE}
+    # Resources without can_introspect are refused by their field, and nothing is saved.
+    refused = idp.http.post(
+        f"/admin/clients/{client_id}/edit", data={**edit, "resources": "https://notes.example"}
+    )
+    assert refused.status_code == 422 and 'id="resources-error"' in refused.text
+    cleared = idp.http.post(
+        f"/admin/clients/{client_id}/edit",
+        data={**edit, "audiences": "", "roles_visible": "", "resources": ""},
+    )
+    assert cleared.status_code == 303
+    with idp.runtime.sessions.begin() as db:
+        row = clients.get(db, client_id)
+        assert row is not None
+        assert (row.audiences, row.roles_visible, row.resources) == (None, None, None)

@@ -139,7 +139,7 @@ def test_a_resource_server_sees_only_tokens_for_its_resources(idp: Harness) -> N
     notes, billing = "https://notes.example", "https://billing.example"
     for_notes = idp.client(
         grant_types=["client_credentials"], scopes=["x"], redirect_uris=[],
-        access_token_audience=notes,
+        audiences=[notes],
     )  # fmt: skip
     token = idp.client_credentials(for_notes).json()["access_token"]
     assert introspected(idp, resource_server(idp, resources=[notes]), token)["active"] is True
