@@ -29,5 +29,5 @@ USER idp
 # key-encryption key (IDP_KEY_ENCRYPTION_KEY or a mounted IDP_KEY_ENCRYPTION_KEY_FILE).
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/.well-known/openid-configuration', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4)"]
 CMD ["idp", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -19,6 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
+from idp.ops import health
 from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.resources import static_dir
 from idp.runtime import build_runtime
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consent,
     )
     # branding serves /static/brand/*: before the /static mount, which would answer 404.
-    for module in (*routers, client_logo, home, account, account_password, mfa_account, branding):
+    pages = (client_logo, home, account, account_password, mfa_account, branding, health)
+    for module in (*routers, *pages):
         app.include_router(module.router)
     # /admin/api first: a JSON application of its own; then /admin, the pages.
     app.mount(admin_api.PREFIX, admin_api.build(runtime))

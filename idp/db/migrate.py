@@ -7,18 +7,26 @@ file lock beside the database file. Either way the second process waits, then fi
 from __future__ import annotations
 
 import fcntl
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from idp.resources import migrations_dir
 
 # Any constant unique to this application; "idp migrate" in ASCII.
 ADVISORY_LOCK_ID = 0x6964706D6967
+
+
+@functools.cache
+def head_revisions() -> set[str]:
+    """The revisions a database migrated by this code is at (read once per process)."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def alembic_config() -> Config:

@@ -78,6 +78,14 @@ class KeyRing:
             return self.load()
         return self._snapshot
 
+    def loaded(self) -> bool:
+        """Whether this process holds a signing key for every enabled algorithm (from memory:
+        a health check must not wait on the database for it)."""
+        snapshot = self._snapshot
+        return snapshot is not None and all(
+            alg in snapshot.signing for alg in self._settings.enabled_algs
+        )
+
     def signing_key(self, alg: str = DEFAULT_ALG) -> tuple[str, AnyKey]:
         try:
             return self.snapshot().signing[alg]

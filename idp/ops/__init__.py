@@ -1,0 +1,1 @@
+"""Running the IdP: health checks (and, with issue 15, metrics and structured logs)."""
