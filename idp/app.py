@@ -20,6 +20,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
 from idp.ops import health
+from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.resources import static_dir
 from idp.runtime import build_runtime
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.add_middleware(SecurityHeaders, https=https)
+    app.add_middleware(RequestContext, access_log=settings.access_log)
     if settings.forwarded_allow_ips:
         # Outermost (added last): every part sees the client's address and scheme, and every
         # throttle budget belongs to the client, not to the proxy in front of all of them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=1000, ge=1)
 
     log_level: str = "info"
+    # `idp serve`'s log lines on stdout: one JSON object each (for a collector), or text.
+    log_format: Literal["json", "text"] = "json"
+    # A line per request (method, route, status, duration, request id): off by default, as
+    # it costs a measurable share of the token endpoint's time. Audit events are always logged.
+    access_log: bool = False
 
     # Branding of the pages (and the TOTP issuer): the organisation's name, its logo (an SVG
     # or PNG file, served from /static/brand/), the accent colour of buttons and links (#rrggbb;

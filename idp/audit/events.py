@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from idp.ops import logs
 from idp.store import audit as store
 from idp.store.audit import AuditRecord
 from idp.store.base import now
@@ -129,14 +130,11 @@ def _log(
     client_id: str | None,
     detail: Mapping[str, object],
 ) -> None:
-    log.info(
-        "%s user=%s client=%s ip=%s %s",
-        event,
-        loggable(user_id),
-        loggable(client_id),
-        loggable(ip),
-        " ".join(f"{loggable(k)}={loggable(v)}" for k, v in detail.items()),
-    )
+    """Every audit event is a log line too (idp.ops.logs formats and escapes it), and tells
+    the request's other lines which user and client it was about."""
+    logs.note(user_id=user_id, client_id=client_id)
+    fields = {"user_id": user_id, "client_id": client_id, "ip": ip, **detail}
+    log.info("%s", event, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
 
 
 def close_minutes(db: Session, ts: int | None = None, limit: int = 1000) -> int:
@@ -163,16 +161,6 @@ def minutes_to_close(db: Session, ts: int | None = None) -> bool:
     """Whether a closed minute's tallies wait (a read: the worker writes only when so)."""
     ts = now() if ts is None else ts
     return store.any_closed(db, (ts - CLOSE_GRACE_SECONDS) // 60 * 60)
-
-
-def loggable(value: object) -> str:
-    """A value as one line of log text: control, format and separator characters (a newline
-    in an attacker's client_id, a bidi override) escaped, so no value can forge a log line.
-    The table keeps the value itself, as JSON."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def record_all(db: Session, events: list[dict[str, Any]]) -> None:

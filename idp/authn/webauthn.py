@@ -41,7 +41,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from idp.audit.events import AuditEvent, loggable, record
+from idp.audit.events import AuditEvent, record
+from idp.ops.logs import loggable
 from idp.security.secrets import b64url_decode, b64url_encode
 from idp.settings import Settings
 from idp.store import webauthn as store

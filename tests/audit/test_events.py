@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from idp.audit.events import AuditEvent, loggable, record
+from idp.audit.events import AuditEvent, record
+from idp.ops.logs import TextFormatter, loggable
 from idp.store.audit import AuditRecord
 from idp.store.base import now
 from idp.worker import prune
@@ -26,9 +27,9 @@ def test_an_attackers_client_id_cannot_forge_a_log_line(
     evil = "nobody\n2026-12-02 INFO idp.audit login.succeeded user=admin\x1b[2K\u202e"
     with caplog.at_level(logging.INFO, logger="idp.audit"), idp.runtime.sessions.begin() as db:
         record(db, AuditEvent.CLIENT_AUTH_FAILED, client_id=evil, ip="10.0.0.1", why=evil)
-    [line] = [r.getMessage() for r in caplog.records if r.name == "idp.audit"]
+    [line] = [TextFormatter().format(r) for r in caplog.records if r.name == "idp.audit"]
     assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
-    assert "client=nobody\\n2026-12-02" in line and "\\x1b[2K\\u202e" in line
+    assert "client_id=nobody\\n2026-12-02" in line and "\\x1b[2K\\u202e" in line
     assert "why=nobody\\n" in line
     [row] = audit_events(idp, "client_auth.failed")
     assert row.client_id == evil

@@ -213,3 +213,32 @@ def test_forwarded_allow_ips_flag_reaches_every_workers_settings(
     assert main(["serve", "--forwarded-allow-ips", "10.0.0.5,10.0.1.0/24"]) == 0
     assert os.environ["IDP_FORWARDED_ALLOW_IPS"] == "10.0.0.5,10.0.1.0/24"
     assert Settings().forwarded_allow_ips == "10.0.0.5,10.0.1.0/24"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "access_log", "formatter"),
+    [
+        ([], {}, False, "JsonFormatter"),
+        (["--access-log"], {"IDP_LOG_FORMAT": "text"}, True, "TextFormatter"),
+    ],
+    ids=["defaults", "access-log-text"],
+)
+def test_serve_logs_json_by_default_and_request_lines_on_request(
+    served: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    access_log: bool,
+    formatter: str,
+) -> None:
+    """Issue 15: uvicorn gets the IdP's logging configuration (JSON lines unless
+    IDP_LOG_FORMAT=text) for every worker, and never its own access log: `--access-log` turns
+    on the IdP's request lines instead, through IDP_ACCESS_LOG for every worker."""
+    monkeypatch.setenv("IDP_ACCESS_LOG", "false")  # and removed again after the test
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", *args]) == 0
+    [call] = served
+    assert call["access_log"] is False
+    assert call["log_config"]["formatters"]["line"]["()"] == f"idp.ops.logs.{formatter}"
+    assert Settings().access_log is access_log

@@ -8,6 +8,7 @@ SQLite file and key-encryption key in a temporary directory, and is always stopp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -119,7 +120,22 @@ class RunningServer:
     client_secret: str
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return output_of(self.log_path)
+
+    def stdout_lines(self) -> list[str]:
+        """What the server wrote to stdout: its log lines (stderr is kept apart)."""
+        return self.log_path.read_text(errors="replace").splitlines()
+
+
+def stderr_path(log_path: Path) -> Path:
+    return log_path.with_suffix(".stderr")
+
+
+def output_of(log_path: Path) -> str:
+    """stdout, then stderr when the process kept it apart."""
+    text = log_path.read_text(errors="replace")
+    err = stderr_path(log_path)
+    return text + ("\n--- stderr ---\n" + err.read_text(errors="replace") if err.exists() else "")
 
 
 def _wait_until_ready(
@@ -131,7 +147,7 @@ def _wait_until_ready(
         if process.poll() is not None:
             raise AssertionError(
                 f"{name} exited with {process.returncode} before it answered\n"
-                f"--- log ---\n{log_path.read_text(errors='replace')}"
+                f"--- log ---\n{output_of(log_path)}"
             )
         try:
             response = httpx.get(url, timeout=2.0)
@@ -143,7 +159,7 @@ def _wait_until_ready(
         time.sleep(0.1)
     raise AssertionError(
         f"{name} did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
-        f"--- log ---\n{log_path.read_text(errors='replace')}"
+        f"--- log ---\n{output_of(log_path)}"
     )
 
 
@@ -159,19 +175,32 @@ def _stop(process: subprocess.Popen[bytes], log_path: Path, name: str = "idp ser
         process.wait(timeout=STOP_TIMEOUT)
         raise AssertionError(
             f"{name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s and was killed\n"
-            f"--- log ---\n{log_path.read_text(errors='replace')}"
+            f"--- log ---\n{output_of(log_path)}"
         ) from None
 
 
 @contextmanager
 def running(
-    name: str, args: list[str], env: dict[str, str], cwd: Path, ready_url: str, log_path: Path
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    ready_url: str,
+    log_path: Path,
+    split_stderr: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process with its output in `log_path`, wait until `ready_url` answers 200, and
-    stop it (SIGTERM, then SIGKILL) however the block ends."""
-    with log_path.open("wb") as log:
+    """Start a process with its output in `log_path` (its stderr beside it, in a .stderr file,
+    when `split_stderr`), wait until `ready_url` answers 200, and stop it (SIGTERM, then
+    SIGKILL) however the block ends."""
+    with log_path.open("wb") as log, contextlib.ExitStack() as files:
+        err = files.enter_context(stderr_path(log_path).open("wb")) if split_stderr else None
         process = subprocess.Popen(
-            args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=err or subprocess.STDOUT,
         )
     try:
         _wait_until_ready(process, ready_url, log_path, name)
@@ -210,6 +239,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         tmp,
         f"{issuer}/.well-known/openid-configuration",
         log_path,
+        split_stderr=True,
     ) as process:
         yield RunningServer(
             issuer=issuer,

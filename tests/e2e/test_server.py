@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.e2e.conftest import REDIRECT_URI, RunningServer
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -206,6 +208,33 @@ def test_wrong_password_is_refused(server: RunningServer, browser: httpx.Client)
     assert answer.status_code == 400, answer.text
     assert "Incorrect email or password." in answer.text
     assert cookie_attributes(answer, "idp_session") is None
+
+
+def test_idp_serve_logs_json_lines_with_the_request_id(
+    server: RunningServer, browser: httpx.Client
+) -> None:
+    """Issue 15: `idp serve` writes one JSON object per line to stdout (its default log
+    format), uvicorn's lines included; an audit event's line carries the id of the request it
+    happened in, which the response returned as X-Request-ID. The password is in no line."""
+    page = browser.get("/login")
+    form = only_form(page)
+    wrong = "not it, " + secrets.token_urlsafe(8)
+    answer = submit(browser, page, form.submission(email=server.email, password=wrong), form)
+    request_id = answer.headers["x-request-id"]
+
+    def failed_line() -> dict[str, object] | None:
+        for line in server.stdout_lines():
+            record = json.loads(line)
+            if record["event"] == "login.failed" and record.get("request_id") == request_id:
+                return dict(record)
+        return None
+
+    assert wait_until(lambda: failed_line() is not None), server.log()
+    lines = server.stdout_lines()
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "event"} <= set(r) for r in records), lines
+    assert any(r["logger"].startswith("uvicorn") for r in records), lines
+    assert wrong not in "\n".join(lines) and server.password not in "\n".join(lines)
 
 
 def test_authorization_code_flow_through_real_server(

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.audit.events import loggable
 from idp.errors import InvalidRequest, oauth_json
+from idp.ops.logs import loggable
 from idp.protocol.client_auth import RemoteKeys, one_method
 from idp.protocol.requests import IdpRequest, Params, client_ip
 from idp.protocol.server import IdpServer
