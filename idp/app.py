@@ -19,7 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
-from idp.ops import health
+from idp.ops import health, scrape
 from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
 from idp.resources import static_dir
@@ -100,8 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consent,
     )
     # branding serves /static/brand/*: before the /static mount, which would answer 404.
-    pages = (client_logo, home, account, account_password, mfa_account, branding, health)
-    for module in (*routers, *pages):
+    pages = (client_logo, home, account, account_password, mfa_account, branding)
+    for module in (*routers, *pages, health, scrape):
         app.include_router(module.router)
     # /admin/api first: a JSON application of its own; then /admin, the pages.
     app.mount(admin_api.PREFIX, admin_api.build(runtime))

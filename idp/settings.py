@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # A line per request (method, route, status, duration, request id): off by default, as
     # it costs a measurable share of the token endpoint's time. Audit events are always logged.
     access_log: bool = False
+    # /metrics answers loopback clients; with a token, also `Authorization: Bearer <token>`
+    # from anywhere (a scraper on another host).
+    metrics_token: SecretStr | None = None
 
     # Branding of the pages (and the TOTP issuer): the organisation's name, its logo (an SVG
     # or PNG file, served from /static/brand/), the accent colour of buttons and links (#rrggbb;

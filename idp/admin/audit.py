@@ -9,33 +9,11 @@ from typing import cast
 from sqlalchemy.orm import Session
 
 from idp.admin.listing import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
-from idp.audit.events import AuditEvent
+from idp.audit.events import SECURITY_EVENTS, AuditEvent
 from idp.store import audit, clients, keys, roles, users
 from idp.store.audit import AuditQuery, AuditRecord
 from idp.store.keys import PUBLISHED_STATES
 
-# What the dashboard calls security events: attacks, misuse, and changes of who may do what.
-SECURITY_EVENTS = frozenset(
-    {
-        AuditEvent.LOGIN_FAILED,
-        AuditEvent.THROTTLE_STARTED,
-        AuditEvent.CLIENT_AUTH_FAILED,
-        AuditEvent.CLIENT_ASSERTION_REPLAYED,
-        AuditEvent.CODE_REUSED,
-        AuditEvent.REFRESH_REUSED,
-        AuditEvent.CSRF_REJECTED,
-        AuditEvent.MFA_FAILED,
-        AuditEvent.MFA_RESET,
-        AuditEvent.WEBAUTHN_SIGN_COUNT_REGRESSED,
-        AuditEvent.ROLE_GRANTED,
-        AuditEvent.ROLE_REVOKED,
-        AuditEvent.USER_DISABLED,
-        AuditEvent.CLIENT_DISABLED,
-        AuditEvent.CLIENT_SECRET_ROTATED,
-        AuditEvent.SESSIONS_REVOKED,
-        AuditEvent.KEY_REVOKED,
-    }
-)
 EVENT_NAMES = frozenset(str(e) for e in AuditEvent)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp.ops import logs
+from idp.ops import logs, metrics
 from idp.store import audit as store
 from idp.store.audit import AuditRecord
 from idp.store.base import now
@@ -78,6 +78,29 @@ class AuditEvent(StrEnum):
     WEBAUTHN_FAILED = "webauthn.failed"  # a ceremony refused; why= its WebAuthnRefused.kind
 
 
+# Security events: attacks, misuse, and changes of who may do what (the dashboard shows them,
+# and the metrics count them by kind).
+SECURITY_EVENTS = frozenset(
+    {
+        AuditEvent.LOGIN_FAILED,
+        AuditEvent.THROTTLE_STARTED,
+        AuditEvent.CLIENT_AUTH_FAILED,
+        AuditEvent.CLIENT_ASSERTION_REPLAYED,
+        AuditEvent.CODE_REUSED,
+        AuditEvent.REFRESH_REUSED,
+        AuditEvent.CSRF_REJECTED,
+        AuditEvent.MFA_FAILED,
+        AuditEvent.MFA_RESET,
+        AuditEvent.WEBAUTHN_SIGN_COUNT_REGRESSED,
+        AuditEvent.ROLE_GRANTED,
+        AuditEvent.ROLE_REVOKED,
+        AuditEvent.USER_DISABLED,
+        AuditEvent.CLIENT_DISABLED,
+        AuditEvent.CLIENT_SECRET_ROTATED,
+        AuditEvent.SESSIONS_REVOKED,
+        AuditEvent.KEY_REVOKED,
+    }
+)
 # Failures any stranger can cause: counted per minute, address, client and event, and written
 # as one event with its count when the minute closes (close_minutes).
 TALLIED = frozenset(
@@ -121,6 +144,7 @@ def record(
             )
         )
     _log(event, ip, user_id, client_id, {**({"actor": actor} if actor else {}), **safe})
+    metrics.audit_event(str(event), event in SECURITY_EVENTS, safe)
 
 
 def _log(

@@ -7,9 +7,12 @@ does so in one transaction, after validating everything.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ipaddress
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
@@ -75,6 +78,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from idp.ops import logs
+    from idp.ops.metrics import MULTIPROC_ENV
     from idp.runtime import build_runtime
     from idp.store import clients as store_clients, users as store_users
     from idp.web import branding
@@ -87,6 +91,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         os.environ["IDP_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
     if args.access_log:
         os.environ["IDP_ACCESS_LOG"] = "true"
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # Before any worker imports prometheus-client: each writes its values here, and a
+        # scrape of any of them adds up all (idp.ops.metrics). Fresh per start: files a
+        # previous run left would count again.
+        folder = tempfile.mkdtemp(prefix="idp-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ[MULTIPROC_ENV] = folder
     branding.load(settings)  # a bad logo or colour: one line, before anything starts
     cmd_migrate(settings, args)
     services = build_runtime(settings)  # fails here, with one line, on a wrong KEK

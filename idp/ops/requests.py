@@ -1,5 +1,5 @@
-"""Each request's id and, with IDP_ACCESS_LOG, its line: a pure ASGI middleware (no task per
-request, unlike BaseHTTPMiddleware).
+"""Each request's id, its count and latency (metrics) and, with IDP_ACCESS_LOG, its line: a
+pure ASGI middleware (no task per request, unlike BaseHTTPMiddleware).
 
 `X-Request-ID` is taken from the request when it is well-formed (a proxy's or a client's id,
 so a line here can be matched with theirs), else made here; it is returned on the response and
@@ -13,7 +13,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from idp.ops import logs
+from idp.ops import logs, metrics
 
 log = logging.getLogger("idp.request")
 HEADER = b"x-request-id"
@@ -44,18 +44,18 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route, method = route_of(scope), scope["method"]
+            metrics.request_answered(route, method, status, seconds)
             if self.access_log:
-                log.info("request", extra={"fields": _line(scope, status, started)})
+                line = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                }
+                log.info("request", extra={"fields": line})
             logs.end_request(token)
-
-
-def _line(scope: Scope, status: int, started: float) -> dict[str, object]:
-    return {
-        "method": scope["method"],
-        "route": route_of(scope),
-        "status": status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
 
 
 def route_of(scope: Scope) -> str:

@@ -18,7 +18,7 @@ from idp.audit.events import AuditEvent, record, record_all
 from idp.authn import mfa, throttle
 from idp.errors import NO_STORE, ServerError, TemporarilyUnavailable, oauth_json
 from idp.keys.ring import DEFAULT_ALG
-from idp.ops import logs
+from idp.ops import logs, metrics
 from idp.protocol import audiences
 from idp.protocol.claims import ROLES_SCOPE
 from idp.protocol.client_auth import (
@@ -234,6 +234,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         self.issued = issued
         self.issued_to = client.client_id
         logs.note(client_id=client.client_id, user_id=user.id if user is not None else None)
+        metrics.token_issued(grant_type, client.row.is_public)
         token: dict[str, Any] = {
             "access_token": issued.token,
             "token_type": "Bearer",

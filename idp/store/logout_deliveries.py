@@ -9,7 +9,17 @@ delivery extra attempts, and its late outcome cannot reschedule the attempt clai
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -43,6 +53,18 @@ def enqueue(db: Session, client_id: str, uri: str, claims: dict[str, object]) ->
         LogoutDelivery(
             client_id=client_id, uri=uri, claims=claims, next_attempt_at=ts, created_at=ts
         )
+    )
+
+
+def pending(db: Session) -> int:
+    """Deliveries neither delivered nor given up on (for the metrics)."""
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(LogoutDelivery)
+            .where(LogoutDelivery.delivered_at.is_(None), LogoutDelivery.failed_at.is_(None))
+        )
+        or 0
     )
 
 

@@ -296,7 +296,14 @@ def _signed_in(
     # Raised, never lowered: a phr session answering a TOTP request keeps phr.
     stronger = acr if mfa.rank(acr) >= mfa.rank(step.session.acr) else step.session.acr
     session_store.step_up(db, step.session, amr[1:], stronger)  # its password was checked
-    record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=step.user.id, step_up=True)
+    record(
+        db,
+        AuditEvent.LOGIN_SUCCEEDED,
+        ip=browser.ip,
+        user_id=step.user.id,
+        step_up=True,
+        amr=" ".join(amr),
+    )
     interaction.logged_in(db, interaction_id, browser, step.user.id)
     return None
 

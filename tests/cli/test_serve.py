@@ -242,3 +242,18 @@ def test_serve_logs_json_by_default_and_request_lines_on_request(
     assert call["access_log"] is False
     assert call["log_config"]["formatters"]["line"]["()"] == f"idp.ops.logs.{formatter}"
     assert Settings().access_log is access_log
+
+
+def test_several_workers_share_a_fresh_metrics_folder(
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: with --workers 2, serve points PROMETHEUS_MULTIPROC_DIR at a new, empty
+    folder before the workers start (prometheus-client's multiprocess mode); one worker
+    needs none."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # and restored after the test
+    assert main(["serve"]) == 0
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == ""
+    assert main(["serve", "--workers", "2"]) == 0
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.is_dir() and not any(folder.iterdir())
+    assert [call["workers"] for call in served] == [1, 2]

@@ -1,0 +1,137 @@
+"""Prometheus metrics (prometheus-client), counted where things happen and served at /metrics.
+
+Counters and histograms live in the process; with several uvicorn workers, `idp serve` points
+PROMETHEUS_MULTIPROC_DIR at a fresh folder before any worker starts, each worker writes its
+values there, and whichever worker a scrape reaches adds them all up (prometheus-client's
+multiprocess mode). What is a fact of the database (the age of each active signing key, the
+back-channel logouts still to deliver) is read from it at the scrape, so every worker says the
+same.
+
+Labels are closed sets (route templates, event names, grant types), never a caller's input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.store import keys as key_store, logout_deliveries
+from idp.store.base import now
+from idp.store.keys import KeyState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+REQUESTS = Counter(
+    "idp_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "idp_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+THROTTLED = Counter(
+    "idp_throttled_total", "Requests refused by a throttle or a limit (HTTP 429)", ["route"]
+)
+SIGN_INS = Counter(
+    "idp_sign_ins_total",
+    "Sign-in steps by factor (the amr of a success; the factor tried of a failure)",
+    ["factor", "outcome"],
+)
+TOKENS = Counter("idp_tokens_issued_total", "Access tokens issued", ["grant", "client_type"])
+REFRESH_REUSE = Counter(
+    "idp_refresh_token_reuse_total", "Rotated refresh tokens presented again (family revoked)"
+)
+SECURITY_EVENTS = Counter(
+    "idp_security_events_total", "Security events written to the audit trail", ["event"]
+)
+OWN = (REQUESTS, LATENCY, THROTTLED, SIGN_INS, TOKENS, REFRESH_REUSE, SECURITY_EVENTS)
+
+
+# --- counting ------------------------------------------------------------------------------------
+
+
+def request_answered(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route, method).observe(seconds)
+    if status == 429:
+        THROTTLED.labels(route).inc()
+
+
+def token_issued(grant: str, public: bool) -> None:
+    TOKENS.labels(grant, "public" if public else "confidential").inc()
+
+
+# Audit events that are sign-in steps: (outcome, the detail key naming the factor, its default).
+_SIGN_IN_EVENTS = {
+    "login.succeeded": ("succeeded", "amr", "pwd"),
+    "login.failed": ("failed", "factor", "pwd"),
+    "mfa.failed": ("failed", "factor", "otp"),
+    "webauthn.failed": ("failed", "factor", "passkey"),
+}
+
+
+def audit_event(event: str, security: bool, detail: Mapping[str, object]) -> None:
+    """Count what an audit event says (idp.audit.events.record calls this for each one)."""
+    if event in _SIGN_IN_EVENTS:
+        outcome, key, default = _SIGN_IN_EVENTS[event]
+        SIGN_INS.labels(str(detail.get(key) or default), outcome).inc()
+    if event == "refresh.reused":
+        REFRESH_REUSE.inc()
+    if security:
+        SECURITY_EVENTS.labels(event).inc()
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+class DatabaseFacts(Collector):
+    """Gauges read from the database at the scrape: the same on every worker."""
+
+    def __init__(self, reads: sessionmaker[Session]) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ages = GaugeMetricFamily(
+            "idp_signing_key_age_seconds",
+            "Time since each active signing key was activated",
+            labels=["alg", "kid"],
+        )
+        pending = GaugeMetricFamily(
+            "idp_backchannel_logout_pending",
+            "Back-channel logout deliveries neither delivered nor given up on",
+        )
+        ts = now()
+        with self.reads() as db:
+            for key in key_store.all_keys(db):
+                if key.state == KeyState.ACTIVE:
+                    ages.add_metric([key.alg, key.kid], ts - (key.activated_at or key.created_at))
+            pending.add_metric([], logout_deliveries.pending(db))
+        yield ages
+        yield pending
+
+
+def exposition(reads: sessionmaker[Session]) -> bytes:
+    """The text a scrape gets: this process's metrics, or every worker's in multiprocess
+    mode, plus the database's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        for collector in OWN:
+            registry.register(collector)
+    registry.register(DatabaseFacts(reads))
+    return generate_latest(registry)
