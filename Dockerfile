@@ -19,12 +19,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels idp
+    pip install --no-index --find-links=/wheels /wheels/idp-*.whl
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin idp \
  && mkdir -p /app \
  && chown idp:idp /app
 WORKDIR /app
-USER idp
+USER 10001:10001
 # No IDP_* defaults are baked in: the operator sets IDP_ISSUER (https), IDP_DATABASE_URL and the
 # key-encryption key (IDP_KEY_ENCRYPTION_KEY or a mounted IDP_KEY_ENCRYPTION_KEY_FILE).
 EXPOSE 8000

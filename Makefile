@@ -47,6 +47,7 @@ run: venv
 lint: venv
 	$(VENV)/bin/ruff check idp tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 # pytest's own exit code decides: 1 (failures), 2 (interrupted), 5 (no tests collected), ...
 test: lint
