@@ -71,7 +71,7 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
                 "name": user.name,
                 "admin": args.admin and not pending,
                 "roles": roles.of(db, user.id),
-                "pending_changes": [describe(c) for c in pending],
+                **({"pending_changes": [describe(c) for c in pending]} if pending else {}),
             }
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
@@ -110,7 +110,7 @@ def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
         "email": user.email,
         "roles": held,
         "role_grants": [{"role": r, "expires_at": until} for r, until in grants],
-        "pending_changes": waiting,
+        **({"pending_changes": waiting} if waiting else {}),
     }
     emit(out, args.json, "\n".join([" ".join(shown) or "(no roles)", *map(pending_line, pending)]))
 
