@@ -63,6 +63,7 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
                 name=args.name,
                 is_admin=args.admin,
                 roles_granted=args.role or [],
+                actor="cli",
             )
             pending = pending_for_user(db, user.id)
             out = {
