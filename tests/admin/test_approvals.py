@@ -104,13 +104,13 @@ def test_nobody_approves_their_own_change(idp: Harness, who: str) -> None:
     root = idp.user("root@example.com", is_admin=True)
     alice = idp.user()
     if who == "target":
-        # alice was an admin once (time-boxed, still live), and asks for a lasting grant
-        roles_until = int(time.time()) + 3600
+        # alice is an admin for another hour; root asks for a lasting grant for her
         sql(
             idp,
-            "INSERT INTO user_roles (user_id, role, granted_at, expires_at) VALUES (:u, 'admin', 0, :t)",
+            "INSERT INTO user_roles (user_id, role, granted_at, expires_at)"
+            " VALUES (:u, 'admin', 0, :t)",
             u=alice,
-            t=roles_until,
+            t=int(time.time()) + 3600,
         )
     change = grant(idp, alice, actor=f"user:{root}")
     assert change is not None

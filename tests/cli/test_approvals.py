@@ -14,23 +14,23 @@ from idp.audit.events import AuditEvent
 from tests.cli.test_main import PASSWORD, Cli, cli, one_line_error  # noqa: F401  (fixture)
 
 
-def create(cli: Cli, email: str, *flags: str) -> dict[str, object]:
-    out = cli.ok(
+def create(tool: Cli, email: str, *flags: str) -> dict[str, object]:
+    out = tool.ok(
         "users", "create", email, *flags, "--password-stdin", "--json", stdin=PASSWORD + "\n"
     )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def events(cli: Cli, event: AuditEvent) -> list[str | None]:
-    with cli.engine.connect() as conn:
+def events(tool: Cli, event: AuditEvent) -> list[str | None]:
+    with tool.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT actor FROM audit_events WHERE event = :e ORDER BY id"), {"e": str(event)}
         )
         return [actor for (actor,) in rows]
 
 
-def roles_of(cli: Cli, email: str) -> list[str]:
-    return json.loads(cli.ok("users", "roles", email, "--json").stdout)["roles"]  # type: ignore[no-any-return]
+def roles_of(tool: Cli, email: str) -> list[str]:
+    return json.loads(tool.ok("users", "roles", email, "--json").stdout)["roles"]  # type: ignore[no-any-return]
 
 
 def test_the_first_admin_of_a_fresh_install_bootstraps(cli: Cli) -> None:  # noqa: F811
