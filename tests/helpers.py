@@ -21,7 +21,10 @@ from starlette.testclient import TestClient
 
 from idp.admin.clients import ClientSpec, fetch_logo, register
 from idp.admin.users import create_user
+from idp.audit.events import AuditEvent, record
 from idp.runtime import Runtime
+from idp.store import roles
+from idp.store.roles import ADMIN
 
 PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "https://rp.example/callback"
@@ -100,6 +103,14 @@ class Harness:
     def user(
         self, email: str = "alice@example.com", password: str = PASSWORD, **kwargs: Any
     ) -> str:
+        """A user; an admin (`is_admin`, or "admin" in `roles_granted`) is made one directly
+        in the store, as a test's setup, not through the approval gate of idp.admin.approvals
+        (which the tests of that gate drive themselves)."""
+        admin = kwargs.pop("is_admin", False)
+        granted = list(kwargs.pop("roles_granted", ()))
+        if ADMIN in granted:
+            admin = True
+            granted.remove(ADMIN)
         with self.runtime.sessions.begin() as db:
             user = create_user(
                 db,
@@ -107,8 +118,12 @@ class Harness:
                 self.runtime.settings,
                 email=email,
                 password=password,
+                roles_granted=granted,
                 **kwargs,
             )
+            if admin:
+                roles.add(db, user.id, ADMIN)
+                record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, role=ADMIN, until=None)
             return user.id
 
     def client(self, **kwargs: Any) -> RP:
@@ -124,6 +139,11 @@ class Harness:
         logo = fetch_logo(wanted, self.runtime.outbound)
         with self.runtime.sessions.begin() as db:
             registered = register(db, wanted, logo, policy=self.runtime.outbound)
+            if registered.pending is not None:
+                # A test's setup: the admin scopes asked for, set in the store directly (the
+                # approval gate has tests of its own).
+                registered.client.scopes = list(dict.fromkeys(wanted.scopes))
+                db.delete(registered.pending)
             return RP(
                 registered.client.client_id,
                 registered.client_secret,

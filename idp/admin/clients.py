@@ -23,6 +23,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
 from idp import outbound
+from idp.admin import approvals
 from idp.admin.client_uris import (
     REFUSED_ADDRESS,
     InvalidClient as InvalidClient,  # re-exported: the name admin callers catch
@@ -39,6 +40,7 @@ from idp.protocol.client_jwks import key_problem
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.settings import SUPPORTED_ALGS
 from idp.store import clients
+from idp.store.approvals import CLIENT_SCOPES, PendingChange
 from idp.store.base import now
 from idp.store.clients import AUTH_METHODS, GRANT_TYPES, Client, ClientLogo, LogoFacts
 from idp.store.roles import NAME as ROLE_NAME
@@ -115,6 +117,27 @@ class Logo:
 class Registered:
     client: Client
     client_secret: str | None  # shown once, never stored
+    # The admin API scopes asked for, waiting for a second administrator (the client is
+    # registered without them meanwhile).
+    pending: PendingChange | None = None
+
+
+@dataclass
+class Updated:
+    client: Client
+    # As Registered.pending: the admin scopes this update added wait; the rest applied.
+    pending: PendingChange | None = None
+
+
+def _gate_scopes(
+    db: Session, client_id: str, added: list[str], actor: str | None
+) -> PendingChange | None:
+    """The approval gate for admin API scopes added to a client (none added: None)."""
+    wanted = approvals.admin_scopes(added)
+    if not wanted:
+        return None
+    change = approvals.Wanted(CLIENT_SCOPES, client_id=client_id, scopes=tuple(wanted))
+    return approvals.gate(db, change, actor=actor)
 
 
 def load_jwks_file(path: Path) -> dict[str, object]:
@@ -290,8 +313,9 @@ def register(
     actor: str | None = None,
 ) -> Registered:
     """Write the client, and the logo fetch_logo(spec) returned, in the caller's transaction.
-    The audit event holds its whole registration (an admin scope among it is how an admin
-    service comes to be), never its secret."""
+    The audit event holds its whole registration, never its secret. An admin API scope
+    among it waits for a second administrator (idp.admin.approvals): the client is registered
+    without it, and `pending` is the change to approve."""
     method = _validate(spec, policy)
     if (logo.uri if logo else None) != spec.logo_uri:
         # A programming error, not a bad registration: a client with a logo_uri always has
@@ -310,7 +334,11 @@ def register(
             redirect_uris=list(dict.fromkeys(spec.redirect_uris)),
             post_logout_redirect_uris=list(dict.fromkeys(spec.post_logout_redirect_uris)),
             grant_types=list(dict.fromkeys(spec.grant_types)),
-            scopes=list(dict.fromkeys(spec.scopes)),
+            scopes=[
+                s
+                for s in dict.fromkeys(spec.scopes)
+                if s not in approvals.admin_scopes(spec.scopes)
+            ],
             jwks_uri=spec.jwks_uri,
             jwks=spec.jwks,
             access_token_ttl=spec.access_token_ttl,
@@ -329,6 +357,10 @@ def register(
             logo_sha256=logo.sha256 if logo else None,
         ),
     )
+    pending = _gate_scopes(db, client.client_id, spec.scopes, actor)
+    if pending is None:
+        client.scopes = list(dict.fromkeys(spec.scopes))
+        db.flush()
     if logo:
         _add_logo(db, client.client_id, logo)
     detail = {"logo_sha256": logo.sha256} if logo else {}
@@ -343,7 +375,7 @@ def register(
         registration=_metadata(client),
         **detail,
     )
-    return Registered(client=client, client_secret=secret)
+    return Registered(client=client, client_secret=secret, pending=pending)
 
 
 # RFC 7591 §2 metadata names (and this server's own) that update_client() takes, with the
@@ -537,8 +569,23 @@ def update_client(
     policy: OutboundPolicy,
     logo: Logo | None = None,
 ) -> Client:
+    """change_client(), for callers that need only the client."""
+    return change_client(db, client_id, changes, actor, policy=policy, logo=logo).client
+
+
+def change_client(
+    db: Session,
+    client_id: str,
+    changes: Mapping[str, object],
+    actor: str,
+    *,
+    policy: OutboundPolicy,
+    logo: Logo | None = None,
+) -> Updated:
     """Apply `changes` (RFC 7591 §2 names) to the client in the caller's transaction, after
     checking them all; one CLIENT_UPDATED event holds each changed field before and after.
+    An admin API scope added waits for a second administrator (`pending`); the other changes
+    apply at once, and removing a scope never waits.
 
     `logo` is what fetch_for_update() returned for the same changes. Raises LookupError for an
     unknown client and InvalidClient (nothing written) for changes it would refuse."""
@@ -546,6 +593,10 @@ def update_client(
     if client is None:
         raise LookupError(client_id)
     spec = check_update(client, changes, policy)
+    added = [s for s in spec.scopes if s not in client.scopes]
+    pending = _gate_scopes(db, client_id, added, actor)
+    if pending is not None:
+        spec.scopes = [s for s in spec.scopes if s not in (pending.scopes or [])]
     new_logo = spec.logo_uri if spec.logo_uri != client.logo_uri else None
     if (logo.uri if logo else None) != new_logo:
         raise ValueError("update_client() needs the logo that fetch_for_update() returned")
@@ -572,11 +623,11 @@ def update_client(
         diff["logo_sha256"] = {"before": before_logo, "after": client.logo_sha256}
     db.flush()
     if not diff:
-        return client  # nothing changed, nothing to audit
+        return Updated(client, pending)  # nothing changed, nothing to audit
     # One key for the whole change: record() drops detail keys that look secret, and
     # token_endpoint_auth_method would be one of them.
     record(db, AuditEvent.CLIENT_UPDATED, client_id=client_id, actor=actor, changes=diff)
-    return client
+    return Updated(client, pending)
 
 
 def _metadata(client: Client) -> dict[str, object]:

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from idp.admin import approvals
 from idp.admin.listing import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from idp.audit.events import AuditEvent, record
 from idp.authn import mfa
 from idp.authn.passwords import Passwords, check_policy, min_password_length
 from idp.settings import Settings
 from idp.store import roles, sessions, users
+from idp.store.approvals import ROLE_GRANT, PendingChange
 from idp.store.base import now
 from idp.store.roles import ADMIN as ADMIN_ROLE
 from idp.store.users import User
@@ -110,21 +112,35 @@ def check_role(role: str, field: str = "role") -> None:
         )
 
 
+@dataclass(frozen=True)
+class Granted:
+    """What grant_role() did: `changed`, the grant applies now and changed anything; or
+    `pending`, the admin role waits for a second administrator (idp.admin.approvals)."""
+
+    changed: bool
+    pending: PendingChange | None = None
+
+
 def grant_role(
     db: Session, user: User, role: str, *, actor: str | None, expires_at: int | None = None
-) -> bool:
+) -> Granted:
     """Give the user a role, until `expires_at` if given (a time-boxed grant: it stops
-    working at the next request after, on every worker); true if that changed anything. Their
-    next access token carries it."""
+    working at the next request after, on every worker). Their next access token carries it.
+    The admin role goes through the approval gate: it waits for a second administrator,
+    unless it bootstraps the first one."""
     check_role(role)
     if expires_at is not None and expires_at <= now():
         raise InvalidUser("a time-boxed grant must end in the future", "expires_at")
+    if role == ADMIN_ROLE and roles.grants_of(db, user.id).count((role, expires_at)):
+        return Granted(False)  # held already, to the same end: nothing to approve
+    wanted = approvals.Wanted(ROLE_GRANT, user_id=user.id, role=role, grant_until=expires_at)
+    pending = approvals.gate(db, wanted, actor=actor)
+    if pending is not None:
+        return Granted(False, pending)
     if not roles.add(db, user.id, role, expires_at):
-        return False
-    record(
-        db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role, until=expires_at
-    )
-    return True
+        return Granted(False)
+    record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role, until=expires_at)
+    return Granted(True)
 
 
 def revoke_role(db: Session, user: User, role: str, *, actor: str | None) -> bool:

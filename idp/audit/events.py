@@ -46,6 +46,13 @@ class AuditEvent(StrEnum):
     USER_CREATED = "user.created"
     ROLE_GRANTED = "role.granted"  # a permission change: next tokens of the user carry it
     ROLE_REVOKED = "role.revoked"
+    # idp.admin.approvals: four eyes for the admin role and the admin API scopes. Each holds
+    # the approval's id, its kind, who asked, and the change's before and after.
+    APPROVAL_REQUESTED = "approval.requested"  # a pending change waits for a second admin
+    APPROVAL_APPROVED = "approval.approved"  # by a different administrator: it applied
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_BREAK_GLASS = "approval.break_glass"  # applied from the CLI, with no second admin
+    APPROVAL_BOOTSTRAP = "approval.bootstrap"  # applied at once: no active administrator yet
     CLIENT_CREATED = "client.created"
     CLIENT_DELETED = "client.deleted"
     # An administrator changed a client's metadata: actor, and changes {field: {before, after}}
@@ -94,6 +101,10 @@ SECURITY_EVENTS = frozenset(
         AuditEvent.WEBAUTHN_SIGN_COUNT_REGRESSED,
         AuditEvent.ROLE_GRANTED,
         AuditEvent.ROLE_REVOKED,
+        AuditEvent.APPROVAL_REQUESTED,
+        AuditEvent.APPROVAL_APPROVED,
+        AuditEvent.APPROVAL_BREAK_GLASS,
+        AuditEvent.APPROVAL_BOOTSTRAP,
         AuditEvent.USER_DISABLED,
         AuditEvent.CLIENT_DISABLED,
         AuditEvent.CLIENT_SECRET_ROTATED,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from idp.cli.approvals import pending_line
 from idp.cli.base import CommandError, Parser, database, emit
 from idp.settings import Settings
 
@@ -66,6 +67,11 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
     text = f"client_id: {out['client_id']}"
     if registered.client_secret:
         text += f"\nclient_secret: {registered.client_secret}\n(shown this once; store it now)"
+    if registered.pending is not None:
+        from idp.admin.approvals import describe as describe_change
+
+        out["pending_change"] = describe_change(registered.pending)
+        text += "\n" + pending_line(registered.pending)
     emit(out, args.json, text)
 
 
@@ -172,7 +178,7 @@ def update_changes(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_clients_update(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.admin.clients import InvalidClient, describe_all, fetch_for_update, update_client
+    from idp.admin.clients import InvalidClient, change_client, describe_all, fetch_for_update
     from idp.outbound import OutboundPolicy
     from idp.store import clients
 
@@ -191,13 +197,21 @@ def cmd_clients_update(settings: Settings, args: argparse.Namespace) -> None:
         logo = fetch_for_update(current, changes, policy)
         with database(settings) as db:
             try:
-                client = update_client(db, args.client_id, changes, "cli", policy=policy, logo=logo)
+                updated = change_client(
+                    db, args.client_id, changes, "cli", policy=policy, logo=logo
+                )
             except LookupError:
                 raise CommandError(f"no client {args.client_id}") from None
-            (out,) = describe_all(db, [client])
+            (out,) = describe_all(db, [updated.client])
     except InvalidClient as exc:
         raise CommandError(str(exc)) from None
-    emit(out, args.json, f"updated client {args.client_id}")
+    text = f"updated client {args.client_id}"
+    if updated.pending is not None:
+        from idp.admin.approvals import describe as describe_change
+
+        out["pending_change"] = describe_change(updated.pending)
+        text += "\n" + pending_line(updated.pending)
+    emit(out, args.json, text)
 
 
 def _add_update_parser(clients: Any) -> None:

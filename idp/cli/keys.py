@@ -76,9 +76,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
     with database(settings) as db:
         try:
-            replacement = revoke(
-                db, _checked_sealer(db, settings), settings, args.kid, actor="cli"
-            )
+            replacement = revoke(db, _checked_sealer(db, settings), settings, args.kid, actor="cli")
         except LookupError as exc:
             raise CommandError(str(exc)) from None
         taken_over = replacement.kid if replacement else None

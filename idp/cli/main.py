@@ -1,4 +1,5 @@
-"""The `idp` command line (also `python -m idp`): serve, migrate, users, clients, keys.
+"""The `idp` command line (also `python -m idp`): serve, migrate, users, clients, approvals,
+keys.
 
 Bad input exits non-zero with one line on stderr and writes nothing: every command that writes
 does so in one transaction, after validating everything.
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from idp.cli import clients, keys, users
+from idp.cli import approvals, clients, keys, users
 from idp.cli.base import CommandError, Parser, emit
 from idp.settings import Settings, SettingsError, load_settings
 
@@ -187,6 +188,7 @@ def build_parser() -> Parser:
     prune_cmd.set_defaults(func=cmd_prune)
 
     clients.add_commands(sub)
+    approvals.add_commands(sub)
     keys.add_commands(sub)
     return parser
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from idp.cli.approvals import pending_line
 from idp.cli.base import CommandError, Parser, database, emit
 from idp.settings import Settings
 
@@ -20,7 +21,7 @@ def _utc(ts: int) -> str:
 
 
 def duration(text: str) -> int:
-    """"30m", "8h", "7d" (or plain seconds) as seconds, at least a minute and at most a year."""
+    """ "30m", "8h", "7d" (or plain seconds) as seconds, at least a minute and at most a year."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
     if not number.isdigit():
@@ -43,8 +44,10 @@ def read_password_stdin() -> str:
 
 
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.approvals import describe, pending_for_user
     from idp.admin.users import InvalidUser, create_user
     from idp.authn.passwords import Passwords
+    from idp.store import roles
 
     if not args.password_stdin:
         raise CommandError("--password-stdin is required (passwords never go on the command line)")
@@ -60,26 +63,32 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
                 name=args.name,
                 is_admin=args.admin,
                 roles_granted=args.role or [],
+                actor="cli",
             )
+            pending = pending_for_user(db, user.id)
             out = {
                 "id": user.id,
                 "email": user.email,
                 "name": user.name,
-                "admin": args.admin,
-                "roles": sorted({*(args.role or []), *(["admin"] if args.admin else [])}),
+                "admin": args.admin and not pending,
+                "roles": roles.of(db, user.id),
+                **({"pending_changes": [describe(c) for c in pending]} if pending else {}),
             }
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
     except IntegrityError:
         raise CommandError(f"a user with email {args.email} already exists") from None
-    emit(out, args.json, f"created user {out['email']} ({out['id']})")
+    text = "\n".join([f"created user {out['email']} ({out['id']})", *map(pending_line, pending)])
+    emit(out, args.json, text)
 
 
 def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.admin.approvals import describe
     from idp.admin.users import InvalidUser, grant_role, revoke_role
     from idp.store import roles, users
     from idp.store.base import now
 
+    pending = []
     try:
         with database(settings) as db:
             user = users.by_email(db, args.email)
@@ -87,10 +96,13 @@ def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
                 raise CommandError(f"no user {args.email}")
             until = now() + args.for_seconds if args.for_seconds else None
             for role in args.add or []:
-                grant_role(db, user, role, actor="cli", expires_at=until)
+                granted = grant_role(db, user, role, actor="cli", expires_at=until)
+                if granted.pending is not None:
+                    pending.append(granted.pending)
             for role in args.remove or []:
                 revoke_role(db, user, role, actor="cli")
             grants = roles.grants_of(db, user.id)
+            waiting = [describe(c) for c in pending]
     except InvalidUser as exc:
         raise CommandError(str(exc)) from None
     held = [role for role, _ in grants]
@@ -99,8 +111,9 @@ def cmd_users_roles(settings: Settings, args: argparse.Namespace) -> None:
         "email": user.email,
         "roles": held,
         "role_grants": [{"role": r, "expires_at": until} for r, until in grants],
+        **({"pending_changes": waiting} if waiting else {}),
     }
-    emit(out, args.json, " ".join(shown) or "(no roles)")
+    emit(out, args.json, "\n".join([" ".join(shown) or "(no roles)", *map(pending_line, pending)]))
 
 
 def cmd_users_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """SQLAlchemy tables and the queries on them, one module per aggregate. Functions never commit."""
 
 from idp.store import (  # noqa: F401  (import every table so metadata is complete)
+    approvals,
     assertions,
     audit,
     clients,

@@ -8,6 +8,7 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from idp.store import logout_deliveries
+from idp.store.approvals import PendingChange
 from idp.store.assertions import UsedAssertion
 from idp.store.audit import AuditRecord
 from idp.store.codes import AuthorizationCode
@@ -51,6 +52,8 @@ def _targets(
         ("interactions", Interaction.id_hash, Interaction.expires_at < ts),
         ("client assertions", UsedAssertion.jti, UsedAssertion.expires_at < ts),
         ("throttle counters", ThrottleCounter.key, ThrottleCounter.expires_at < ts),
+        # Pending or decided, a request is of no use past its day (the audit trail keeps it).
+        ("pending changes", PendingChange.id, PendingChange.expires_at < ts),
         ("logout deliveries", LogoutDelivery.id, LogoutDelivery.created_at < old),
         # Unauthenticated requests can add audit rows: without retention the table only grows.
         ("audit events", AuditRecord.id, AuditRecord.at < ts - audit_retention_days * 86400),

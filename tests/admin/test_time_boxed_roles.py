@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from idp.admin import approvals
 from idp.admin.users import InvalidUser, admin_rights, grant_role
 from idp.cli.main import main
 from idp.store import roles, users
@@ -25,7 +26,15 @@ def grant(idp: Harness, user_id: str, role: str, until: int | None) -> bool:
     with idp.runtime.sessions.begin() as db:
         user = users.get(db, user_id)
         assert user is not None
-        return grant_role(db, user, role, actor="test", expires_at=until)
+        return grant_role(db, user, role, actor="test", expires_at=until).changed
+
+
+def approve_as_second_admin(idp: Harness, user_id: str) -> None:
+    """The admin role asked for the user, approved by another administrator."""
+    other = idp.user("second@example.com", is_admin=True)
+    with idp.runtime.sessions.begin() as db:
+        (change,) = approvals.pending_for_user(db, user_id)
+        approvals.approve(db, change.id, actor=f"user:{other}")
 
 
 def expire(idp: Harness, user_id: str, role: str) -> None:
@@ -123,6 +132,8 @@ def test_the_pages_show_who_holds_admin_rights_until_when(idp: Harness) -> None:
     fields["for"] = "28800"
     done = idp.http.post(f"/admin/users/{alice}/grant-role", data=fields)
     assert done.status_code == 303, done.text
+    assert done.headers["location"].endswith("?notice=approval-requested")
+    approve_as_second_admin(idp, alice)
     assert " until " in idp.http.get(f"/admin/users/{alice}").text
     page = idp.http.get("/admin/roles").text
     assert "alice@example.com" in page and "revoked by hand" in page  # the signed-in admin's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from idp.admin.api import audit, clients, errors, keys, users
+from idp.admin.api import approvals, audit, clients, errors, keys, users
 from idp.runtime import Runtime
 
 PREFIX = "/admin/api"
@@ -18,7 +18,10 @@ trail. Every request carries a Bearer access token of this IdP whose `aud` is th
 resource URI (`{issuer}/admin/api`): `idp:admin` may do everything, `idp:admin.read` only read.
 Services get one with client credentials; people get one as an administrator signed in with two
 factors. Errors follow RFC 6750 §3 (401 `invalid_token`, 403 `insufficient_scope`) and, for bad
-input, 422 `invalid_request` with `fields` naming each field in error."""
+input, 422 `invalid_request` with `fields` naming each field in error.
+
+Granting the admin role or adding an admin scope to a client answers 202 with a pending change:
+it applies when a different administrator approves it (`/approvals`) within 24 hours."""
 
 
 def build(runtime: Runtime) -> FastAPI:
@@ -34,6 +37,6 @@ def build(runtime: Runtime) -> FastAPI:
     )
     api.state.runtime = runtime
     errors.install(api)
-    for module in (clients, users, keys, audit):
+    for module in (clients, users, approvals, keys, audit):
         api.include_router(module.router)
     return api

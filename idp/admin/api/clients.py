@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from idp import deps
 from idp.admin import clients as service, lint, revocation
 from idp.admin.api import schemas
+from idp.admin.api.approvals import pending_response
 from idp.admin.api.auth import Token, authorize
 from idp.admin.api.errors import Conflict, Invalid, NotFound
 from idp.admin.clients import InvalidRegistration
@@ -74,11 +75,12 @@ def list_clients(
     "",
     status_code=201,
     response_model=schemas.ClientCreated,
+    responses={202: {"model": schemas.ClientCreatedPending, "description": "admin scopes wait"}},
     summary="Register a client; its secret is in this answer only",
 )
-def create_client(
-    body: schemas.ClientRegistration, token: Token, runtime: deps.Rt
-) -> dict[str, Any]:
+def create_client(body: schemas.ClientRegistration, token: Token, runtime: deps.Rt) -> Any:
+    """An admin API scope asked for answers 202: the client is registered without it, and
+    the pending change applies it once a different administrator approves."""
     metadata = body.model_dump(exclude_unset=True)
     _check_alg(runtime, metadata)
     with deps.read_transaction(runtime) as db:
@@ -92,7 +94,10 @@ def create_client(
             (out,) = _out(db, runtime, [made.client])
     except InvalidRegistration as exc:
         raise Invalid(exc.fields, str(exc)) from None
-    return {**out, "client_secret": made.client_secret}
+    created = {**out, "client_secret": made.client_secret}
+    if made.pending is not None:
+        return pending_response(made.pending, client=created)
+    return created
 
 
 @router.get("/{client_id}", response_model=schemas.ClientOut, summary="Show a client")
@@ -104,13 +109,17 @@ def show_client(client_id: str, token: Token, runtime: deps.Rt) -> dict[str, Any
 
 
 @router.patch(
-    "/{client_id}", response_model=schemas.ClientOut, summary="Change a client's registration"
+    "/{client_id}",
+    response_model=schemas.ClientOut,
+    responses={202: {"model": schemas.ClientUpdatedPending, "description": "admin scopes wait"}},
+    summary="Change a client's registration",
 )
 def update_client(
     client_id: str, body: schemas.ClientUpdate, token: Token, runtime: deps.Rt
-) -> dict[str, Any]:
+) -> Any:
     """Every field given is checked, as registration checks a new client, before anything is
-    written; the audit event holds each changed field before and after."""
+    written; the audit event holds each changed field before and after. An admin API scope
+    added answers 202: the other changes apply, the scope waits for approval."""
     changes = body.model_dump(exclude_unset=True)
     _check_alg(runtime, changes)
     try:
@@ -122,7 +131,7 @@ def update_client(
         with deps.transaction(runtime) as db:
             caller = authorize(db, token, write=True)
             try:
-                client = service.update_client(
+                updated = service.change_client(
                     db, client_id, changes, caller.actor, policy=runtime.outbound, logo=logo
                 )
             except LookupError:
@@ -131,7 +140,9 @@ def update_client(
                 if isinstance(exc, InvalidRegistration):
                     raise
                 raise Conflict("the client changed meanwhile; send the change again") from None
-            (out,) = _out(db, runtime, [client])
+            (out,) = _out(db, runtime, [updated.client])
+            if updated.pending is not None:
+                return pending_response(updated.pending, client=out)
             return out
     except InvalidRegistration as exc:
         raise Invalid(exc.fields, str(exc)) from None

@@ -3,6 +3,7 @@
 - 401 `invalid_token` / 403 `insufficient_scope` with a Bearer challenge (RFC 6750 §3);
 - 422 `invalid_request` with `fields`, each field named as the client metadata names it
   (`redirect_uris[1]`), for a body or a query that cannot be accepted; nothing was written;
+- 403 `forbidden` for a caller the request is not for (an approval by the one who asked);
 - 404 `not_found`, 409 `conflict`; and 500 `server_error`, with no detail, for the unexpected.
 """
 
@@ -39,6 +40,10 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """The request is valid, but not for the thing as it is now."""
+
+
+class Forbidden(Exception):
+    """The caller's token may do this kind of thing, but not this one (four eyes)."""
 
 
 def problem(status: int, error: str, description: str | None, **extra: object) -> JSONResponse:
@@ -82,6 +87,9 @@ def install(api: FastAPI) -> None:
     async def on_conflict(request: Request, exc: Exception) -> Response:
         return problem(409, "conflict", str(exc))
 
+    async def on_forbidden(request: Request, exc: Exception) -> Response:
+        return problem(403, "forbidden", str(exc))
+
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         error = "not_found" if exc.status_code == 404 else "invalid_request"
@@ -96,5 +104,6 @@ def install(api: FastAPI) -> None:
     api.add_exception_handler(OAuth2Error, on_oauth)
     api.add_exception_handler(NotFound, on_not_found)
     api.add_exception_handler(Conflict, on_conflict)
+    api.add_exception_handler(Forbidden, on_forbidden)
     api.add_exception_handler(HTTPException, on_http)
     api.add_exception_handler(Exception, on_unexpected)

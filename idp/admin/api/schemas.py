@@ -171,6 +171,45 @@ def revoked(what: Any) -> dict[str, int]:
     }
 
 
+class PendingChangeOut(BaseModel):
+    """A sensitive change (the admin role, an admin API scope) waiting for a second
+    administrator; it takes effect only when approved, within 24 hours of the request."""
+
+    id: str
+    kind: str = Field(description="role_grant or client_scopes")
+    status: str = Field(description="pending, approved, rejected or expired")
+    summary: str
+    user_id: str | None
+    client_id: str | None
+    role: str | None
+    scopes: list[str] | None = Field(description="the scopes a client_scopes change adds")
+    grant_until: int | None = Field(description="the end of a time-boxed grant; null: none")
+    requested_by: str = Field(description="the audit actor who asked")
+    requested_at: int
+    expires_at: int = Field(description="after this, it can no longer be approved")
+    decided_by: str | None
+    decided_at: int | None
+
+
+class PendingChangePage(BaseModel):
+    items: list[PendingChangeOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class ClientCreatedPending(BaseModel):
+    """202: the client is registered without the admin scopes, which wait for approval."""
+
+    client: ClientCreated
+    pending_change: PendingChangeOut
+
+
+class ClientUpdatedPending(BaseModel):
+    """202: the other changes applied; the admin scopes added wait for approval."""
+
+    client: ClientOut
+    pending_change: PendingChangeOut
+
+
 class StateChange(BaseModel):
     changed: bool = Field(description="false when it already was so")
 

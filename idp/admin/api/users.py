@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from idp import deps
 from idp.admin import revocation, users as service
 from idp.admin.api import schemas
+from idp.admin.api.approvals import pending_response
 from idp.admin.api.auth import Token, authorize
 from idp.admin.api.errors import Invalid, NotFound
 from idp.admin.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
@@ -148,6 +149,7 @@ def reset_mfa(user_id: str, token: Token, runtime: deps.Rt) -> dict[str, Any]:
 @router.put(
     "/users/{user_id}/roles/{role}",
     response_model=schemas.StateChange,
+    responses={202: {"model": schemas.PendingChangeOut, "description": "waits for approval"}},
     summary="Grant a role; the user's next token carries it",
 )
 def grant_role(
@@ -156,17 +158,21 @@ def grant_role(
     token: Token,
     runtime: deps.Rt,
     body: schemas.GrantIn | None = None,
-) -> dict[str, bool]:
-    """With `expires_in`, a time-boxed grant; granting again moves its end."""
+) -> Any:
+    """With `expires_in`, a time-boxed grant; granting again moves its end. The admin role
+    answers 202 with a pending change: it applies when a different administrator approves it
+    (POST /approvals/{id}/approve), unless no administrator exists yet."""
     until = now() + body.expires_in if body and body.expires_in else None
     with deps.transaction(runtime) as db:
         caller = authorize(db, token, write=True)
         user = _user(db, user_id)
         try:
-            changed = service.grant_role(db, user, role, actor=caller.actor, expires_at=until)
-            return {"changed": changed}
+            granted = service.grant_role(db, user, role, actor=caller.actor, expires_at=until)
         except service.InvalidUser as exc:
             raise Invalid({exc.field: str(exc)}) from None
+        if granted.pending is not None:
+            return pending_response(granted.pending)
+        return {"changed": granted.changed}
 
 
 @router.delete(

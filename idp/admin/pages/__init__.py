@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from idp.admin.pages import (
+    approvals,
     audit,
     client_actions,
     clients,
@@ -17,5 +18,6 @@ from idp.admin.pages import (
 )
 
 router = APIRouter()
-for _module in (dashboard, clients, client_actions, keys, users, user_actions, roles, audit):
+_MODULES = (dashboard, clients, client_actions, keys, users, user_actions, roles, approvals, audit)
+for _module in _MODULES:
     router.include_router(_module.router)

@@ -194,6 +194,7 @@ NOTICES = frozenset(
     {
         "created", "updated", "deleted", "disabled", "enabled", "rotated", "revoked",
         "disable", "enable", "reset-mfa", "end-sessions", "grant-role", "revoke-role",
+        "approved", "rejected", "approval-requested",
     }
 )  # fmt: skip
 

@@ -115,9 +115,13 @@ def create_client(
         form.errors.update(exc.fields or {"client_name": str(exc)})
         return _form_page(request, runtime, pages, browser, form, None, 422)
     client = registered.client
+    pending = registered.pending is not None
     if registered.client_secret is None:
-        return access.redirect(runtime, browser, f"/admin/clients/{client.client_id}")
-    return secret.shown_once(request, runtime, pages, browser, client, registered.client_secret)
+        notice = "?notice=approval-requested" if pending else ""
+        return access.redirect(runtime, browser, f"/admin/clients/{client.client_id}{notice}")
+    return secret.shown_once(
+        request, runtime, pages, browser, client, registered.client_secret, pending
+    )
 
 
 @router.get("/admin/clients/{client_id}", include_in_schema=False)
@@ -183,7 +187,7 @@ def edit_client(
     try:
         logo = client_admin.fetch_for_update(client, changes, runtime.outbound)  # no transaction
         with deps.transaction(runtime) as db:
-            client_admin.update_client(
+            updated = client_admin.change_client(
                 db, client_id, changes, admin.actor, policy=runtime.outbound, logo=logo
             )
     except InvalidRegistration as exc:
@@ -191,4 +195,5 @@ def edit_client(
         return _form_page(request, runtime, pages, browser, form, client, 422)
     except LookupError:
         return not_found(request, pages)
-    return access.redirect(runtime, browser, f"/admin/clients/{client_id}?notice=updated")
+    notice = "approval-requested" if updated.pending is not None else "updated"
+    return access.redirect(runtime, browser, f"/admin/clients/{client_id}?notice={notice}")

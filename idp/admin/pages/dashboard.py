@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from idp import deps
-from idp.admin import audit
+from idp.admin import approvals, audit
 from idp.admin.pages import access
 
 router = APIRouter()
@@ -23,6 +23,7 @@ def dashboard(
     with deps.read_transaction(runtime) as db:
         c = audit.counts(db)
         events = audit.recent_security_events(db, RECENT)
+        waiting = approvals.pending_count(db)
     counts = {
         "Clients": c.clients,
         "Disabled clients": c.disabled_clients,
@@ -30,6 +31,7 @@ def dashboard(
         "Administrators": c.admins,
         "Disabled users": c.disabled_users,
         "Signing keys": c.published_keys,
+        "Pending approvals": waiting,
     }
     context = {"counts": counts, "events": events}
     return access.render(request, runtime, pages, browser, "admin/dashboard.html", context)

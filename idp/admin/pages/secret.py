@@ -20,8 +20,9 @@ def shown_once(
     browser: Browser,
     client: Client,
     client_secret: str,
+    pending: bool = False,
 ) -> Response:
-    context = {"client": client, "client_secret": client_secret}
+    context = {"client": client, "client_secret": client_secret, "pending": pending}
     response = access.render(
         request, runtime, pages, browser, "admin/clients/secret.html", context, scripts=True
     )

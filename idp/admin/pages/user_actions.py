@@ -110,7 +110,9 @@ def _do(action: str, user: User, params: Params, admin: access.Admin, runtime: d
             if boxed is None:
                 raise InvalidUser("choose a time box the form offers", "for")
             until = now() + boxed if boxed else None
-            user_admin.grant_role(db, target, role, actor=admin.actor, expires_at=until)
+            granted = user_admin.grant_role(db, target, role, actor=admin.actor, expires_at=until)
+            if granted.pending is not None:
+                return "approval-requested"
         else:
             user_admin.revoke_role(db, target, role, actor=admin.actor)
     return action

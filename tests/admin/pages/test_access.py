@@ -41,6 +41,7 @@ GET_ROUTES = [
     "/admin/users/{uid}/end-sessions",
     "/admin/users/{uid}/revoke-role",
     "/admin/roles",
+    "/admin/approvals",
     "/admin/audit",
 ]
 POST_ROUTES = [
@@ -59,6 +60,8 @@ POST_ROUTES = [
     "/admin/users/{uid}/end-sessions",
     "/admin/users/{uid}/grant-role",
     "/admin/users/{uid}/revoke-role",
+    "/admin/approvals/{cid}/approve",
+    "/admin/approvals/{cid}/reject",
 ]
 
 
