@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from idp.admin import revocation
+from idp.authn import sessions
+from tests.admin.test_revocation import run
 from tests.cli_runner import run_cli
 from tests.conftest import TEST_KEK
 from tests.helpers import RP, Harness, form_fields, query_of
@@ -58,6 +61,7 @@ class World:
 
     a: Harness
     b: Harness
+    alice: str  # her user id
     database_url: str
     tmp_path: Path
     api: RP  # a resource server allowed to introspect (RFC 7662 §2.1)
@@ -114,9 +118,9 @@ def world(
 ) -> World:
     a, b = workers
     a.user(email=BOB, name="Bob")
-    a.user(email=ALICE, name="Alice")
+    alice = a.user(email=ALICE, name="Alice")
     rp, other = _full_client(a, "Target"), _full_client(a, "Bystander")
-    w = World(a, b, database_url, tmp_path, resource_server(a), rp, other)
+    w = World(a, b, alice, database_url, tmp_path, resource_server(a), rp, other)
     # Bob signs in first, in a browser of his own; Alice's browser stays signed in after.
     w.held["bob offline"] = _signed_in_grant(a, rp, BOB, offline=True)
     a.http.cookies.clear()
@@ -234,3 +238,28 @@ def test_revocation_reaches_every_token_on_the_other_worker(
             assert_dead_on_b(world, held, refresh_error)
         else:
             assert_alive_on_b(world, held)
+
+
+# --- a family the revocation could not see -------------------------------------------------------
+
+
+@pytest.mark.parametrize("whose", ["user", "client"])
+def test_a_family_committed_during_the_revocation_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, whose: str
+) -> None:
+    """RFC 6749 §5.2 invalid_grant: worker B may commit a code exchange's refresh-token family
+    while worker A's revocation is reading the families to revoke, so the revocation misses it
+    (here: finds none). The family began before the revocation's epoch, so the refresh grant
+    and introspection (RFC 7662 §2.2) refuse it all the same."""
+    held = world.held["alice offline"]
+    if whose == "user":
+        monkeypatch.setattr(sessions.refresh_tokens, "live_families_of_user", lambda *a: [])
+        revoked = run(world.a, revocation.revoke_user, world.alice, reason="lost laptop")
+    else:
+        monkeypatch.setattr(revocation.refresh_tokens, "live_families_of_client", lambda *a: [])
+        revoked = run(world.a, revocation.revoke_client, world.rp.client_id, reason="leak")
+    assert revoked.families == 0
+    assert introspected(world.b, held.rp, str(held.refresh_token)) == {"active": False}
+    assert error_of(refresh(world.b, held.rp, str(held.refresh_token))) == "invalid_grant"
+    bystander = world.held["alice elsewhere" if whose == "client" else "bob offline"]
+    assert_alive_on_b(world, bystander)
