@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6749.errors import (
 )
 
 from idp.audit.events import AuditEvent, record
+from idp.protocol.epochs import client_refuses, user_refuses
 from idp.security.secrets import new_id, new_secret, sha256_hex, successor_secret
 from idp.store import refresh_tokens, users
 from idp.store.base import now
@@ -149,9 +150,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         raise InvalidGrantError("the refresh token was already used")
 
     def authenticate_user(self, presented: Presented) -> User:
-        user = users.get(self.server.db, presented.family.user_id)
-        if user is None or user.disabled:
+        family = presented.family
+        user = users.get(self.server.db, family.user_id)
+        if user is None or user_refuses(user, family.created_at):
             raise InvalidGrantError("the user of this grant can no longer sign in")
+        # A family begun before its user's or client's revocation epoch is void even if the
+        # revocation did not see it: another worker may have been committing it meanwhile.
+        if client_refuses(self.request.client.row, family.created_at):
+            raise InvalidGrantError("the refresh token is not valid")
         return user
 
     def issue_token(self, user: User, presented: Presented) -> dict[str, Any]:

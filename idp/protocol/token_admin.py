@@ -16,6 +16,7 @@ from idp.security.secrets import sha256_hex
 from idp.store import refresh_tokens, revocations, users
 from idp.store.base import now
 from idp.store.clients import ClientProtocol
+from idp.store.refresh_tokens import TokenFamily
 
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -76,7 +77,7 @@ def introspect(db: Session, runtime: Runtime, caller: ClientProtocol, token: str
     if caller.client_id != row.client_id:
         return INACTIVE  # a refresh token is its client's business alone
     family = refresh_tokens.live_family(db, row.family_id)
-    if family is None or not _user_active(db, family.user_id):
+    if family is None or _family_refused(db, caller, family):
         return INACTIVE
     return {
         "active": True,
@@ -113,10 +114,13 @@ def _introspect_access_token(
     return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
 
 
-def _user_active(db: Session, user_id: str) -> bool:
-    """The user still exists and may sign in (a service token's sub is its client, no user)."""
-    user = users.get(db, user_id)
-    return user is not None and not user.disabled
+def _family_refused(db: Session, caller: ClientProtocol, family: TokenFamily) -> bool:
+    """The family's user is gone or disabled, or it began before its user's or its client's
+    (the caller's) revocation epoch: the refresh grant refuses it too."""
+    created = family.created_at
+    return user_refuses(users.get(db, family.user_id), created) or client_refuses(
+        caller.row, created
+    )
 
 
 def _may_see(caller: ClientProtocol, claims: dict[str, Any], default_audience: str) -> bool:
