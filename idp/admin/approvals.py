@@ -189,6 +189,7 @@ def _apply(db: Session, change: PendingChange, actor: str) -> None:
         assert change.user_id is not None and change.role is not None
         if users.get(db, change.user_id) is None:
             raise NotPending("the user is gone")
+        held = roles.of(db, change.user_id)
         roles.add(db, change.user_id, change.role, change.grant_until)
         record(
             db,
@@ -199,6 +200,7 @@ def _apply(db: Session, change: PendingChange, actor: str) -> None:
             until=change.grant_until,
             approval=change.id,
             requested_by=change.requested_by,
+            roles={"before": held, "after": roles.of(db, change.user_id)},
         )
         return
     client = clients.get(db, change.client_id or "")

@@ -137,9 +137,18 @@ def grant_role(
     pending = approvals.gate(db, wanted, actor=actor)
     if pending is not None:
         return Granted(False, pending)
+    before = roles.of(db, user.id)
     if not roles.add(db, user.id, role, expires_at):
         return Granted(False)
-    record(db, AuditEvent.ROLE_GRANTED, user_id=user.id, actor=actor, role=role, until=expires_at)
+    record(
+        db,
+        AuditEvent.ROLE_GRANTED,
+        user_id=user.id,
+        actor=actor,
+        role=role,
+        until=expires_at,
+        roles={"before": before, "after": roles.of(db, user.id)},
+    )
     return Granted(True)
 
 
@@ -147,9 +156,18 @@ def revoke_role(db: Session, user: User, role: str, *, actor: str | None) -> boo
     """Take a role away (true if the user held it). Access tokens already issued keep it until
     they expire; the next one, refreshed or new, does not. The admin role is checked on every
     admin request, so taking it away ends admin access at once."""
+    before = roles.of(db, user.id)
     if not roles.remove(db, user.id, role):
         return False
-    record(db, AuditEvent.ROLE_REVOKED, user_id=user.id, actor=actor, role=role)
+    after = roles.of(db, user.id)
+    record(
+        db,
+        AuditEvent.ROLE_REVOKED,
+        user_id=user.id,
+        actor=actor,
+        role=role,
+        roles={"before": before, "after": after},
+    )
     return True
 
 
