@@ -39,6 +39,9 @@ class AuditEvent(StrEnum):
     CODE_REUSED = "code.reused"  # tokens issued from the code were revoked
     REFRESH_REUSED = "refresh.reused"  # the whole token family was revoked
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event name) RFC 7009, by its client
+    # A revoked access token (its jti, or its user's or client's epoch) presented at userinfo
+    # or introspection: a stolen copy, or a client that missed the revocation.
+    REVOKED_TOKEN_USED = "token.revoked_used"  # noqa: S105 (an event name)
     CONSENT_GRANTED = "consent.granted"
     CONSENT_DENIED = "consent.denied"
     CONSENT_WITHDRAWN = "consent.withdrawn"  # by the user, from the home page: tokens revoked too
@@ -95,6 +98,7 @@ SECURITY_EVENTS = frozenset(
         AuditEvent.CLIENT_ASSERTION_REPLAYED,
         AuditEvent.CODE_REUSED,
         AuditEvent.REFRESH_REUSED,
+        AuditEvent.REVOKED_TOKEN_USED,
         AuditEvent.CSRF_REJECTED,
         AuditEvent.MFA_FAILED,
         AuditEvent.MFA_RESET,
@@ -120,6 +124,7 @@ TALLIED = frozenset(
         AuditEvent.CLIENT_AUTH_FAILED,
         AuditEvent.CSRF_REJECTED,
         AuditEvent.WEBAUTHN_FAILED,
+        AuditEvent.REVOKED_TOKEN_USED,
     }
 )
 # A minute closes this long after it ends: a request counted at its last moment has committed.

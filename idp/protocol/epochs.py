@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from idp.audit.events import AuditEvent
 from idp.protocol.tokens import ADMIN_SCOPES
 from idp.store import clients, roles
 
@@ -47,6 +48,24 @@ def client_of(db: Session | Connection, claims: dict[str, Any], known: Any = Non
     if known is not None and known.client_id == client_id:
         return known
     return clients.get_record(db, client_id)
+
+
+def revoked_use_event(
+    claims: dict[str, Any], ip: str | None, endpoint: str, why: str
+) -> dict[str, Any]:
+    """The audit event (record()'s keywords) of a revoked access token presented at
+    `endpoint`: `why` says what revoked it (its jti, its user, its client)."""
+    client_id = claims.get("client_id")
+    sub = claims.get("sub")
+    user_id = sub if isinstance(sub, str) and sub != client_id and len(sub) <= 36 else None
+    return {
+        "event": AuditEvent.REVOKED_TOKEN_USED,
+        "ip": ip,
+        "user_id": user_id,
+        "client_id": client_id[:64] if isinstance(client_id, str) else None,
+        "at_endpoint": endpoint,
+        "why": why,
+    }
 
 
 def admin_right_lapsed(db: Session, claims: dict[str, Any]) -> bool:

@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
-from idp.protocol.epochs import admin_right_lapsed, client_of, client_refuses, user_refuses
+from idp.protocol.epochs import (
+    admin_right_lapsed,
+    client_of,
+    client_refuses,
+    revoked_use_event,
+    user_refuses,
+)
 from idp.protocol.tokens import BadToken, token_service
 from idp.runtime import Runtime
 from idp.security.secrets import sha256_hex
@@ -65,12 +71,23 @@ def revoke(db: Session, revocation: Revocation, ip: str | None) -> None:
         record(db, AuditEvent.TOKEN_REVOKED, ip=ip, client_id=revocation.client_id, kind="refresh")
 
 
-def introspect(db: Session, runtime: Runtime, caller: ClientProtocol, token: str) -> dict[str, Any]:
+def introspect(
+    db: Session,
+    runtime: Runtime,
+    caller: ClientProtocol,
+    token: str,
+    noticed: list[dict[str, Any]] | None = None,
+    ip: str | None = None,
+) -> dict[str, Any]:
     """RFC 7662 §2.2: the token's state, for the client it was issued to, or (an access token)
     a resource server registered to introspect tokens for its resources; `{"active": false}`
     for anything else (§2.2: no reason given)."""
     if _looks_like_jwt(token):
-        return _introspect_access_token(db, runtime, caller, token)
+        answer, why, claims = _introspect_access_token(db, runtime, caller, token)
+        if why is not None and noticed is not None:
+            # A security event the caller writes after its read (a revoked token in use).
+            noticed.append(revoked_use_event(claims, ip, "introspection", why))
+        return answer
     row = refresh_tokens.get(db, sha256_hex(token))
     if row is None or row.used_at is not None or row.expires_at <= now():
         return INACTIVE
@@ -92,26 +109,29 @@ def introspect(db: Session, runtime: Runtime, caller: ClientProtocol, token: str
 
 def _introspect_access_token(
     db: Session, runtime: Runtime, caller: ClientProtocol, token: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """The answer, why a valid token of this caller's was refused as revoked (None when it
+    was not), and its claims."""
     try:
         claims = token_service(runtime).verify_access_token(token, any_audience=True)
     except BadToken:
-        return INACTIVE
+        return INACTIVE, None, {}
     if not _may_see(caller, claims, runtime.settings.audience):
-        return INACTIVE
+        return INACTIVE, None, claims
     if revocations.is_revoked(db, claims["jti"]):
-        return INACTIVE
+        return INACTIVE, "revoked", claims
     iat = claims.get("iat")
     # The token's client: the caller's record when it is the caller's own token (read already
     # at authentication), else one read. A deleted client's tokens die with its row.
     if client_refuses(client_of(db, claims, known=caller.row), iat):
-        return INACTIVE
+        return INACTIVE, "client", claims
     if claims["sub"] != claims.get("client_id") and user_refuses(users.get(db, claims["sub"]), iat):
-        return INACTIVE  # the token outlived its user's access (userinfo refuses it too)
+        return INACTIVE, "user", claims  # the token outlived its user's access
     if admin_right_lapsed(db, claims):
-        return INACTIVE
+        return INACTIVE, None, claims
     fields = ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti", "auth_time", "roles")
-    return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in fields if k in claims}}
+    answer = {k: claims[k] for k in fields if k in claims}
+    return {"active": True, "token_type": "Bearer", **answer}, None, claims
 
 
 def _family_refused(db: Session, caller: ClientProtocol, family: TokenFamily) -> bool:

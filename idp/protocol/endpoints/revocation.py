@@ -83,7 +83,14 @@ def _introspect(runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | 
         server = IdpServer(runtime, db, keys, read_only=not writes)
         client, refused = _authenticate(server, oauth_request, INTROSPECT_METHODS, "introspect")
         if client is not None:
-            answer = token_admin.introspect(db, runtime, client, _token_of(oauth_request))
+            answer = token_admin.introspect(
+                db,
+                runtime,
+                client,
+                _token_of(oauth_request),
+                noticed=server.deferred_events,
+                ip=oauth_request.ip,
+            )
     throttled = None
     if server.deferred_events or server.deferred_failure:
         with deps.transaction(runtime) as db:

@@ -6,14 +6,25 @@ Errors are RFC 6750 §3 challenges (errors.bearer_challenge). One read-only tran
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from idp import deps
+from idp.audit.events import record
 from idp.errors import NO_STORE, InsufficientScope, InvalidRequest, InvalidToken
 from idp.protocol.claims import user_claims
-from idp.protocol.epochs import admin_right_lapsed, client_of, client_refuses, user_refuses
+from idp.protocol.epochs import (
+    admin_right_lapsed,
+    client_of,
+    client_refuses,
+    revoked_use_event,
+    user_refuses,
+)
+from idp.protocol.requests import client_ip
 from idp.protocol.tokens import BadToken, token_service
+from idp.runtime import Runtime
 from idp.store import revocations, users
 
 router = APIRouter()
@@ -40,14 +51,24 @@ def userinfo_endpoint(request: Request, runtime: deps.Rt, db: deps.ReadDb) -> Re
     if "openid" not in scopes:
         raise InsufficientScope("the token lacks the openid scope")
     if revocations.is_revoked(db, claims["jti"]):
+        revoked_use(runtime, request, claims, "revoked")
         raise InvalidToken("the access token was revoked")
     user = users.get(db, claims["sub"])
     # Answered as for a revoked token: the user or client was disabled, deleted, or had
     # everything revoked after this token was issued (idp.admin.revocation).
-    if user is None or user_refuses(user, claims.get("iat")):
+    why = "user" if user is None or user_refuses(user, claims.get("iat")) else None
+    if why is None and client_refuses(client_of(db, claims), claims.get("iat")):
+        why = "client"
+    if why is not None:
+        revoked_use(runtime, request, claims, why)
         raise InvalidToken("the access token is not valid")
-    if client_refuses(client_of(db, claims), claims.get("iat")):
-        raise InvalidToken("the access token is not valid")
-    if admin_right_lapsed(db, claims):
+    if admin_right_lapsed(db, claims) or user is None:
         raise InvalidToken("the access token is not valid")
     return JSONResponse(user_claims(user, scopes), headers=NO_STORE)
+
+
+def revoked_use(runtime: Runtime, request: Request, claims: dict[str, Any], why: str) -> None:
+    """A security event (tallied per minute: a replayed token cannot flood the trail), in a
+    short write transaction of its own after this request's read."""
+    with deps.transaction(runtime) as db:
+        record(db, **revoked_use_event(claims, client_ip(request), "userinfo", why))
