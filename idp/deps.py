@@ -36,7 +36,7 @@ from idp.protocol.requests import (
     shown_name,
 )
 from idp.runtime import Runtime
-from idp.security import cookies
+from idp.security import cookies, devices
 from idp.security.secrets import new_secret
 from idp.web.templating import Templates
 
@@ -187,6 +187,7 @@ async def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
     settings = runtime.settings
     binding = cookies.read(request, settings, cookies.INTERACTION)
     fresh = binding is None or not 32 <= len(binding) <= 128
+    device = devices.read(runtime.device_key, cookies.read(request, settings, cookies.DEVICE))
     return authorization.Browser(
         session_cookie=cookies.read(request, settings, cookies.SESSION),
         binding=new_secret() if fresh else str(binding),
@@ -194,6 +195,7 @@ async def get_browser(request: Request, runtime: Rt) -> authorization.Browser:
         fresh_binding=fresh,
         # Only shown to the person in their list of sessions; cut to fit the column.
         user_agent=request.headers.get("user-agent", "")[:256] or None,
+        device_accounts=device.accounts if device else (),
     )
 
 

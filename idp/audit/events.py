@@ -24,6 +24,9 @@ _SECRETISH = re.compile(r"secret|password|token|code|assertion|cookie|otp", re.I
 class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "login.succeeded"
     LOGIN_FAILED = "login.failed"
+    # A sign-in from a browser whose device cookie does not name the user, who has signed in
+    # before; `new_address` when no sign-in of theirs came from that network in 90 days.
+    LOGIN_NEW_DEVICE = "login.new_device"
     THROTTLE_STARTED = "throttle.started"  # a budget of failed attempts was used up: blocked
     THROTTLE_CLEARED = "throttle.cleared"  # an account's budgets reset by an administrator
     LOGOUT = "logout"
@@ -93,6 +96,7 @@ class AuditEvent(StrEnum):
 SECURITY_EVENTS = frozenset(
     {
         AuditEvent.LOGIN_FAILED,
+        AuditEvent.LOGIN_NEW_DEVICE,
         AuditEvent.THROTTLE_STARTED,
         AuditEvent.CLIENT_AUTH_FAILED,
         AuditEvent.CLIENT_ASSERTION_REPLAYED,

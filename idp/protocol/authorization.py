@@ -62,6 +62,8 @@ class Browser:
     ip: str | None
     fresh_binding: bool = False  # the cookie must be set on the response
     user_agent: str | None = None  # its User-Agent header (cut to the column's 256 characters)
+    # The users its signed device cookie names (idp.security.devices): who signed in here.
+    device_accounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,32 @@ def take_closed(db: Session, before: int, limit: int) -> list[ClosedTally]:
     )
 
 
+def sign_ins_of(db: Session, user_id: str, since: int, limit: int) -> list[str | None]:
+    """The addresses of the user's sign-ins since `since`, newest first (at most `limit`)."""
+    return list(
+        db.scalars(
+            select(AuditRecord.ip)
+            .where(
+                AuditRecord.user_id == user_id,
+                AuditRecord.event == "login.succeeded",
+                AuditRecord.at >= since,
+            )
+            .order_by(AuditRecord.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def signed_in_before(db: Session, user_id: str) -> bool:
+    """Whether the trail holds any sign-in of the user (within its retention)."""
+    found = db.scalar(
+        select(AuditRecord.id)
+        .where(AuditRecord.user_id == user_id, AuditRecord.event == "login.succeeded")
+        .limit(1)
+    )
+    return found is not None
+
+
 def activity_of(
     db: Session, user_id: str, events: Collection[str], limit: int = 10
 ) -> list[AuditRecord]:

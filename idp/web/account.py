@@ -42,6 +42,7 @@ METHODS = {
 # factors join this list when they are defined.)
 ACTIVITY = {
     AuditEvent.LOGIN_SUCCEEDED: N_("Signed in"),
+    AuditEvent.LOGIN_NEW_DEVICE: N_("Signed in from a new device"),
     AuditEvent.LOGIN_FAILED: N_("Sign-in failed"),
     AuditEvent.THROTTLE_STARTED: N_("Sign-in paused after failed attempts"),
     AuditEvent.PASSWORD_CHANGED: N_("Password changed"),

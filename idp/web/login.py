@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.audit.events import AuditEvent, record
-from idp.authn import mfa, sessions, throttle
+from idp.authn import mfa, new_device, sessions, throttle
 from idp.authn.passwords import PasswordsBusy, min_password_length, normalize
 from idp.authn.throttle import Attempt, Throttled
 from idp.errors import N_
@@ -292,6 +292,7 @@ def sign_in(
         ip=browser.ip,
         user_agent=browser.user_agent,
     )
+    new_device.note_sign_in(db, user_id, user_id in browser.device_accounts, browser.ip)
     record(db, AuditEvent.LOGIN_SUCCEEDED, ip=browser.ip, user_id=user_id, amr=" ".join(amr))
     if interaction_id:
         interaction.logged_in(db, interaction_id, browser, user_id)
