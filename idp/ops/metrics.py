@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,9 +65,20 @@ OWN = (REQUESTS, LATENCY, THROTTLED, SIGN_INS, TOKENS, REFRESH_REUSE, SECURITY_E
 # --- counting ------------------------------------------------------------------------------------
 
 
+# Each (route, method, status)'s counter and histogram, found once: labels() takes a lock and
+# builds a key on every call, a measurable share of the token endpoint's time. The set is
+# closed (route templates), so this stays small.
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def request_answered(route: str, method: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route, method).observe(seconds)
+    key = (route, method, status)
+    children = _children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route, method))
+        _children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
     if status == 429:
         THROTTLED.labels(route).inc()
 
