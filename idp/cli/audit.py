@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
@@ -30,6 +30,10 @@ from idp.store.audit import AuditQuery, AuditRecord
 
 # Rows per query; tests make it small to cross page boundaries.
 PAGE_SIZE = 1000
+# How long `tail` looks for an id it skipped over (a transaction still open when a later one
+# committed), and for how many such ids at most.
+LATE_COMMIT_SECONDS = 120.0
+MAX_MISSING = 1000
 
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -114,20 +118,29 @@ def reader(settings: Settings) -> Iterator[Callable[[], Session]]:
         engine.dispose()
 
 
+def write(rows: Iterable[AuditRecord]) -> None:
+    """The rows as lines on stdout, flushed: a SIEM reading a pipe gets each batch at once."""
+    text = "".join(as_json_line(r) + "\n" for r in rows)
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def write_after(
-    sessions: Callable[[], Session], query: AuditQuery, after_id: int, up_to_id: int
+    sessions: Callable[[], Session],
+    query: AuditQuery,
+    after_id: int,
+    up_to_id: int,
+    only: Container[int] | None = None,
 ) -> None:
-    """Every event matching the query with an id in (after_id, up_to_id], oldest first, a page
-    at a time; stdout is flushed after each page."""
+    """Every event matching the query with an id in (after_id, up_to_id] (and in `only`, when
+    given), oldest first, a page at a time; stdout is flushed after each page."""
     from idp.store import audit
 
     while True:
         with sessions() as db:
             rows = audit.search_after(db, query, after_id, PAGE_SIZE, up_to_id)
-        if not rows:
-            return
-        sys.stdout.write("".join(as_json_line(r) + "\n" for r in rows))
-        sys.stdout.flush()
+        write(r for r in rows if only is None or r.id in only)
         if len(rows) < PAGE_SIZE:
             return
         after_id = rows[-1].id
@@ -179,27 +192,46 @@ def follow(
     settings: Settings, query: AuditQuery, lines: int, interval: float, max_seconds: float | None
 ) -> None:
     """The last `lines` events matching the query, then each new one, polling by id every
-    `interval` seconds, until interrupted or `max_seconds` have passed."""
+    `interval` seconds, until interrupted or `max_seconds` have passed.
+
+    On PostgreSQL an id is taken when a row is inserted, not when it commits: a request's
+    transaction can commit id 10 after another's 11 was shown. So the ids skipped over are
+    looked for again at each poll, for LATE_COMMIT_SECONDS (a rolled-back insert leaves a gap
+    for good), and shown when they appear: a line can come after one with a higher id."""
     from idp.store import audit
 
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    missing: dict[int, float] = {}  # id skipped over -> when it was first missed
     with reader(settings) as sessions:
         with sessions() as db:
             last = audit.last_id(db)
             newest = audit.search(db, query, last + 1, lines) if lines else []
-        sys.stdout.write("".join(as_json_line(r) + "\n" for r in reversed(newest)))
-        sys.stdout.flush()
+        write(reversed(newest))
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
             time.sleep(interval if left is None else min(interval, left))
-            # Up to the newest id, matching or not: a rare --event is not looked for again
-            # among the rows already passed.
             with sessions() as db:
                 top = audit.last_id(db)
+                arrived = set(audit.ids_among(db, list(missing)))
+                late = audit.search_among(db, query, arrived)
+                present = set(audit.ids_between(db, last, top)) if top > last else set()
+            write(late)
+            for found in arrived:
+                del missing[found]
+            clock = time.monotonic()
+            for gone in [i for i, since in missing.items() if clock - since > LATE_COMMIT_SECONDS]:
+                del missing[gone]
             if top > last:
-                write_after(sessions, query, last, top)
+                # Up to the newest id, matching or not: a rare --event is not looked for again
+                # among the rows already passed. Only the ids seen committed above are shown
+                # now: one committed since is still missing, and comes next time.
+                gaps = [i for i in range(last + 1, top + 1) if i not in present]
+                missing.update((i, clock) for i in gaps[-MAX_MISSING:])
+                while len(missing) > MAX_MISSING:
+                    del missing[min(missing)]
+                write_after(sessions, query, last, top, only=present)
                 last = top
 
 

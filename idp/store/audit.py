@@ -195,3 +195,27 @@ def search_after(
 def last_id(db: Session) -> int:
     """The newest event's id (0 when the trail is empty): where following the trail starts."""
     return db.scalar(select(func.max(AuditRecord.id))) or 0
+
+
+def ids_between(db: Session, after_id: int, up_to_id: int) -> list[int]:
+    """The ids in (after_id, up_to_id] that are committed, whatever their event: a missing one
+    may be a transaction still open (on PostgreSQL an id is taken at insert, not at commit)."""
+    r = AuditRecord
+    return list(db.scalars(select(r.id).where(r.id > after_id, r.id <= up_to_id).order_by(r.id)))
+
+
+def search_among(db: Session, query: AuditQuery, ids: Collection[int]) -> list[AuditRecord]:
+    """The events among `ids` matching the query, oldest first."""
+    if not ids:
+        return []
+    return list(
+        db.scalars(_matching(query).where(AuditRecord.id.in_(list(ids))).order_by(AuditRecord.id))
+    )
+
+
+def ids_among(db: Session, ids: Collection[int]) -> list[int]:
+    """Which of `ids` are committed now."""
+    if not ids:
+        return []
+    r = AuditRecord
+    return list(db.scalars(select(r.id).where(r.id.in_(list(ids)))))

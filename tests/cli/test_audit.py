@@ -237,3 +237,44 @@ def test_tail_ends_quietly_on_ctrl_c_and_sigterm(
     assert done.returncode == 0 and done.stderr == ""
     assert [e["details"] for e in lines_of(done.stdout)] == [{"kid": "shown"}]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_tail_shows_an_event_whose_lower_id_commits_late(
+    idp: Harness,
+    cli: Cli,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL an id is taken at insert and a transaction can commit after a later one:
+    tail shows the later id first, looks for the id it skipped at the next polls, and shows
+    it when it commits (simulated here with explicit ids, on every backend)."""
+    started = threading.Event()
+    original = store_audit.last_id
+
+    def spy(db: Any) -> int:
+        top = original(db)
+        started.set()
+        return top
+
+    monkeypatch.setattr(store_audit, "last_id", spy)
+    with idp.runtime.sessions.begin() as db:
+        base = original(db)
+    result: list[Any] = []
+    args = ("audit", "tail", "--lines", "0", "--interval", "0.1", "--max-seconds", "2.5")
+    thread = threading.Thread(target=lambda: result.append(cli.run(*args)))
+    thread.start()
+    assert started.wait(10)
+
+    def insert(row_id: int, who: str) -> None:
+        with idp.runtime.sessions.begin() as db:
+            db.add(
+                store_audit.AuditRecord(id=row_id, at=int(time.time()), event="logout", user_id=who)
+            )
+
+    insert(base + 2, "committed first")
+    time.sleep(0.6)  # tail has shown it, and missed base + 1
+    insert(base + 1, "committed late")
+    thread.join(20)
+    (done,) = result
+    assert done.returncode == 0, done.stderr
+    shown = [(e["id"], e["subject"]["user_id"]) for e in lines_of(done.stdout)]
+    assert shown == [(base + 2, "committed first"), (base + 1, "committed late")]
