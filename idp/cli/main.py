@@ -1,5 +1,5 @@
 """The `idp` command line (also `python -m idp`): serve, migrate, users, clients, approvals,
-keys.
+keys, audit.
 
 Bad input exits non-zero with one line on stderr and writes nothing: every command that writes
 does so in one transaction, after validating everything.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from idp.cli import approvals, clients, keys, users
+from idp.cli import approvals, audit, clients, keys, users
 from idp.cli.base import CommandError, Parser, emit
 from idp.settings import Settings, SettingsError, load_settings
 
@@ -190,6 +190,7 @@ def build_parser() -> Parser:
     clients.add_commands(sub)
     approvals.add_commands(sub)
     keys.add_commands(sub)
+    audit.add_commands(sub)
     return parser
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, BigInteger, Integer, String, delete, or_, select, tuple_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    Select,
+    String,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
@@ -58,16 +69,20 @@ def tally(
 ) -> None:
     """Count one failure in its minute: one upsert, as cheap as the row it replaces."""
     t = FailureTally
-    stmt = insert(db, t).values(
-        minute=minute,
-        event=event,
-        ip=(ip or "")[:64],
-        client_id=(client_id or "")[:64],
-        count=1,
-        user_id=user_id,
-        detail=detail,
-    ).on_conflict_do_update(
-        index_elements=[t.minute, t.event, t.ip, t.client_id], set_={"count": t.count + 1}
+    stmt = (
+        insert(db, t)
+        .values(
+            minute=minute,
+            event=event,
+            ip=(ip or "")[:64],
+            client_id=(client_id or "")[:64],
+            count=1,
+            user_id=user_id,
+            detail=detail,
+        )
+        .on_conflict_do_update(
+            index_elements=[t.minute, t.event, t.ip, t.client_id], set_={"count": t.count + 1}
+        )
     )
     db.execute(stmt)
 
@@ -169,6 +184,14 @@ def search(db: Session, query: AuditQuery, before_id: int | None, limit: int) ->
     """Events newest first (by id: the order they were written in) matching the query, older
     than the previous page's last one; `limit` rows at most."""
     r = AuditRecord
+    stmt = _matching(query)
+    if before_id is not None:
+        stmt = stmt.where(r.id < before_id)
+    return list(db.scalars(stmt.order_by(r.id.desc()).limit(limit)))
+
+
+def _matching(query: AuditQuery) -> Select[AuditRecord]:
+    r = AuditRecord
     stmt = select(r)
     if query.actor is not None:
         stmt = stmt.where(r.actor == query.actor)
@@ -180,6 +203,45 @@ def search(db: Session, query: AuditQuery, before_id: int | None, limit: int) ->
         stmt = stmt.where(r.at >= query.since)
     if query.until is not None:
         stmt = stmt.where(r.at < query.until)
-    if before_id is not None:
-        stmt = stmt.where(r.id < before_id)
-    return list(db.scalars(stmt.order_by(r.id.desc()).limit(limit)))
+    return stmt
+
+
+def search_after(
+    db: Session, query: AuditQuery, after_id: int, limit: int, up_to_id: int | None = None
+) -> list[AuditRecord]:
+    """Events oldest first (by id) matching the query, newer than `after_id` and at most
+    `up_to_id`; `limit` rows at most: a keyset page, for exports and for following the trail."""
+    r = AuditRecord
+    stmt = _matching(query).where(r.id > after_id)
+    if up_to_id is not None:
+        stmt = stmt.where(r.id <= up_to_id)
+    return list(db.scalars(stmt.order_by(r.id).limit(limit)))
+
+
+def last_id(db: Session) -> int:
+    """The newest event's id (0 when the trail is empty): where following the trail starts."""
+    return db.scalar(select(func.max(AuditRecord.id))) or 0
+
+
+def ids_between(db: Session, after_id: int, up_to_id: int) -> list[int]:
+    """The ids in (after_id, up_to_id] that are committed, whatever their event: a missing one
+    may be a transaction still open (on PostgreSQL an id is taken at insert, not at commit)."""
+    r = AuditRecord
+    return list(db.scalars(select(r.id).where(r.id > after_id, r.id <= up_to_id).order_by(r.id)))
+
+
+def search_among(db: Session, query: AuditQuery, ids: Collection[int]) -> list[AuditRecord]:
+    """The events among `ids` matching the query, oldest first."""
+    if not ids:
+        return []
+    return list(
+        db.scalars(_matching(query).where(AuditRecord.id.in_(list(ids))).order_by(AuditRecord.id))
+    )
+
+
+def ids_among(db: Session, ids: Collection[int]) -> list[int]:
+    """Which of `ids` are committed now."""
+    if not ids:
+        return []
+    r = AuditRecord
+    return list(db.scalars(select(r.id).where(r.id.in_(list(ids)))))
