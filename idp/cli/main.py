@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import io
 import ipaddress
 import os
 import shutil
@@ -216,4 +217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperationalError as exc:
         print(f"idp: error: database: {str(exc.orig).splitlines()[0]}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`idp audit export | head`): what it read is what it wanted.
+        _quiet_stdout()
+        return 0
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file (a test's capture): nothing will flush to a closed pipe

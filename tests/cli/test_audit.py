@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -278,3 +280,31 @@ def test_tail_shows_an_event_whose_lower_id_commits_late(
     assert done.returncode == 0, done.stderr
     shown = [(e["id"], e["subject"]["user_id"]) for e in lines_of(done.stdout)]
     assert shown == [(base + 2, "committed first"), (base + 1, "committed late")]
+
+
+def test_export_into_a_reader_that_stops_early_ends_quietly(idp: Harness, cli: Cli) -> None:  # noqa: F811
+    """`idp audit export | head -1`: the closed pipe ends the export with status 0 and no
+    traceback (the reader has what it wanted)."""
+    from idp.store.audit import AuditRecord
+
+    with idp.runtime.sessions.begin() as db:
+        db.add_all(
+            AuditRecord(at=DEC_1 + i, event="login.succeeded", detail={"amr": "pwd" * 20})
+            for i in range(3000)  # far more than a pipe's buffer holds
+        )
+    env = {**cli.env, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idp", "audit", "export"],
+        env=env,
+        cwd=cli.cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    with process.stdout, process.stderr:
+        first = process.stdout.readline()
+        process.stdout.close()
+        assert process.wait(timeout=60) == 0
+        assert "event" in json.loads(first)
+        assert process.stderr.read() == b""
