@@ -18,7 +18,6 @@ import json
 import logging
 import re
 import secrets
-import sys
 import time
 from typing import Any
 
@@ -54,11 +53,6 @@ def note(**values: str | None) -> None:
     context = _request.get()
     if context is not None:
         context.update({k: v for k, v in values.items() if v})
-
-
-def current_request_id() -> str | None:
-    context = _request.get()
-    return context["request_id"] if context else None
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -140,9 +134,3 @@ def config(log_format: str, level: str) -> dict[str, Any]:
         "handlers": {"stdout": handler},
         "loggers": loggers,
     }
-
-
-def stdout_handler(log_format: str) -> logging.Handler:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(FORMATTERS[log_format]())
-    return handler

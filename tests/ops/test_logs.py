@@ -80,11 +80,9 @@ def test_a_well_formed_request_id_is_kept_and_returned(idp: Harness) -> None:
     assert response.headers["x-request-id"] == "proxy-1234.abc:9"
 
 
-@pytest.mark.parametrize("presented", [None, "", "has space", "x" * 65, "line\nbreak", "é"])
+@pytest.mark.parametrize("presented", [None, "", "has space", "x" * 65, "a/b", "semi;colon"])
 def test_a_missing_or_malformed_request_id_is_replaced(idp: Harness, presented: str | None) -> None:
-    headers = {"X-Request-ID": presented} if presented is not None and presented.isascii() else {}
-    if presented == "line\nbreak":
-        headers = {}  # httpx refuses to send it; the rule is the same as for the others
+    headers = {"X-Request-ID": presented} if presented is not None else {}
     response = idp.http.get("/health/live", headers=headers)
     assert GENERATED_ID.fullmatch(response.headers["x-request-id"])
 
