@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.audit import chain
 from idp.authn.passwords import Passwords
 from idp.db.engine import make_engine, make_sessionmaker, read_only
 from idp.keys.kek import load_key_encryption_key
@@ -63,9 +64,12 @@ def build_runtime(settings: Settings) -> Runtime:
     writes, reads = make_sessionmaker(engine), make_sessionmaker(read_engine)
     try:
         kek = load_key_encryption_key(settings)
+        audit_key = chain.chain_key(kek)
+        chain.install(writes, lambda: audit_key)
         sealer = Sealer(kek)
         keys = KeyRing(reads, writes, sealer, settings)
         keys.load()  # opens every stored key first: a wrong KEK fails here, before any change
+        chain.seal_legacy(writes)  # rows from before the chain, before any new row joins it
         with writes.begin() as db:
             maintain(db, sealer, settings)  # a signing key for each enabled algorithm
         keys.load()

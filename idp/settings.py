@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     throttle_backoff_seconds: int = Field(default=30, ge=1)
     throttle_max_backoff_seconds: int = Field(default=3600, ge=1)
     throttle_window_seconds: int = Field(default=3600, ge=1)
+    # Password spraying: this many accounts failing from one network (an IPv6 /64) within one
+    # window is the security event login.spray (0: not watched).
+    login_spray_accounts: int = Field(default=10, ge=0)
+    login_spray_window_seconds: int = Field(default=600, ge=60)
     # The proxies whose X-Forwarded-For / X-Forwarded-Proto name the client (comma-separated
     # addresses or networks, "*" for any; empty: none). Every budget above is per address, so
     # name the proxy here, or all clients share the proxy's budgets.

@@ -27,6 +27,9 @@ class AuditEvent(StrEnum):
     # A sign-in from a browser whose device cookie does not name the user, who has signed in
     # before; `new_address` when no sign-in of theirs came from that network in 90 days.
     LOGIN_NEW_DEVICE = "login.new_device"
+    # Failed sign-ins for IDP_LOGIN_SPRAY_ACCOUNTS accounts from one network in one window
+    # (password spraying), once per window: network, accounts, window_start, window_seconds.
+    LOGIN_SPRAY = "login.spray"
     THROTTLE_STARTED = "throttle.started"  # a budget of failed attempts was used up: blocked
     THROTTLE_CLEARED = "throttle.cleared"  # an account's budgets reset by an administrator
     LOGOUT = "logout"
@@ -76,6 +79,9 @@ class AuditEvent(StrEnum):
     KEY_REVOKED = "key.revoked"
     KEY_REMOVED = "key.removed"
     KEYS_REWRAPPED = "keys.rewrapped"
+    # The audit chain (idp.audit.chain): rows up to through_seq were pruned (reason
+    # "retention") or sealed under the key-encryption key that was replaced ("rekey").
+    AUDIT_CHECKPOINT = "audit.checkpoint"
     MFA_ENROLLED = "mfa.enrolled"  # a second factor was confirmed
     MFA_REMOVED = "mfa.removed"  # by the user, from /account
     MFA_RESET = "mfa.reset"  # every factor of a user removed by an administrator
@@ -97,6 +103,7 @@ SECURITY_EVENTS = frozenset(
     {
         AuditEvent.LOGIN_FAILED,
         AuditEvent.LOGIN_NEW_DEVICE,
+        AuditEvent.LOGIN_SPRAY,
         AuditEvent.THROTTLE_STARTED,
         AuditEvent.CLIENT_AUTH_FAILED,
         AuditEvent.CLIENT_ASSERTION_REPLAYED,

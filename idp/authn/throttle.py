@@ -159,6 +159,37 @@ def failed(
                 budget=budget.kind,
                 strikes=strikes,
             )
+    _watch_spraying(db, settings, attempt, ip, ts)
+
+
+def _watch_spraying(
+    db: Session, settings: Settings, attempt: Attempt, ip: str | None, ts: int
+) -> None:
+    """Password spraying: failures for many accounts from one network, few for each, stay
+    under every per-account budget. Once IDP_LOGIN_SPRAY_ACCOUNTS accounts have failed from
+    one network in one window of IDP_LOGIN_SPRAY_WINDOW_SECONDS, `login.spray` is recorded,
+    once per window; a failure of an account already seen costs no write."""
+    threshold, length = settings.login_spray_accounts, settings.login_spray_window_seconds
+    account = next((b.bucket.account for b in attempt.budgets if b.bucket.account), None)
+    if not threshold or account is None:
+        return
+    where = network(ip)
+    key, window = _digest("spray", where), ts - ts % length
+    expires = window + 2 * length
+    if not store.mark_spray(db, key, window, account, expires):
+        return
+    accounts = store.spray_accounts(db, key, window)
+    # The REPORTED row makes the event once per window, whichever worker sees the threshold.
+    if accounts >= threshold and store.mark_spray(db, key, window, store.REPORTED, expires):
+        record(
+            db,
+            AuditEvent.LOGIN_SPRAY,
+            ip=ip,
+            network=where,
+            accounts=accounts,
+            window_start=window,
+            window_seconds=length,
+        )
 
 
 def succeeded(db: Session, attempt: Attempt) -> None:

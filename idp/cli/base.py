@@ -26,11 +26,12 @@ class Parser(argparse.ArgumentParser):
 @contextmanager
 def database(settings: Settings) -> Iterator[Session]:
     """One transaction on a short-lived engine: commit on success, nothing written on error."""
-    from idp.db.engine import make_engine, make_sessionmaker
+    from idp.audit.chain import write_sessions
+    from idp.db.engine import make_engine
 
     engine = make_engine(settings)
     try:
-        with make_sessionmaker(engine).begin() as db:
+        with write_sessions(engine, settings).begin() as db:
             yield db
     finally:
         engine.dispose()

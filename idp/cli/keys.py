@@ -89,6 +89,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
+    from idp.audit import chain
     from idp.audit.events import AuditEvent, record
     from idp.authn import mfa
     from idp.keys.kek import read_kek_file
@@ -97,14 +98,17 @@ def cmd_rewrap(settings: Settings, args: argparse.Namespace) -> None:
 
     path = Path(args.new_kek_file)
     try:
-        new = Sealer(read_kek_file(path))
+        new_kek = read_kek_file(path)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    new = Sealer(new_kek)
     with database(settings) as db:
         old = _checked_sealer(db, settings)
         count = rewrap(db, old, new)
         seeds = mfa.reseal(db, old, new)  # TOTP seeds are sealed under the KEK too
         record(db, AuditEvent.KEYS_REWRAPPED, keys=count, authenticator_apps=seeds)
+        # The audit chain goes on under the new KEK's key, from a checkpoint.
+        chain.rekey(db, chain.chain_key(new_kek))
     print(
         f"re-encrypted {count} keys and {seeds} authenticator-app seeds; restart every server "
         "with the new key-encryption key"

@@ -147,13 +147,14 @@ Discovery: {issuer}/.well-known/openid-configuration
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.db.engine import make_engine, make_sessionmaker
+    from idp.audit.chain import write_sessions
+    from idp.db.engine import make_engine
     from idp.worker import prune
 
     engine = make_engine(settings)
     try:
         counts = prune(
-            make_sessionmaker(engine),
+            write_sessions(engine, settings),
             batch=args.batch,
             idle_timeout=settings.session_idle_timeout_seconds,
             audit_retention_days=settings.audit_retention_days,

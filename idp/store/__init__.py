@@ -4,6 +4,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     approvals,
     assertions,
     audit,
+    audit_chain,
     clients,
     codes,
     consents,

@@ -39,6 +39,12 @@ class AuditRecord(Base):
     # administrator, from the admin pages or a user token), "client:<id>" (an admin service).
     actor: Mapped[str | None] = mapped_column(String(128), index=True)
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # The row's place in the hash chain and its HMAC (idp.store.audit_chain), set as its
+    # transaction commits; NULL only for a row written around the chain.
+    seq: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), index=True, unique=True
+    )
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class FailureTally(Base):

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from idp.store import logout_deliveries
+from idp.store import audit_chain, logout_deliveries
 from idp.store.approvals import PendingChange
 from idp.store.assertions import UsedAssertion
 from idp.store.audit import AuditRecord
@@ -17,7 +17,7 @@ from idp.store.logout_deliveries import LogoutDelivery
 from idp.store.refresh_tokens import FamilyAccessToken, RefreshToken, TokenFamily
 from idp.store.revocations import RevokedToken
 from idp.store.sessions import BrowserSession
-from idp.store.throttle import ThrottleCounter
+from idp.store.throttle import SprayMark, ThrottleCounter
 
 # Keep used codes and tokens a while past expiry, so a late replay is still recognised as one.
 REPLAY_MEMORY = 86400
@@ -52,10 +52,12 @@ def _targets(
         ("interactions", Interaction.id_hash, Interaction.expires_at < ts),
         ("client assertions", UsedAssertion.jti, UsedAssertion.expires_at < ts),
         ("throttle counters", ThrottleCounter.key, ThrottleCounter.expires_at < ts),
+        ("sign-in spray marks", SprayMark.network, SprayMark.expires_at < ts),
         # Pending or decided, a request is of no use past its day (the audit trail keeps it).
         ("pending changes", PendingChange.id, PendingChange.expires_at < ts),
         ("logout deliveries", LogoutDelivery.id, LogoutDelivery.created_at < old),
         # Unauthenticated requests can add audit rows: without retention the table only grows.
+        # Pruned in chain order, with a checkpoint (delete_batch).
         ("audit events", AuditRecord.id, AuditRecord.at < ts - audit_retention_days * 86400),
     ]
 
@@ -74,6 +76,8 @@ def delete_batch(
     """Delete up to `batch` expired rows of one table; returns how many went. A session that
     timed out (absolute, or idle when `idle_timeout` is given) has ended: its relying parties
     are told, as at any other end (Back-Channel Logout 1.0 §2.5)."""
+    if name == "audit events":
+        return audit_chain.prune_before(db, ts - audit_retention_days * 86400, batch)
     targets = _targets(ts, idle_timeout, audit_retention_days)
     _, key, expired = next(t for t in targets if t[0] == name)
     if name == "sessions":

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Integer, String, case, delete, literal, select, update
+from sqlalchemy import BigInteger, Integer, String, case, delete, func, literal, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
-from idp.store.upsert import insert
+from idp.store.upsert import insert, insert_ignore
 
 # 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
 SHIFT_CAP = 30
@@ -36,6 +36,19 @@ class ThrottleCounter(Base):
     count: Mapped[int] = mapped_column(Integer)
     strikes: Mapped[int] = mapped_column(Integer)
     blocked_until: Mapped[int]
+    expires_at: Mapped[int] = mapped_column(index=True)
+
+
+class SprayMark(Base):
+    """One account that failed to sign in from one network in one window (password spraying
+    is many accounts, few guesses each); the row with account "" says the window's burst was
+    reported."""
+
+    __tablename__ = "sign_in_spray_marks"
+
+    network: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256, as above
+    window: Mapped[int] = mapped_column(primary_key=True)  # its start, Unix seconds
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(index=True)
 
 
@@ -137,3 +150,24 @@ def forget_account(db: Session, account: str) -> int:
         execution_options={"preserve_rowcount": True},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- password spraying ---------------------------------------------------------------------------
+
+# The account of the row that marks a window's burst as reported.
+REPORTED = ""
+
+
+def mark_spray(db: Session, network: str, window: int, account: str, expires_at: int) -> bool:
+    """Note that `account` failed from `network` in `window`; True the first time."""
+    return insert_ignore(
+        db, SprayMark, network=network, window=window, account=account, expires_at=expires_at
+    )
+
+
+def spray_accounts(db: Session, network: str, window: int) -> int:
+    m = SprayMark
+    found = db.scalar(
+        select(func.count()).where(m.network == network, m.window == window, m.account != REPORTED)
+    )
+    return int(found or 0)

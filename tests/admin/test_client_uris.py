@@ -21,6 +21,7 @@ from idp.outbound import OutboundPolicy
 from idp.settings import parse_networks
 from tests.admin.test_clients import sessions as sessions
 from tests.cli.test_main import Cli, cli as cli
+from tests.conftest import TEST_KEK
 from tests.token_helpers import client_key, public_jwks
 
 PRODUCTION = OutboundPolicy()  # IDP_OUTBOUND_ALLOWED_NETWORKS unset
@@ -159,7 +160,8 @@ def test_the_cli_refuses_a_loopback_jwks_uri_in_production(cli: Cli, tmp_path: P
         "--scope", "api", "--auth-method", "private_key_jwt",
         "--jwks-uri", "https://127.0.0.1:8443/jwks.json",
     ]  # fmt: skip
-    cli.env.update(IDP_ISSUER="https://id.example.com")
+    # A production issuer has no generated KEK: the operator's (the audit row is sealed with it).
+    cli.env.update(IDP_ISSUER="https://id.example.com", IDP_KEY_ENCRYPTION_KEY=TEST_KEK)
     refused = cli.run(*args)
     assert refused.returncode != 0
     (line,) = refused.stderr.strip().splitlines()

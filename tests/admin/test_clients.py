@@ -20,7 +20,8 @@ from idp.admin.clients import (
     register,
     remove,
 )
-from idp.db.engine import make_engine, make_sessionmaker
+from idp.audit.chain import write_sessions
+from idp.db.engine import make_engine
 from idp.outbound import OutboundPolicy
 from idp.settings import Settings, parse_networks
 from idp.store import clients
@@ -43,7 +44,7 @@ URIS = {
 def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
     migrate(settings)
     engine = make_engine(settings)
-    yield make_sessionmaker(engine)
+    yield write_sessions(engine, settings)
     engine.dispose()
 
 

@@ -49,16 +49,18 @@ def test_loggable(value: object, shown: str) -> None:
     assert loggable(value) == shown
 
 
-def _audit_at(idp: Harness, age_days: float) -> None:
-    with idp.runtime.sessions.begin() as db:
-        db.add(AuditRecord(at=now() - int(age_days * DAY), event="test.aged", detail={}))
+def _audit_at(idp: Harness, *ages_days: float) -> None:
+    """A trail of rows this many days old, oldest first (the trail of a server that ran)."""
+    sql(idp, "DELETE FROM audit_events")  # the start-up's rows are newer than the test's
+    for age in ages_days:
+        with idp.runtime.sessions.begin() as db:
+            db.add(AuditRecord(at=now() - int(age * DAY), event="test.aged", detail={}))
 
 
 def test_audit_events_older_than_the_retention_are_pruned(idp: Harness) -> None:
-    for age in (401, 399, 0):
-        _audit_at(idp, age)
+    _audit_at(idp, 402, 401, 399, 0)
     counts = prune(idp.runtime.sessions, batch=1)  # batch=1: several batches, each bounded
-    assert counts["audit events"] == 1
+    assert counts["audit events"] == 2
     ages = sorted(
         (now() - r.at) // DAY
         for r in sql(idp, "SELECT at FROM audit_events WHERE event = 'test.aged'")
@@ -66,9 +68,19 @@ def test_audit_events_older_than_the_retention_are_pruned(idp: Harness) -> None:
     assert ages == [0, 399]
 
 
+def test_a_row_past_the_retention_waits_behind_a_newer_one(idp: Harness) -> None:
+    """The trail is pruned in chain order, so what stays is one unbroken chain: a row whose
+    time is older than a row written before it (another node's clock) goes with it."""
+    _audit_at(idp, 401, 10, 402, 0)
+    assert prune(idp.runtime.sessions)["audit events"] == 1
+    ages = [
+        r.at for r in sql(idp, "SELECT at FROM audit_events WHERE event = 'test.aged' ORDER BY seq")
+    ]
+    assert [(now() - at) // DAY for at in ages] == [10, 402, 0]
+
+
 def test_the_retention_is_a_setting(idp: Harness, tmp_path: Path) -> None:
-    for age in (31, 29):
-        _audit_at(idp, age)
+    _audit_at(idp, 31, 29)
     prune(idp.runtime.sessions, audit_retention_days=30)
     ages = [
         (now() - r.at) // DAY

@@ -21,8 +21,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 
-from idp.db.engine import make_engine
+from idp.db.engine import make_engine, make_sessionmaker
 from idp.runtime import build_runtime
+from idp.settings import Settings
 from tests.cli_runner import run_cli
 from tests.conftest import make_settings, migrate
 from tests.images import SVG, png
@@ -37,6 +38,7 @@ class Cli:
     env: dict[str, str]
     cwd: Path
     engine: Engine
+    settings: Settings
 
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(args, self.env, self.cwd, stdin=stdin if stdin is not None else "")
@@ -72,7 +74,7 @@ def cli(database_url: str, tmp_path: Path) -> Iterator[Cli]:
     settings = make_settings(database_url, tmp_path, key_encryption_key=None)
     migrate(settings)  # in process: `idp migrate` itself is tested below
     engine = make_engine(settings)
-    tool = Cli(cli_env(database_url, tmp_path), tmp_path, engine)
+    tool = Cli(cli_env(database_url, tmp_path), tmp_path, engine, settings)
     yield tool
     engine.dispose()
 
@@ -580,14 +582,15 @@ def test_prune_applies_the_audit_retention_setting(cli: Cli) -> None:
     """`idp prune` deletes audit events older than IDP_AUDIT_RETENTION_DAYS."""
     import time
 
-    with cli.engine.begin() as conn:
-        for age_days in (11, 9):
-            conn.execute(
-                text(
-                    "INSERT INTO audit_events (at, event, detail) VALUES (:at, 'test.aged', '{}')"
-                ),
-                {"at": int(time.time()) - age_days * 86400},
-            )
+    from idp.audit import chain
+    from idp.store.audit import AuditRecord
+
+    (cli.cwd / "kek").write_text(cli.ok("keys", "new-kek").stdout)  # the KEK the CLI reads
+    factory = make_sessionmaker(cli.engine)
+    chain.install(factory, chain.key_from_settings(cli.settings))
+    for age_days in (11, 9):
+        with factory.begin() as db:
+            db.add(AuditRecord(at=int(time.time()) - age_days * 86400, event="test.aged"))
     cli.env["IDP_AUDIT_RETENTION_DAYS"] = "10"
     result = cli.ok("prune", "--json")
     assert json.loads(result.stdout)["audit events"] == 1

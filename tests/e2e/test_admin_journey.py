@@ -28,8 +28,9 @@ pytestmark = pytest.mark.e2e
 def enrol_totp(server: RunningServer, email: str) -> str:
     """An authenticator app for the user, set up in the server's database (sealed with the
     server's own key-encryption key); its secret."""
+    from idp.audit.chain import write_sessions
     from idp.authn import mfa
-    from idp.db.engine import make_engine, make_sessionmaker
+    from idp.db.engine import make_engine
     from idp.keys.kek import load_key_encryption_key
     from idp.security.secrets import Sealer
     from idp.store import users
@@ -44,7 +45,7 @@ def enrol_totp(server: RunningServer, email: str) -> str:
     sealer = Sealer(load_key_encryption_key(settings))
     engine = make_engine(settings)
     try:
-        with make_sessionmaker(engine).begin() as db:
+        with write_sessions(engine, settings).begin() as db:
             user = users.by_email(db, email)
             assert user is not None
             secret = mfa.start_totp(db, sealer, user, "E2E").secret

@@ -188,8 +188,9 @@ def new_user(v: Visit, *, admin: bool = False) -> str:
     in this process, in the server's database, as `idp users create` makes one: a CLI
     process per user cost a second and a half each."""
     from idp.admin.users import create_user
+    from idp.audit.chain import write_sessions
     from idp.authn.passwords import Passwords
-    from idp.db.engine import make_engine, make_sessionmaker
+    from idp.db.engine import make_engine
     from idp.store import roles
     from tests.conftest import make_settings
 
@@ -197,7 +198,7 @@ def new_user(v: Visit, *, admin: bool = False) -> str:
     settings = make_settings(v.server.cli.env["IDP_DATABASE_URL"], v.server.tmp)
     engine = make_engine(settings)
     try:
-        with make_sessionmaker(engine).begin() as db:
+        with write_sessions(engine, settings).begin() as db:
             user = create_user(
                 db, Passwords(settings), settings, email=email, password=v.server.password
             )
