@@ -165,6 +165,7 @@ class Worker:
         webhook = self._webhook
         assert webhook is not None
         stopping = self._stop.is_set
+        webhook.check()
         while not self._stop.wait(WEBHOOK_POLL_SECONDS):
             try:
                 while not stopping() and webhook.due() and webhook.deliver(stopping):

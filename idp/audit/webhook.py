@@ -119,6 +119,14 @@ class Webhook:
             return str(exc)
         return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
+    def check(self) -> None:
+        """Log a warning when the outbound policy refuses the URL now (its scheme, or the
+        addresses its name resolves to): every event would be given up on."""
+        try:
+            outbound.check_target(self.url, self.policy, deadline=self.deadline)
+        except outbound.OutboundError as exc:
+            log.warning("security webhook: IDP_SECURITY_WEBHOOK_URL cannot be reached: %s", exc)
+
     def begin(self) -> None:
         """Start the cursor at the end of the trail unless it exists (the worker's start): the
         first server started with a webhook sends every security event written from then on."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -216,9 +217,12 @@ def test_a_receiver_that_always_fails_is_given_up_on_and_audited(
     assert at is not None and at.failing_id is None and at.last_id > second
 
 
-def test_an_unreachable_receiver_is_a_failed_attempt(database_url: str, tmp_path: Path) -> None:
+def test_an_unreachable_receiver_is_a_failed_attempt(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A network error counts as a failed attempt, as an error answer does (the outbound
-    client's short reason is kept), and so does an address the outbound policy refuses."""
+    client's short reason is kept), and so does an address the outbound policy refuses (which
+    the webhook thread also warns of when it starts)."""
     with serve_slow("status") as gone:
         pass  # nobody listens on its port any more
     with with_webhook(database_url, tmp_path, gone) as idp:
@@ -229,6 +233,9 @@ def test_an_unreachable_receiver_is_a_failed_attempt(database_url: str, tmp_path
         refused = replace(webhook, url="http://10.0.0.1:9/hook")  # not an allowed network
         refused.deliver()
         reasons = sql(idp, "SELECT detail FROM audit_events WHERE event = 'webhook.gave_up'")
+    with caplog.at_level(logging.WARNING, logger="idp.webhook"):
+        refused.check()
+    assert "cannot be reached: refused address" in caplog.text
     assert first is not None and first.failing_id == event_id
     assert first.last_error == "connection failed"
     detail = reasons[0][0] if isinstance(reasons[0][0], dict) else json.loads(reasons[0][0])
