@@ -165,7 +165,10 @@ class Worker:
         webhook = self._webhook
         assert webhook is not None
         stopping = self._stop.is_set
-        webhook.check()
+        try:
+            webhook.check()
+        except Exception:
+            log.exception("checking the security webhook's URL failed")
         while not self._stop.wait(WEBHOOK_POLL_SECONDS):
             try:
                 while not stopping() and webhook.due() and webhook.deliver(stopping):

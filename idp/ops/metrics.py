@@ -74,7 +74,6 @@ OWN = (
     SECURITY_EVENTS,
     WEBHOOK_DELIVERIES,
 )
-WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")
 
 
 # --- counting ------------------------------------------------------------------------------------
