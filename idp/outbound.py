@@ -32,6 +32,8 @@ JWKS_DEADLINE = 5.0
 JWKS_MAX_BYTES = 64 * 1024
 LOGOUT_DEADLINE = 5.0
 LOGOUT_MAX_BYTES = 16 * 1024  # a logout endpoint's answer is its status; its body is ignored
+WEBHOOK_DEADLINE = 5.0
+WEBHOOK_MAX_BYTES = 16 * 1024  # a webhook receiver's answer is its status; its body is ignored
 LOGO_DEADLINE = 5.0
 LOGO_MAX_BYTES = 256 * 1024
 IMAGE_ACCEPT = b"image/png, image/jpeg, image/webp"
@@ -292,6 +294,22 @@ def post_form(
     """POST data as application/x-www-form-urlencoded; any status is returned, not raised."""
     form = [(b"Content-Type", b"application/x-www-form-urlencoded")]
     return _request("POST", url, policy, form, urlencode(data).encode(), deadline, max_bytes)
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    policy: OutboundPolicy,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    deadline: float = WEBHOOK_DEADLINE,
+    max_bytes: int = WEBHOOK_MAX_BYTES,
+) -> OutboundResponse:
+    """POST body, already serialised JSON (a signature may cover its exact bytes), with the
+    extra headers given; any status is returned, not raised."""
+    sent = [(b"Content-Type", b"application/json")]
+    sent += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers]
+    return _request("POST", url, policy, sent, body, deadline, max_bytes)
 
 
 def _target(url: str, policy: OutboundPolicy) -> tuple[httpx.URL, int]:

@@ -19,6 +19,8 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 # The languages of the pages: one catalogue each in idp/web/locale (English is the source).
 UI_LOCALES = ("en", "de")
+# IDP_SECURITY_WEBHOOK_SECRET: an HMAC-SHA256 key; 32 characters of base64 are 192 bits.
+WEBHOOK_SECRET_MIN_LENGTH = 32
 HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,7 +30,11 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IDP_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a refused value never reaches a traceback or a log, and the input
+    # a model validator's error shows is every setting at once (the secrets too).
+    model_config = SettingsConfigDict(
+        env_prefix="IDP_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # `iss` of every token and the base of every endpoint URL; never taken from the Host header.
     issuer: str = "http://localhost:8000"
@@ -153,6 +159,40 @@ class Settings(BaseSettings):
     # Link-local and cloud metadata addresses stay refused whatever this says.
     outbound_allowed_networks: str = ""
 
+    # Every security event (idp.audit.events.SECURITY_EVENTS) is POSTed here as JSON, signed
+    # with HMAC-SHA256 under the secret (idp.audit.webhook); unset: none is sent. An https URL,
+    # or plain http to a loopback host. A failed delivery is tried this many times in all, the
+    # delays between attempts doubling from the retry delay; then it is given up on (audited).
+    security_webhook_url: str | None = None
+    security_webhook_secret: SecretStr | None = None
+    security_webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    security_webhook_retry_seconds: int = Field(default=10, ge=1, le=3600)
+
+    @field_validator("security_webhook_url", "security_webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("security_webhook_url")
+    @classmethod
+    def _webhook_url_is_secure(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        )
+        printable = all(c.isprintable() and not c.isspace() for c in value)
+        # No userinfo: it would travel, and be logged by the receiver's proxies, with every event.
+        if not secure or not parts.hostname or parts.username is not None or not printable:
+            raise ValueError(
+                "IDP_SECURITY_WEBHOOK_URL must be an https URL (or plain http to a loopback host) "
+                "without a user name or password"
+            )
+        if parts.fragment:
+            raise ValueError("IDP_SECURITY_WEBHOOK_URL must not have a fragment")
+        return value
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_origin_plus_path(cls, value: str) -> str:
@@ -247,6 +287,36 @@ class Settings(BaseSettings):
             )
         if self.key_prepublication_seconds >= self.key_rotation_days * 86400:
             raise ValueError("IDP_KEY_PREPUBLICATION_SECONDS must be shorter than the rotation")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_is_complete(self) -> Settings:
+        url, secret = self.security_webhook_url, self.security_webhook_secret
+        if url is None and secret is None:
+            return self
+        if url is None:
+            raise ValueError("IDP_SECURITY_WEBHOOK_SECRET is set without IDP_SECURITY_WEBHOOK_URL")
+        if secret is None or len(secret.get_secret_value()) < WEBHOOK_SECRET_MIN_LENGTH:
+            raise ValueError(
+                "IDP_SECURITY_WEBHOOK_SECRET must be set with IDP_SECURITY_WEBHOOK_URL, at least "
+                f"{WEBHOOK_SECRET_MIN_LENGTH} characters (`openssl rand -base64 32` makes one)"
+            )
+        host = urlsplit(url).hostname or ""
+        if urlsplit(url).scheme == "http" and not self.is_development:
+            # What idp.outbound allows outside development: plain http only to an IP address in
+            # IDP_OUTBOUND_ALLOWED_NETWORKS. Refused at start, not at every event's delivery.
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                address = None
+            allowed = address is not None and any(
+                address.version == n.version and address in n for n in self.outbound_networks
+            )
+            if not allowed:
+                raise ValueError(
+                    "IDP_SECURITY_WEBHOOK_URL: plain http needs a development issuer, or a "
+                    "loopback IP address (127.0.0.1, [::1]) in IDP_OUTBOUND_ALLOWED_NETWORKS"
+                )
         return self
 
     @property

@@ -1,5 +1,5 @@
-"""The background work of each server process: key maintenance, pruning, and the delivery of
-back-channel logout tokens."""
+"""The background work of each server process: key maintenance, pruning, the delivery of
+back-channel logout tokens, and the security webhook."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.audit.events import close_minutes, minutes_to_close
+from idp.audit.webhook import Webhook
 from idp.protocol.backchannel import Claimed, claim_due, send
 from idp.runtime import Runtime
 from idp.store import expiry
@@ -21,6 +22,8 @@ log = logging.getLogger("idp.worker")
 BATCH = 1000
 DELIVERY_THREADS = 4
 DELIVERY_RETRY_SECONDS = 2
+# How often the webhook thread looks for new security events (one read when there are none).
+WEBHOOK_POLL_SECONDS = 1.0
 
 
 def prune(
@@ -81,6 +84,10 @@ class Worker:
     back-channel logout deliveries and sends them from a bounded pool: an attempt has an overall
     deadline, and a relying party that never answers holds one pool thread for that long, never
     the maintenance thread nor the other relying parties' deliveries beyond the pool's size.
+
+    With IDP_SECURITY_WEBHOOK_URL set, a third thread sends the security events
+    (idp.audit.webhook): a receiver that hangs holds that thread for one deadline at a time,
+    never the other two.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -93,8 +100,15 @@ class Worker:
             threading.Thread(target=self._maintain, name="idp-maintenance", daemon=True),
             threading.Thread(target=self._deliver, name="idp-deliveries", daemon=True),
         ]
+        self._webhook = Webhook.from_runtime(runtime)
+        if self._webhook is not None:
+            self._threads.append(
+                threading.Thread(target=self._notify, name="idp-webhook", daemon=True)
+            )
 
     def start(self) -> None:
+        if self._webhook is not None:
+            self._webhook.begin()  # events from this start on are sent, none before
         for thread in self._threads:
             thread.start()
 
@@ -146,6 +160,21 @@ class Worker:
                 self._dispatch()
             except Exception:
                 log.exception("back-channel logout delivery failed")
+
+    def _notify(self) -> None:
+        webhook = self._webhook
+        assert webhook is not None
+        stopping = self._stop.is_set
+        try:
+            webhook.check()
+        except Exception:
+            log.exception("checking the security webhook's URL failed")
+        while not self._stop.wait(WEBHOOK_POLL_SECONDS):
+            try:
+                while not stopping() and webhook.due() and webhook.deliver(stopping):
+                    pass  # a full batch went: more may wait
+            except Exception:  # the next poll tries again; never let the thread die
+                log.exception("security webhook delivery failed")
 
     def _dispatch(self) -> None:
         free = 0

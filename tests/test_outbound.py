@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from idp import outbound
-from idp.outbound import OutboundError, OutboundPolicy, fetch_json, post_form
+from idp.outbound import OutboundError, OutboundPolicy, fetch_json, post_form, post_json
 from idp.settings import Settings, parse_networks
 from tests.slow_host import serve_slow
 
@@ -204,6 +204,41 @@ def test_post_form_sends_a_urlencoded_form_and_returns_the_status(status: int) -
     assert (seen.method, seen.path) == ("POST", "/logout")
     assert seen.headers["content-type"] == "application/x-www-form-urlencoded"
     assert seen.body == b"logout_token=a+b%26c%3Dd"
+
+
+# post_json
+
+
+@pytest.mark.parametrize("status", [200, 202, 302, 500])
+def test_post_json_sends_the_bytes_and_headers_given_and_returns_the_status(status: int) -> None:
+    """post_json sends application/json, the body byte for byte (a signature covers them) and
+    the extra headers; any status comes back, a redirect too (never followed)."""
+    body = b'{"id":1,"event":"refresh.reused","details":{"note":"\\u00e9"}}'
+    with serve_slow("status", status=status, body=b"") as host:
+        response = post_json(
+            host.url + "hook", body, LOOPBACK, headers=[("X-IdP-Signature", "t=1")]
+        )
+    assert response.status == status
+    (seen,) = host.requests
+    assert (seen.method, seen.path, seen.body) == ("POST", "/hook", body)
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["x-idp-signature"] == "t=1"
+
+
+def test_post_json_to_a_hung_host_ends_at_the_deadline() -> None:
+    """A receiver that never answers costs one deadline, as every outbound call does."""
+    with serve_slow("hang") as host:
+        elapsed = timed(
+            lambda: post_json(host.url, b"{}", LOOPBACK, deadline=DEADLINE), "timed out"
+        )
+    assert DEADLINE - 0.1 < elapsed < DEADLINE + SLACK
+
+
+def test_post_json_is_refused_a_loopback_address_in_production() -> None:
+    """The address policy applies: loopback is refused unless allowed, without connecting."""
+    with serve_slow("status") as host:
+        timed(lambda: post_json(host.url, b"{}", PRODUCTION), "refused address")
+    assert host.connections == 0
 
 
 def test_a_closed_port_is_a_connection_failure() -> None:

@@ -34,6 +34,9 @@ class AuditEvent(StrEnum):
     THROTTLE_CLEARED = "throttle.cleared"  # an account's budgets reset by an administrator
     LOGOUT = "logout"
     LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"  # a back-channel logout gave up
+    # The security webhook gave up on an event: event_id, event_type, attempts, reason. Not a
+    # security event itself, so it is never sent (a receiver that is down cannot make a loop).
+    WEBHOOK_GAVE_UP = "webhook.gave_up"
     SESSIONS_REVOKED = "sessions.revoked"  # every session and refresh token of a user
     SESSION_ENDED_BY_USER = "session.ended_by_user"  # from /account: one, or every other one
     # By the user at /account/password; every other session of theirs ends.

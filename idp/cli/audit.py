@@ -10,7 +10,6 @@ own. Rows are read in keyset pages by id, so a large trail never sits in memory.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import signal
@@ -19,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp.cli.base import CommandError
+from idp.audit.export import as_json_line
+from idp.cli.base import CommandError, emit
 from idp.settings import Settings
 from idp.store.audit import AuditQuery, AuditRecord
 from idp.store.audit_chain import Head
@@ -90,21 +90,6 @@ def query_of(args: argparse.Namespace, now: int) -> AuditQuery:
         since=since,
         until=parse_time(until, now, "--until") if until is not None else None,
     )
-
-
-def as_json_line(record: AuditRecord) -> str:
-    """One event as a SIEM reads it: one line of JSON, the keys always present."""
-    data: dict[str, Any] = {
-        "id": record.id,
-        "time": datetime.fromtimestamp(record.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "event": record.event,
-        "actor": record.actor,
-        "subject": {"user_id": record.user_id, "client_id": record.client_id},
-        "client": record.client_id,
-        "address": record.ip,
-        "details": record.detail if record.detail is not None else {},
-    }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 @contextmanager
@@ -201,7 +186,7 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> None:
         "not_checked": verdict.not_checked,
         "notes": verdict.notes,
     }
-    print(json.dumps(data) if args.json else text)
+    emit(data, args.json, text)
 
 
 def _head_of(value: str) -> Head:

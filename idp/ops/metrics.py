@@ -59,7 +59,21 @@ REFRESH_REUSE = Counter(
 SECURITY_EVENTS = Counter(
     "idp_security_events_total", "Security events written to the audit trail", ["event"]
 )
-OWN = (REQUESTS, LATENCY, THROTTLED, SIGN_INS, TOKENS, REFRESH_REUSE, SECURITY_EVENTS)
+WEBHOOK_DELIVERIES = Counter(
+    "idp_security_webhook_deliveries_total",
+    "Attempts to send a security event to IDP_SECURITY_WEBHOOK_URL, by outcome",
+    ["outcome"],
+)
+OWN = (
+    REQUESTS,
+    LATENCY,
+    THROTTLED,
+    SIGN_INS,
+    TOKENS,
+    REFRESH_REUSE,
+    SECURITY_EVENTS,
+    WEBHOOK_DELIVERIES,
+)
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -105,6 +119,11 @@ def audit_event(event: str, security: bool, detail: Mapping[str, object]) -> Non
         REFRESH_REUSE.inc()
     if security:
         SECURITY_EVENTS.labels(event).inc()
+
+
+def webhook_delivery(outcome: str) -> None:
+    """One attempt of the security webhook: delivered, failed (tried again later) or gave_up."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 
 # --- serving -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from idp.store import (  # noqa: F401  (import every table so metadata is comple
     throttle,
     users,
     webauthn,
+    webhook_cursor,
 )
 from idp.store.base import Base
 

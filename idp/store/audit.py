@@ -236,6 +236,12 @@ def ids_between(db: Session, after_id: int, up_to_id: int) -> list[int]:
     return list(db.scalars(select(r.id).where(r.id > after_id, r.id <= up_to_id).order_by(r.id)))
 
 
+def ids_after(db: Session, after_id: int, limit: int) -> list[int]:
+    """The first `limit` committed ids after `after_id`, whatever their event, oldest first."""
+    r = AuditRecord
+    return list(db.scalars(select(r.id).where(r.id > after_id).order_by(r.id).limit(limit)))
+
+
 def search_among(db: Session, query: AuditQuery, ids: Collection[int]) -> list[AuditRecord]:
     """The events among `ids` matching the query, oldest first."""
     if not ids:
