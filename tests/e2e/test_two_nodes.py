@@ -437,6 +437,28 @@ def test_a_sign_in_at_one_node_holds_at_the_other_until_logout(
     assert old.get("error") == "login_required", old
 
 
+def test_a_code_replayed_at_the_other_node_revokes_what_it_issued(
+    cluster: Cluster, browser: Pair, backchannel: Pair
+) -> None:
+    """RFC 6749 §4.1.2 and §10.5 across nodes: a code redeemed at node B and presented again at
+    node A is refused, and what B issued for it is revoked at both nodes: B's userinfo (RFC 6750
+    §3.1) and introspection (RFC 7662 §2.2) refuse the access token, the refresh token is dead."""
+    rp = cluster.rp()
+    code = sign_in(browser, rp, cluster.user, cluster.issuer, scope=SIGN_IN_SCOPE)
+    issued = tokens_of(redeem(backchannel.b, rp, code))
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert backchannel.b.get("/userinfo", headers=bearer).status_code == 200
+
+    assert error_of(redeem(backchannel.a, rp, code)) == "invalid_grant"
+    refused = backchannel.b.get("/userinfo", headers=bearer)
+    assert refused.status_code == 401, refused.text
+    introspection = backchannel.b.post(
+        "/introspect", data={"token": issued["access_token"]}, headers=rp.auth()
+    )
+    assert introspection.json() == {"active": False}, introspection.text
+    assert error_of(refresh(backchannel.b, rp, issued["refresh_token"])) == "invalid_grant"
+
+
 def test_a_retried_refresh_gets_the_same_successor_at_the_other_node(
     cluster: Cluster, browser: Pair, backchannel: Pair
 ) -> None:
@@ -518,6 +540,33 @@ def test_a_rotated_key_is_published_and_trusted_by_both_nodes(
     assert backchannel.b.get("/jwks.json", headers={"If-None-Match": etag}).status_code == 304
     states = {k["kid"]: k["state"] for k in cluster.cli.json("keys", "list", "--json")}
     assert (states[old_kid], states[new_kid]) == ("retired", "active"), states
+
+
+def test_a_revoked_key_is_withdrawn_by_both_nodes(
+    cluster: Cluster, browser: Pair, backchannel: Pair
+) -> None:
+    """OIDC Core §10.1.1, emergency: `idp keys revoke` of the signing key (a leaked key)
+    withdraws it from both nodes' JWKS within the key refresh interval, and a token it signed is
+    then refused by both nodes' userinfo (RFC 6750 §3.1); both sign with the replacement."""
+    rp = cluster.rp()
+    code = sign_in(browser, rp, cluster.user, cluster.issuer, scope=SIGN_IN_SCOPE)
+    issued = tokens_of(redeem(backchannel.a, rp, code))
+    kid = verified(issued["access_token"], jwks(backchannel.a)).header["kid"]
+
+    cluster.cli.run("keys", "revoke", kid)
+    assert wait_until(
+        lambda: all(kid not in published_kids(backchannel.at(n)) for n in "ab"), WAIT_SECONDS
+    ), (published_kids(backchannel.a), published_kids(backchannel.b))
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    for name in "ab":
+        refused = backchannel.at(name).get("/userinfo", headers=bearer)
+        assert refused.status_code == 401, (name, refused.text)
+
+    renewed = tokens_of(refresh(backchannel.b, rp, issued["refresh_token"]))
+    replacement = verified(renewed["access_token"], jwks(backchannel.a)).header["kid"]
+    assert replacement != kid
+    bearer = {"Authorization": f"Bearer {renewed['access_token']}"}
+    assert backchannel.a.get("/userinfo", headers=bearer).status_code == 200
 
 
 def test_failed_sign_ins_at_both_nodes_share_one_budget(cluster: Cluster, browser: Pair) -> None:
