@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,9 @@ STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: tests read the Location header
 USER_EMAIL = "e2e@example.com"
+# The servers a test talks to: name -> their output (stdout, then stderr), shown when it fails.
+SERVER_LOGS = pytest.StashKey[dict[str, Callable[[], str]]]()
+LOG_TAIL_CHARS = 20_000
 
 
 def free_port() -> int:
@@ -202,6 +205,18 @@ def running(
         yield process
     finally:
         _stop(process, log_path, name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test shows the output of the servers it named in `item.stash[SERVER_LOGS]`."""
+    report = yield
+    if report.failed:
+        for name, log in item.stash.get(SERVER_LOGS, {}).items():
+            report.sections.append((f"Captured output of {name}", log()[-LOG_TAIL_CHARS:]))
+    return report
 
 
 @pytest.fixture(scope="module")
