@@ -158,6 +158,8 @@ def record(
     # Only top-level keys are screened: a nested value (CLIENT_UPDATED's changes) is the
     # caller's to keep free of secrets.
     safe = {k: v for k, v in detail.items() if not _SECRETISH.search(k)}
+    # A stranger's client id can hold a NUL, which PostgreSQL text columns refuse.
+    client_id = client_id.replace("\x00", "\ufffd") if client_id else client_id
     at = now()
     if event in TALLIED:
         store.tally(db, at - at % 60, str(event), ip, client_id, user_id, dict(safe))

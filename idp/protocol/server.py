@@ -78,7 +78,11 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
     # --- the questions authlib asks -------------------------------------------------------------
 
     def query_client(self, client_id: str) -> ClientProtocol | None:
-        if not isinstance(client_id, str) or len(client_id) > 64:
+        # RFC 6749 Appendix A.1: a client id is printable ASCII (VSCHAR); anything else names
+        # no client, and is never sent to the database (PostgreSQL refuses a NUL in text).
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
+            return None
+        if not all(" " <= c <= "~" for c in client_id):
             return None
         row = clients.get_record(self.reader, client_id)
         return ClientProtocol(row) if row is not None else None

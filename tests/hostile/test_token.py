@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from tests.helpers import RP, Harness
 from tests.hostile.strategies import (
@@ -41,8 +41,11 @@ def test_each_grant_with_hostile_parameters(
 
 
 @given(auth=basic_headers(), grant=GRANTS)
+@example(auth="Basic ADow", grant="authorization_code")  # client id "\x00": PostgreSQL's NUL
+@example(auth="Basic 4oCoOng=", grant="client_credentials")  # client id U+2028
 def test_hostile_basic_credentials(idp: Harness, auth: str, grant: str) -> None:
-    """RFC 6749 §2.3.1: credentials that are not base64, not UTF-8, lack a colon or a part.
+    """RFC 6749 §2.3.1: credentials that are not base64, not UTF-8, lack a colon or a part,
+    or name a client id that is not printable ASCII (Appendix A.1).
     (Each is still read after the client throttle's budget for this address is used up: the
     answer becomes 429, the credentials are parsed all the same.)"""
     response = idp.http.post(
