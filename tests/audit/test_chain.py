@@ -313,10 +313,11 @@ def test_concurrent_appends_from_two_processes_stay_one_chain(idp: Harness, tmp_
     give one contiguous sequence that verifies, with every row of both in it."""
     before = len(rows(idp))
     url = idp.runtime.engine.url.render_as_string(hide_password=False)
-    spawn = multiprocessing.get_context("spawn")
-    go = spawn.Event()
+    # Forked: each child builds an engine of its own and uses nothing of the parent's.
+    fork = multiprocessing.get_context("fork")
+    go = fork.Event()
     procs = [
-        spawn.Process(target=_append_from_process, args=(url, str(tmp_path), 40, tag, go))
+        fork.Process(target=_append_from_process, args=(url, str(tmp_path), 40, tag, go))
         for tag in ("a", "b")
     ]
     for proc in procs:

@@ -23,7 +23,14 @@ from urllib.parse import urlencode
 from tests.e2e.conftest import AXE_CORE, RunningServer
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Response, StorageState
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        ConsoleMessage,
+        Page,
+        Response,
+        StorageState,
+    )
 
 REPO = Path(__file__).resolve().parents[2]
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -166,6 +173,38 @@ class Visit:
             self.documents.append((response.url, response.status))
 
 
+@dataclass
+class _Shared:
+    """A browser context kept for one viewport and color scheme: making a context costs a
+    quarter of a second, so each visit gets a new page in it, with no cookies or permissions
+    from the visit before. The CSP binding goes to the visit in progress."""
+
+    context: BrowserContext
+    current: list[Visit] = field(default_factory=list)
+
+    def on_csp_violation(self, source: Any, violation: dict[str, Any]) -> None:
+        if self.current:
+            self.current[-1].on_csp_violation(source, violation)
+
+
+_CONTEXTS: dict[tuple[int, str, int], _Shared] = {}
+
+
+def _context_for(chromium: Browser, variant: Variant) -> _Shared:
+    key = (id(chromium), variant.scheme, variant.width)
+    shared = _CONTEXTS.get(key)
+    if shared is None or shared.context.browser is not chromium:
+        context = chromium.new_context(
+            color_scheme=variant.scheme,
+            viewport={"width": variant.width, "height": VIEWPORT_HEIGHT},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        shared = _CONTEXTS[key] = _Shared(context)
+        context.expose_binding(CSP_BINDING, shared.on_csp_violation)
+        context.add_init_script(CSP_LISTENER)
+    return shared
+
+
 @contextmanager
 def visit(
     chromium: Browser,
@@ -173,25 +212,29 @@ def visit(
     variant: Variant,
     storage_state: StorageState | None = None,
 ) -> Iterator[Visit]:
-    """A fresh context (CSP enforced) with the CSP recorder and the console, page-error and
-    navigation recorders attached; `storage_state` carries cookies of an earlier sign-in."""
-    context = chromium.new_context(
-        color_scheme=variant.scheme,
-        viewport={"width": variant.width, "height": VIEWPORT_HEIGHT},
-        storage_state=storage_state,
-    )
+    """A fresh page (CSP enforced) with the CSP recorder and the console, page-error and
+    navigation recorders attached, in a context with no cookies but those of
+    `storage_state` (an earlier sign-in) and no permissions granted."""
+    shared = _context_for(chromium, variant)
+    context = shared.context
+    context.clear_cookies()
+    context.clear_permissions()
+    if storage_state:
+        # A stored cookie has every field a cookie to set takes.
+        cookies: list[Any] = list(storage_state["cookies"])
+        context.add_cookies(cookies)
+    page = context.new_page()
     try:
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
         watched = Visit(page, server)
-        context.expose_binding(CSP_BINDING, watched.on_csp_violation)
-        context.add_init_script(CSP_LISTENER)
+        shared.current.append(watched)
         page.on("console", watched.on_console)
         page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
         page.on("response", watched.on_response)
         yield watched
     finally:
-        context.close()
+        shared.current.clear()
+        for open_page in context.pages:  # the visit's page, and any it opened
+            open_page.close()
 
 
 def axe_results(v: Visit, axe_source: str) -> dict[str, Any]:
