@@ -21,7 +21,15 @@ from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
 from idp.ops import health, scrape
 from idp.ops.requests import RequestContext
-from idp.protocol.endpoints import authorize, discovery, jwks, revocation, token, userinfo
+from idp.protocol.endpoints import (
+    authorize,
+    discovery,
+    documents,
+    jwks,
+    revocation,
+    token,
+    userinfo,
+)
 from idp.resources import static_dir
 from idp.runtime import build_runtime
 from idp.security.headers import SecurityHeaders, baseline_headers
@@ -70,7 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker = worker
     app.state.templates = templates
     app.state.branding = brand
-    app.state.discovery_json = discovery.encoded(settings)
+    published = documents.Published(
+        runtime.keys, discovery.encoded(settings), settings.jwks_max_age_seconds
+    )
+    app.state.published = published
 
     def render_page(request: Request, error: errors.PageError) -> Response:
         return templates.error(
@@ -107,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(admin_api.PREFIX, admin_api.build(runtime))
     app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    # Innermost: the published documents skip routing, inside the headers, id and metrics.
+    app.add_middleware(documents.Documents, published=published)
     app.add_middleware(SecurityHeaders, https=https)
     app.add_middleware(RequestContext, access_log=settings.access_log)
     if settings.forwarded_allow_ips:

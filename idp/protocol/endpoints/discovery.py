@@ -57,11 +57,8 @@ def encoded(settings: Settings) -> bytes:
 
 
 def _document(request: Request) -> Response:
-    return Response(
-        request.app.state.discovery_json,
-        media_type="application/json",
-        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
-    )
+    # A GET or HEAD is answered before routing (documents.Documents), with an ETag.
+    return request.app.state.published.response(request)  # type: ignore[no-any-return]
 
 
 @router.get("/.well-known/openid-configuration", include_in_schema=False)

@@ -107,3 +107,44 @@ def test_issuer_trailing_slash_is_normalised(database_url: str, tmp_path: Path) 
         app.state.runtime.engine.dispose()
     assert document["issuer"] == "https://testserver"
     assert document["token_endpoint"] == "https://testserver/token"
+
+
+@pytest.mark.parametrize(
+    "path", ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]
+)
+def test_metadata_has_an_etag_and_answers_304(idp: Harness, path: str) -> None:
+    """RFC 9110 §8.8.3 and §13.1.2: the document carries an ETag; a client that holds it gets
+    304 Not Modified without the body, with the same caching headers."""
+    first = idp.http.get(path)
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and first.headers["cache-control"] == "public, max-age=3600"
+    again = idp.http.get(path, headers={"If-None-Match": f'W/{etag}, "other"'})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["access-control-allow-origin"] == "*"
+
+
+def test_published_documents_keep_the_security_headers_and_request_id(idp: Harness) -> None:
+    """The documents are answered before routing, still inside the middlewares that add the
+    security headers and the request id."""
+    for path in ("/.well-known/openid-configuration", "/jwks.json"):
+        response = idp.http.get(path, headers={"X-Request-ID": "doc-check-1"})
+        assert response.headers["x-request-id"] == "doc-check-1"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/jwks.json"])
+def test_head_has_the_headers_without_the_body(idp: Harness, path: str) -> None:
+    """RFC 9110 §9.3.2: HEAD is GET without the content."""
+    got, head = idp.http.get(path), idp.http.head(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["etag"] == got.headers["etag"]
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/jwks.json"])
+def test_other_methods_are_405(idp: Harness, path: str) -> None:
+    response = idp.http.post(path, data={"x": "1"})
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
