@@ -244,6 +244,18 @@ class Harness:
         return jwt.decode(token, self.jwks(), algorithms=["RS256"])
 
 
+def redeem(http: httpx.Client, rp: RP, code: str) -> httpx.Response:
+    """RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636 §4.5), client_secret_basic, through
+    any client (a TestClient, or httpx against a real server)."""
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": rp.redirect_uri,
+        "code_verifier": rp.verifier,
+    }
+    return http.post("/token", data=data, headers=rp.auth())
+
+
 def wait_until(done: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Poll until `done()` holds (work the server does in the background), at most `timeout`."""
     deadline = time.monotonic() + timeout

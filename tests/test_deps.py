@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from idp.security.cookies import SESSION
 from idp.security.headers import DEFAULT_CSP
-from tests.helpers import PASSWORD, RP, Harness, form_fields
+from tests.helpers import PASSWORD, RP, Harness, form_fields, redeem
 from tests.refresh_helpers import token_row
 from tests.token_helpers import ISSUER, sql
 
@@ -62,16 +62,6 @@ def alice(idp: Harness) -> str:
 @pytest.fixture
 def rp(idp: Harness, alice: str) -> RP:
     return idp.client()
-
-
-def redeem(http: TestClient, rp: RP, code: str) -> httpx.Response:
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": rp.redirect_uri,
-        "code_verifier": rp.verifier,
-    }
-    return http.post("/token", data=data, headers=rp.auth())
 
 
 def assert_server_error(response: httpx.Response) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         # no client, and is never sent to the database (PostgreSQL refuses a NUL in text).
         if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
             return None
-        if not all(" " <= c <= "~" for c in client_id):
+        if not (client_id.isascii() and client_id.isprintable()):  # %x20-7E
             return None
         row = clients.get_record(self.reader, client_id)
         return ClientProtocol(row) if row is not None else None

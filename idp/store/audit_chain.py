@@ -133,8 +133,8 @@ def _on_commit(session: Session) -> None:
     # that depends on how the commit was asked for: rows are sealed at the first, under a lock
     # held to the end of the transaction, and later ones continue from them.
     # Rows of a rolled-back savepoint were expunged, and a row is sealed once.
-    rows = [r for r in dict.fromkeys(session.info.pop(_PENDING, [])) if r in session]
-    rows = [r for r in rows if r.seq is None]
+    pending = dict.fromkeys(session.info.pop(_PENDING, []))
+    rows = [r for r in pending if r in session and r.seq is None]
     if not rows:
         return
     key = _key_of(session)

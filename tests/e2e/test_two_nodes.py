@@ -42,7 +42,7 @@ from tests.e2e.conftest import (
     server_env,
 )
 from tests.e2e.test_server import follow, only_form, submit
-from tests.helpers import RP, query_of, wait_until
+from tests.helpers import RP, query_of, redeem, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -313,17 +313,6 @@ def sign_in(
     params_back = answer_to(rp, response, issuer)
     assert "code" in params_back, params_back
     return params_back["code"]
-
-
-def redeem(http: httpx.Client, rp: RP, code: str) -> httpx.Response:
-    """RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636 §4.5), client_secret_basic."""
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": rp.redirect_uri,
-        "code_verifier": rp.verifier,
-    }
-    return http.post("/token", data=data, headers=rp.auth())
 
 
 def refresh(http: httpx.Client, rp: RP, refresh_token: str) -> httpx.Response:
