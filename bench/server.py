@@ -248,14 +248,17 @@ def spawned_server(
             start_new_session=True,
         )
         wait_until_ready(port, proc, log)
-        yield Target(
-            port=port,
-            pid=proc.pid,
-            workers=workers,
-            database=database_backend(url),
-            server_python=script_python_version(idp),
-            credentials=credentials,
-        )
+        try:
+            yield Target(
+                port=port,
+                pid=proc.pid,
+                workers=workers,
+                database=database_backend(url),
+                server_python=script_python_version(idp),
+                credentials=credentials,
+            )
+        except RuntimeError as e:  # a failed probe or load (SetupError, BadResponse): and why
+            raise type(e)(f"{e}{log_tail(log)}") from e
         if proc.poll() is not None:
             raise SetupError(f"idp serve exited {proc.returncode} during the load{log_tail(log)}")
     finally:

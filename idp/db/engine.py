@@ -7,9 +7,15 @@ the choice for several nodes.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +24,26 @@ from idp.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "idp_read_only"
+T = TypeVar("T")
+
+
+class WriterBusy(Exception):
+    """Raised at BEGIN of a write transaction begun on the event loop (`on_the_loop`) when the
+    SQLite write lock is taken: the loop must never wait for it, since the holder may be a
+    thread whose unit of work needs the loop to end (a page's transaction spans awaits).
+    Nothing has been done yet, so the caller can run the same work in a thread instead."""
+
+
+class _Turn:
+    """How write transactions begun in one `on_the_loop` block take the write lock: now or not
+    at all, or from a turn a thread already waited for (`handed`)."""
+
+    def __init__(self, writers: _WriterQueue, handed: bool) -> None:
+        self.writers = writers
+        self.handed = handed
+
+
+_TURN: ContextVar[_Turn | None] = ContextVar("idp_write_turn", default=None)
 
 
 def normalize_url(url: str) -> str:
@@ -71,12 +97,37 @@ def _sqlite_engine(url: str) -> Engine:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
-        writers.enter(conn, conn.connection.dbapi_connection)
+        dbapi_conn = conn.connection.dbapi_connection
+        turn = _TURN.get()
+        if turn is not None and turn.writers is writers:
+            _begin_now(conn, dbapi_conn, turn)
+            return
+        writers.enter(conn, dbapi_conn)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             writers.leave(conn)
             raise
+
+    def _begin_now(conn: Any, dbapi_conn: Any, turn: _Turn) -> None:
+        handed, turn.handed = turn.handed, False  # a handed turn serves the first transaction
+        if not (writers.claim(conn, dbapi_conn) if handed else writers.try_enter(conn, dbapi_conn)):
+            raise WriterBusy
+        # Another process may hold SQLite's own lock: fail at once rather than sleep on the loop.
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            writers.leave(conn)
+            if isinstance(exc.__cause__, sqlite3.OperationalError):
+                raise WriterBusy from exc
+            raise
+        finally:
+            # Taken or not, the lock is settled: in WAL mode no later statement of this
+            # transaction waits for it, and the connection goes back to the pool as it came.
+            dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    _WRITERS[engine] = writers
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
@@ -109,12 +160,80 @@ class _WriterQueue:
         if self._lock.acquire(timeout=self._timeout):
             self._holder = (conn, dbapi_conn)
 
+    def try_enter(self, conn: object, dbapi_conn: object) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._holder = (conn, dbapi_conn)
+        return True
+
+    def wait_for_turn(self) -> _Handed | None:
+        """Wait (in a thread) for the lock, and hold it for a transaction yet to begin."""
+        if not self._lock.acquire(timeout=self._timeout):
+            return None
+        handed = _Handed()
+        self._holder = (handed, handed)
+        return handed
+
+    def claim(self, conn: object, dbapi_conn: object) -> bool:
+        """The transaction a turn was waited for begins: it holds the lock now."""
+        with self._guard:
+            holder = self._holder
+            if holder is None or not isinstance(holder[0], _Handed):
+                return False
+            self._holder = (conn, dbapi_conn)
+            return True
+
     def leave(self, either: object) -> None:
         with self._guard:
             holder = self._holder
             if holder is not None and (holder[0] is either or holder[1] is either):
                 self._holder = None
                 self._lock.release()
+
+
+class _Handed:
+    """Holds the write lock between a thread's wait for it and the transaction it is for."""
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _turn(writers: _WriterQueue, handed: _Handed | None) -> Iterator[None]:
+    token = _TURN.set(_Turn(writers, handed is not None))
+    try:
+        yield
+    finally:
+        _TURN.reset(token)
+        if handed is not None:
+            writers.leave(handed)  # the turn was never used: an error before the first BEGIN
+
+
+async def on_the_loop(engine: Engine, work: Callable[[], T]) -> T:
+    """Run a short unit of work that writes on the event loop, where SQLite allows it.
+
+    On SQLite a write transaction of a few local statements is CPU-bound work, which threads
+    only slow down: they queue on the write lock and hand the GIL back and forth. So `work`
+    runs on the loop, taking the write lock only when it is free; when a thread holds it, a
+    thread waits for the next turn and hands it to the loop. On PostgreSQL, and when another
+    process holds SQLite's lock, `work` runs in a thread, where waiting is harmless. `work` is
+    synchronous and may be run twice: it must do nothing before its first statement that it
+    could not repeat (WriterBusy is raised at that statement's BEGIN)."""
+    writers = _WRITERS.get(engine)
+    if writers is not None:
+        try:
+            with _turn(writers, None):
+                return work()
+        except WriterBusy:
+            pass
+        handed = await anyio.to_thread.run_sync(writers.wait_for_turn)
+        if handed is not None:
+            try:
+                with _turn(writers, handed):
+                    return work()
+            except WriterBusy:
+                pass
+    return await anyio.to_thread.run_sync(work)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -98,7 +98,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def _present(self, value: str, client: Any, requested: str | None) -> Presented:
         db, token_hash = self.server.db, sha256_hex(value)
-        current = refresh_tokens.get(db, token_hash)
+        current = refresh_tokens.peek(db, token_hash)
         if current is None or current.client_id != client.client_id:
             raise InvalidGrantError("the refresh token is not valid")
         # RFC 6749 §6: the scope may only narrow. Checked before anything is written, so a bad
@@ -109,7 +109,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         successor = successor_secret(self.server.runtime.refresh_key, value)
         # Everything from here to the answer is undone if the request ends in an error, so the
         # client keeps a token it can use (only a detected reuse outlives a failed request).
-        self._rotation = db.begin_nested()
+        refresh_tokens.begin_rotation(db)
         rotated = refresh_tokens.rotate(db, token_hash, client.client_id, sha256_hex(successor))
         if rotated is not None:
             family = refresh_tokens.live_family(db, rotated.family_id)
@@ -122,21 +122,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def _already_used(self, row: RefreshToken, value: str, successor: str) -> Presented:
         db = self.server.db
-        db.refresh(row)  # the row as the winner of a concurrent rotation left it
+        fresh = refresh_tokens.get(db, row.token_hash)  # as a concurrent rotation left it
         family = refresh_tokens.family(db, row.family_id)
-        if row.used_at is None or family is None:
+        if fresh is None or fresh.used_at is None or family is None:
             raise InvalidGrantError("the refresh token expired")  # unused, yet not rotated
         grace = self.server.settings.refresh_token_reuse_grace_seconds
         successor_row = refresh_tokens.get(db, sha256_hex(successor))
         if (
             grace > 0
-            and now() - row.used_at <= grace
-            and row.successor_hash == sha256_hex(successor)
+            and now() - fresh.used_at <= grace
+            and fresh.successor_hash == sha256_hex(successor)
             and successor_row is not None
             and successor_row.used_at is None
             and refresh_tokens.live_family(db, family.id) is not None
         ):
-            return Presented(row, family, successor, successor_row.scope, is_retry=True)
+            return Presented(fresh, family, successor, successor_row.scope, is_retry=True)
         # RFC 9700 §4.14.2: a rotated token came back. Either the client or an attacker holds a
         # copy; the server cannot tell which, so the whole family dies.
         if refresh_tokens.revoke_family(db, family.id, "refresh_token_reused"):
@@ -151,7 +151,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def authenticate_user(self, presented: Presented) -> User:
         family = presented.family
-        user = users.get(self.server.db, family.user_id)
+        user = users.read(self.server.db, family.user_id)
         if user is None or user_refuses(user, family.created_at):
             raise InvalidGrantError("the user of this grant can no longer sign in")
         # A family begun before its user's or client's revocation epoch is void even if the
@@ -171,7 +171,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         try:
             return self._create_token_response()
         except OAuth2Error:
-            self._rotation.rollback()
+            refresh_tokens.undo_rotation(self.server.db)
             raise
 
     def _create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

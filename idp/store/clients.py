@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
+from idp.store.driver import Columns, Sql, fetch_one
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -155,13 +155,11 @@ def logo_facts(db: Session, client_ids: Collection[str]) -> dict[str, LogoFacts]
     return {cid: LogoFacts(kind, sha, int(size)) for cid, kind, sha, size in rows}
 
 
-# The token endpoint's only query, run on the driver's cursor: SQLAlchemy's execution machinery
-# costs about 40 µs here, against 6 µs for the query itself, and this read is all the database
-# work of a client_credentials request. Columns come from the table, so the SQL cannot drift.
-_COLUMNS = tuple(column.name for column in Client.__table__.c)
-_JSON_COLUMNS = frozenset(c.name for c in Client.__table__.c if isinstance(c.type, JSON))
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM clients WHERE client_id = "  # noqa: S608 (names from the table)
-_RECORD_SQL = {"qmark": _SELECT + "?", "format": _SELECT + "%s", "pyformat": _SELECT + "%s"}
+# The token endpoint's only query, run on the driver's cursor (idp.store.driver): SQLAlchemy's
+# execution machinery costs about 40 µs here, against 6 µs for the query itself, and this read
+# is all the database work of a client_credentials request.
+_CLIENTS = Columns(Client)
+_RECORD = Sql(_CLIENTS.select + " WHERE client_id = ?")
 
 
 def get_record(db: Session | Connection, client_id: str) -> SimpleNamespace | None:
@@ -169,20 +167,8 @@ def get_record(db: Session | Connection, client_id: str) -> SimpleNamespace | No
 
     In a Session it joins the session's transaction; on a bare Connection it is a single read.
     """
-    conn = db.connection() if isinstance(db, Session) else db
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_RECORD_SQL[conn.dialect.paramstyle], (client_id,))
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    if row is None:
-        return None
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for name in _JSON_COLUMNS:
-        if isinstance(values[name], str | bytes):  # SQLite hands JSON back as text
-            values[name] = json.loads(values[name])
-    return SimpleNamespace(**values)
+    row = fetch_one(db, _RECORD, (client_id,))
+    return SimpleNamespace(**_CLIENTS.values(row)) if row is not None else None
 
 
 def today() -> int:
@@ -231,9 +217,7 @@ def all_clients(db: Session) -> list[Client]:
     return list(db.scalars(select(Client).order_by(Client.created_at, Client.client_id)))
 
 
-def search(
-    db: Session, q: str | None, after: tuple[int, str] | None, limit: int
-) -> list[Client]:
+def search(db: Session, q: str | None, after: tuple[int, str] | None, limit: int) -> list[Client]:
     """Clients newest first, whose id or name contains `q` (any case), after the key
     (created_at, client_id) of the previous page's last one; `limit` rows at most."""
     stmt = select(Client)

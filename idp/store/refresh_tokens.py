@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store import revocations
 from idp.store.base import Base, now
+from idp.store.driver import Columns, Sql, execute, fetch_one
 
 
 class TokenFamily(Base):
@@ -62,23 +63,46 @@ class FamilyAccessToken(Base):
     expires_at: Mapped[int] = mapped_column(index=True)
 
 
+# The refresh grant's statements run on the driver's cursor (idp.store.driver): through the ORM
+# they were most of the grant's cost.
+_TOKENS = Columns(RefreshToken)
+_FAMILIES = Columns(TokenFamily)
+_PEEK = Sql(_TOKENS.select + " WHERE token_hash = ?")
+_FAMILY = Sql(_FAMILIES.select + " WHERE id = ?")
+_ROTATE = Sql(
+    "UPDATE refresh_tokens SET used_at = ?, successor_hash = ?"  # noqa: S608 (names from the table)
+    " WHERE token_hash = ? AND client_id = ? AND used_at IS NULL AND expires_at > ?"
+    f" RETURNING {', '.join(_TOKENS.names)}"
+)
+_ADD = Sql(
+    "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scope, created_at, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_LINK = Sql("INSERT INTO family_access_tokens (jti, family_id, expires_at) VALUES (?, ?, ?)")
+# A rotation that fails after its UPDATE is undone, while the transaction goes on. COMMIT
+# releases the savepoint (SQL: every savepoint ends with its transaction), so the successful
+# grant sends no RELEASE.
+_SAVEPOINT = Sql("SAVEPOINT refresh_rotation")
+_UNDO = Sql("ROLLBACK TO SAVEPOINT refresh_rotation")
+
+
+def begin_rotation(db: Session) -> None:
+    execute(db, _SAVEPOINT, ())
+
+
+def undo_rotation(db: Session) -> None:
+    """Undo what was written since begin_rotation: the rotation and the successor."""
+    execute(db, _UNDO, ())
+
+
 def add_token(db: Session, token_hash: str, family: TokenFamily, scope: str, idle: int) -> None:
     ts = now()
-    db.add(
-        RefreshToken(
-            token_hash=token_hash,
-            family_id=family.id,
-            client_id=family.client_id,
-            scope=scope,
-            created_at=ts,
-            expires_at=min(ts + idle, family.expires_at),
-        )
-    )
-    db.flush()
+    expires_at = min(ts + idle, family.expires_at)
+    execute(db, _ADD, (token_hash, family.id, family.client_id, scope, ts, expires_at))
 
 
 def link_access_token(db: Session, family_id: str, jti: str, expires_at: int) -> None:
-    db.add(FamilyAccessToken(jti=jti, family_id=family_id, expires_at=expires_at))
+    execute(db, _LINK, (jti, family_id, expires_at))
 
 
 def rotate(
@@ -87,23 +111,22 @@ def rotate(
     """Mark a live token used and name its successor; None if it is not live for this client.
 
     One conditional UPDATE: of several concurrent refreshes with one token, exactly one wins.
+    The row comes back as a transient copy (idp.store.driver).
     """
-    return db.scalars(
-        update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.client_id == client_id,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.expires_at > now(),
-        )
-        .values(used_at=now(), successor_hash=successor_hash)
-        .returning(RefreshToken),
-        execution_options={"synchronize_session": False},
-    ).one_or_none()
+    ts = now()
+    row = fetch_one(db, _ROTATE, (ts, successor_hash, token_hash, client_id, ts))
+    return _TOKENS.instance(row) if row is not None else None
+
+
+def peek(db: Session, token_hash: str) -> RefreshToken | None:
+    """The token's row as a transient copy, for the refresh grant's first look at it."""
+    row = fetch_one(db, _PEEK, (token_hash,))
+    return _TOKENS.instance(row) if row is not None else None
 
 
 def get(db: Session, token_hash: str) -> RefreshToken | None:
-    return db.get(RefreshToken, token_hash)
+    """The token's row in the Session, read afresh (a rotation may have changed it since)."""
+    return db.get(RefreshToken, token_hash, populate_existing=True)
 
 
 def family(db: Session, family_id: str) -> TokenFamily | None:
@@ -111,7 +134,9 @@ def family(db: Session, family_id: str) -> TokenFamily | None:
 
 
 def live_family(db: Session, family_id: str) -> TokenFamily | None:
-    found = db.get(TokenFamily, family_id)
+    """The family, if neither revoked nor past its lifetime, as a transient copy."""
+    row = fetch_one(db, _FAMILY, (family_id,))
+    found = _FAMILIES.instance(row) if row is not None else None
     if found is None or found.revoked_at is not None or found.expires_at <= now():
         return None
     return found

@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, ForeignKey, Select, String, delete, func, 
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
+from idp.store.driver import Sql, fetch_all
 
 # A role name travels in the `roles` claim and in resource servers' configuration: a letter,
 # then up to 63 of a-z, 0-9, '_', '.', ':', '-'.
@@ -33,12 +34,16 @@ def live() -> ColumnElement[bool]:
     return or_(UserRole.expires_at.is_(None), UserRole.expires_at > now())
 
 
+# Read at every token a user gets: on the driver's cursor (idp.store.driver). The same
+# condition as live().
+_HELD = Sql(
+    "SELECT role FROM user_roles WHERE user_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY role"
+)
+
+
 def of(db: Session, user_id: str) -> list[str]:
-    return list(
-        db.scalars(
-            select(UserRole.role).where(UserRole.user_id == user_id, live()).order_by(UserRole.role)
-        )
-    )
+    return [role for (role,) in fetch_all(db, _HELD, (user_id, now()))]
 
 
 def grants_of(db: Session, user_id: str) -> list[tuple[str, int | None]]:

@@ -3,6 +3,8 @@ queue of writers (LIBRARY-NOTES: default settings lose updates under concurrency
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from idp.db.engine import make_engine, make_sessionmaker, read_only
+from idp.db.engine import make_engine, make_sessionmaker, on_the_loop, read_only
 from tests.conftest import make_settings
 
 
@@ -95,3 +97,116 @@ def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
     finally:
         writer.rollback()
         writer.close()
+
+
+# --- units of work on the event loop (on_the_loop) ------------------------------------------------
+
+
+def bump(engine: Engine, ran_on: list[int]) -> int:
+    """One write transaction; records the thread it ran on."""
+    ran_on.append(threading.get_ident())
+    with make_sessionmaker(engine).begin() as db:
+        n = int(db.execute(text("SELECT n FROM counter")).scalar_one()) + 1
+        db.execute(text("UPDATE counter SET n = :n"), {"n": n})
+    return n
+
+
+def test_a_free_write_lock_runs_the_work_on_the_loop(engine: Engine) -> None:
+    """No thread hop when no one else writes: the work runs on the loop's own thread."""
+    ran_on: list[int] = []
+
+    async def main() -> int:
+        assert await on_the_loop(engine, lambda: bump(engine, ran_on)) == 1
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert ran_on == [loop_thread]
+
+
+def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(engine: Engine) -> None:
+    """A thread's transaction that can only end when the loop runs (as a page's unit of work,
+    which spans awaits) holds the lock: the loop's write waits for its turn without blocking
+    the loop, then runs on the loop. A loop that blocked would never release the thread."""
+    held, release = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with make_sessionmaker(engine).begin() as db:
+            db.execute(text("UPDATE counter SET n = 10"))
+            held.set()
+            release.wait(10)
+
+    ran_on: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        thread = threading.Thread(target=page)
+        thread.start()
+        assert held.wait(5)
+        asyncio.get_running_loop().call_later(0.05, release.set)  # runs only if the loop does
+        started = time.monotonic()
+        n = await asyncio.wait_for(on_the_loop(engine, lambda: bump(engine, ran_on)), 5)
+        assert time.monotonic() - started < 2.0
+        thread.join(5)
+        return n, threading.get_ident()
+
+    n, loop_thread = asyncio.run(main())
+    assert n == 11  # after the thread's commit, in order
+    assert ran_on[-1] == loop_thread  # the turn was handed to the loop
+    assert count(engine) == 11
+
+
+def test_another_process_holding_the_lock_sends_the_work_to_a_thread(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """SQLite's own lock, held by another connection (as another worker process would): the
+    loop does not sleep on busy_timeout; the work runs in a thread, which waits for it."""
+    other = sqlite3.connect(tmp_path / "e.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE counter SET n = 20")
+    ran_on: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        asyncio.get_running_loop().call_later(0.05, other.commit)
+        n = await asyncio.wait_for(on_the_loop(engine, lambda: bump(engine, ran_on)), 5)
+        return n, threading.get_ident()
+
+    try:
+        n, loop_thread = asyncio.run(main())
+    finally:
+        other.close()
+    assert n == 21
+    assert ran_on[-1] != loop_thread
+
+
+def test_work_that_fails_before_writing_gives_back_a_handed_turn(engine: Engine) -> None:
+    """A turn handed to the loop and never used (the work raised before its first statement)
+    is released: the next writer starts at once, not after the 10 s timeout."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with make_sessionmaker(engine).begin() as db:
+            db.execute(text("UPDATE counter SET n = 30"))
+            held.set()
+            release.wait(10)
+
+    calls: list[int] = []
+
+    def fails() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            return bump(engine, [])  # finds the lock taken: WriterBusy, then a handed turn
+        raise ValueError("before any statement")
+
+    async def main() -> None:
+        thread = threading.Thread(target=holder)
+        thread.start()
+        assert held.wait(5)
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(on_the_loop(engine, fails), 5)
+        await asyncio.to_thread(thread.join, 5)
+
+    asyncio.run(main())
+    assert len(calls) == 2
+    started = time.monotonic()
+    assert bump(engine, []) == 31
+    assert time.monotonic() - started < 1.0

@@ -258,7 +258,7 @@ def test_refresh_token_rotation(idp: Harness) -> None:
     - INSERT refresh_tokens: the successor (its hash).
     - SELECT users, SELECT user_roles: see USER_READS.
     - INSERT family_access_tokens: the new access token linked to the family.
-    - RELEASE SAVEPOINT."""
+    No RELEASE SAVEPOINT: COMMIT ends every savepoint of its transaction."""
     idp.user()
     rp = offline_client(idp)
     tokens = idp.tokens(rp, scope=OFFLINE_SCOPE)
@@ -279,7 +279,6 @@ def test_refresh_token_rotation(idp: Harness) -> None:
             "INSERT refresh_tokens",
             *USER_READS,
             "INSERT family_access_tokens",
-            "RELEASE SAVEPOINT",
         ]
         assert sent.checkouts == 1
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
+from idp.db.engine import on_the_loop
 from idp.errors import InvalidRequest, oauth_json
 from idp.ops.logs import loggable
 from idp.protocol.client_auth import RemoteKeys, one_method
@@ -49,7 +50,7 @@ async def token_endpoint(request: Request) -> Response:
     oauth_request = IdpRequest("POST", runtime.settings.endpoint("/token"), request.headers, form)
     oauth_request.ip = client_ip(request)
     if not is_read_only(form):
-        response, server = await run_in_threadpool(_grant, runtime, oauth_request, keys)
+        response, server = await _write_grant(runtime, oauth_request, keys)
         return mark_used_after(response, runtime, server)
     if runtime.engine.dialect.name == "sqlite":
         # The hot path on the embedded database runs on the event loop: one local, lock-free
@@ -87,6 +88,12 @@ def _write_last_used(runtime: Runtime, client_id: str, day: int) -> None:
         # that matters, and the next token of the day tries again.
         runtime.usage.release(client_id, day)
         log.warning("could not record that client %s was used", loggable(client_id), exc_info=True)
+
+
+async def _write_grant(
+    runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
+) -> tuple[Response, IdpServer]:
+    return await on_the_loop(runtime.engine, lambda: _grant(runtime, oauth_request, keys))
 
 
 def _grant(
