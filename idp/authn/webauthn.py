@@ -18,28 +18,10 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import options_to_json_dict, parse_authentication_credential_json
-from webauthn.helpers.cose import COSEAlgorithmIdentifier
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticationCredential,
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    CredentialDeviceType,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from idp.audit.events import AuditEvent, record
 from idp.ops.logs import loggable
@@ -66,14 +48,17 @@ __all__ = [
     "verify_registration",
 ]
 
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticationCredential, PublicKeyCredentialDescriptor
+
 log = logging.getLogger("idp.authn.webauthn")
 
-# ES256 first: every FIDO2 authenticator supports it.
-ALGORITHMS = [
-    COSEAlgorithmIdentifier.ECDSA_SHA_256,
-    COSEAlgorithmIdentifier.EDDSA,
-    COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
-]
+# py_webauthn is imported by the ceremonies, not with this module: most processes never run
+# one, and the library with its dependencies is 5 MiB resident (measured).
+
+# COSE algorithm identifiers (RFC 9053): ES256 first, as every FIDO2 authenticator supports it;
+# then EdDSA and RS256.
+ALGORITHMS = (-7, -8, -257)
 CHALLENGE_BYTES = 32  # WebAuthn L3 §13.4.3: at least 16 random bytes
 MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn L3 §7.1: longer ids are refused
 MAX_NAME = 100
@@ -165,7 +150,15 @@ def _challenge_bytes(challenge: str | None) -> bytes:
     return b64url_decode(challenge)
 
 
+def _algorithms() -> list[Any]:
+    from webauthn.helpers.cose import COSEAlgorithmIdentifier
+
+    return [COSEAlgorithmIdentifier(alg) for alg in ALGORITHMS]
+
+
 def _descriptors(credentials: list[WebAuthnCredential]) -> list[PublicKeyCredentialDescriptor]:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     known = {t.value for t in AuthenticatorTransport}
     return [
         PublicKeyCredentialDescriptor(
@@ -186,6 +179,15 @@ def registration_options(
 ) -> tuple[str, str]:
     """Options for navigator.credentials.create() as JSON, and the challenge (base64url) to
     store with the session or interaction that asked."""
+    from webauthn import generate_registration_options
+    from webauthn.helpers import options_to_json_dict
+    from webauthn.helpers.structs import (
+        AttestationConveyancePreference,
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     challenge = os.urandom(CHALLENGE_BYTES)
     options = generate_registration_options(
         rp_id=rp_id(settings),
@@ -203,7 +205,7 @@ def registration_options(
         # WebAuthn L3 §5.4: an authenticator that already holds one of these refuses to make
         # a second credential for the same account.
         exclude_credentials=_descriptors(existing),
-        supported_pub_key_algs=ALGORITHMS,
+        supported_pub_key_algs=_algorithms(),
     )
     body = options_to_json_dict(options)
     # credProps (WebAuthn L3 §10.1.3) tells whether the key was made discoverable, which the
@@ -223,6 +225,9 @@ def verify_registration(
 ) -> Registered:
     """Check a navigator.credentials.create() answer (WebAuthn L3 §7.1) against the challenge
     taken for it; WebAuthnRefused on any failure."""
+    from webauthn import verify_registration_response
+    from webauthn.helpers.structs import CredentialDeviceType
+
     try:
         expected = _challenge_bytes(challenge)
         raw = json.loads(response_json)
@@ -233,7 +238,7 @@ def verify_registration(
             expected_challenge=expected,
             expected_rp_id=rp_id(settings),
             expected_origin=origin(settings),
-            supported_pub_key_algs=ALGORITHMS,
+            supported_pub_key_algs=_algorithms(),
         )
         transports = raw["response"].get("transports") or []
     except WebAuthnRefused:
@@ -263,6 +268,10 @@ def authentication_options(
     """Options for navigator.credentials.get() as JSON, and the challenge (base64url). `allow`
     None: any discoverable credential (passwordless, WebAuthn L3 §5.5 with empty
     allowCredentials)."""
+    from webauthn import generate_authentication_options
+    from webauthn.helpers import options_to_json_dict
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     challenge = os.urandom(CHALLENGE_BYTES)
     options = generate_authentication_options(
         rp_id=rp_id(settings),
@@ -275,6 +284,8 @@ def authentication_options(
 
 
 def _parse_assertion(response_json: str) -> AuthenticationCredential:
+    from webauthn.helpers import parse_authentication_credential_json
+
     try:
         return parse_authentication_credential_json(response_json)
     except Exception as exc:
@@ -313,6 +324,9 @@ def verify_authentication(
     for it, and advance the credential's counter. `user_id`: who is signing in (second factor),
     or None (passwordless). WebAuthnRefused on any failure; SignCountRegressed after recording
     the audit event in `db` (see the module docstring: the caller must commit it)."""
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.structs import CredentialDeviceType
+
     parsed = _parse_assertion(response_json)
     credential = _find_credential(db, parsed, user_id)
     try:

@@ -6,18 +6,20 @@ file lock beside the database file. Either way the second process waits, then fi
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from idp.resources import migrations_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # Any constant unique to this application; "idp migrate" in ASCII.
 ADVISORY_LOCK_ID = 0x6964706D6967
@@ -25,11 +27,44 @@ ADVISORY_LOCK_ID = 0x6964706D6967
 
 @functools.cache
 def head_revisions() -> set[str]:
-    """The revisions a database migrated by this code is at (read once per process)."""
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """The revisions a database migrated by this code is at (read once per process), from the
+    `revision` and `down_revision` of each migration file. The server reads them for its
+    readiness probe: alembic itself, 10 MiB resident, is loaded only to migrate."""
+    revisions: set[str] = set()
+    below: set[str] = set()
+    for path in (migrations_dir() / "versions").glob("*.py"):
+        names = _assignments(ast.parse(path.read_text(encoding="utf-8")))
+        revision, down = names.get("revision"), names.get("down_revision")
+        if isinstance(revision, str):
+            revisions.add(revision)
+            if isinstance(down, str):
+                below.add(down)
+            elif isinstance(down, tuple | list):
+                below.update(str(d) for d in down)
+    return revisions - below
+
+
+def _assignments(module: ast.Module) -> dict[str, object]:
+    """The module's top-level names bound to literals (`x = "a"` and `x: str = "a"`)."""
+    found: dict[str, object] = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                continue
+    return found
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     return config
@@ -48,6 +83,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def upgrade(engine: Engine) -> None:
     """alembic upgrade head, serialised across processes."""
+    from alembic import command
+
     config = alembic_config()
     if engine.dialect.name == "sqlite":
         database = engine.url.database

@@ -20,7 +20,7 @@ from sqlalchemy import inspect
 
 from idp.app import create_app
 from idp.db.engine import make_engine
-from idp.db.migrate import alembic_config, upgrade
+from idp.db.migrate import alembic_config, head_revisions, upgrade
 from idp.resources import PACKAGE_DIR
 from idp.runtime import NotMigrated
 from idp.store import metadata
@@ -116,3 +116,36 @@ def test_no_create_all_in_the_source() -> None:
         if re.search(r"create_all|\.create\(\s*(bind|engine|conn)", path.read_text())
     ]
     assert offenders == []
+
+
+def test_the_readiness_probe_knows_alembics_heads_without_alembic() -> None:
+    """The server's head revisions (read from the migration files, without loading alembic)
+    are alembic's own."""
+    assert head_revisions() == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def test_head_revisions_follow_branches_and_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two branches from one revision have two heads; a merge revision (a tuple of
+    down_revisions) leaves one."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+
+    def write(name: str, revision: str, down: str) -> None:
+        (versions / f"{name}.py").write_text(
+            f'"""{name}"""\nrevision: str = "{revision}"\ndown_revision = {down}\n'
+        )
+
+    write("a", "a", "None")
+    write("b", "b", '"a"')
+    write("c", "c", '"a"')
+    monkeypatch.setattr("idp.db.migrate.migrations_dir", lambda: tmp_path)
+    head_revisions.cache_clear()
+    try:
+        assert head_revisions() == {"b", "c"}
+        write("m", "m", '("b", "c")')
+        head_revisions.cache_clear()
+        assert head_revisions() == {"m"}
+    finally:
+        head_revisions.cache_clear()
