@@ -10,7 +10,6 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
@@ -36,6 +35,7 @@ from idp.protocol.tokens import ADMIN_SCOPES, IssuedAccessToken, token_service
 from idp.runtime import Runtime
 from idp.store import clients, codes, refresh_tokens, roles
 from idp.store.clients import ClientProtocol
+from idp.store.driver import Target
 from idp.store.refresh_tokens import TokenFamily
 from idp.store.roles import ADMIN
 
@@ -47,7 +47,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         db: Session,
         remote_keys: RemoteKeys | None = None,
         read_only: bool = False,
-        reader: Connection | None = None,
+        reader: Target | None = None,
     ) -> None:
         super().__init__()
         self.runtime = runtime
@@ -55,7 +55,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         self.tokens = token_service(runtime)
         self.db = db
         # Client lookups go to a bare connection when the caller has one (the hot path).
-        self.reader: Session | Connection = reader if reader is not None else db
+        self.reader: Target = reader if reader is not None else db
         # A read-only unit of work keeps its audit events for the caller to write afterwards.
         self.read_only = read_only
         self.deferred_events: list[dict[str, Any]] = []

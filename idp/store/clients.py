@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 from sqlalchemy import (
     JSON,
-    Connection,
     ForeignKey,
     LargeBinary,
     String,
@@ -23,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
-from idp.store.driver import Columns, Sql, fetch_one
+from idp.store.driver import Columns, Sql, Target, fetch_one
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -162,10 +161,10 @@ _CLIENTS = Columns(Client)
 _RECORD = Sql(_CLIENTS.select + " WHERE client_id = ?")
 
 
-def get_record(db: Session | Connection, client_id: str) -> SimpleNamespace | None:
+def get_record(db: Target, client_id: str) -> SimpleNamespace | None:
     """The client's columns as a read-only record, for authlib's questions at the token endpoint.
 
-    In a Session it joins the session's transaction; on a bare Connection it is a single read.
+    In a Session it joins the session's transaction; on a bare connection it is a single read.
     """
     row = fetch_one(db, _RECORD, (client_id,))
     return SimpleNamespace(**_CLIENTS.values(row)) if row is not None else None

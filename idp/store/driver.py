@@ -14,6 +14,7 @@ and does not mix them with ORM objects of the same rows in one unit of work.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -40,6 +41,14 @@ class Sql:
     def of(self, conn: Connection) -> str:
         return self._by_style[conn.dialect.paramstyle]
 
+    def of_style(self, paramstyle: str) -> str:
+        return self._by_style[paramstyle]
+
+
+# Where a statement runs: a Session's transaction, a Connection, or a bare sqlite3 connection
+# (idp.db.engine.loop_reader), which is in autocommit mode.
+Target = Session | Connection | sqlite3.Connection
+
 
 def connection_of(db: Session | Connection) -> Connection:
     """The connection of the caller's transaction. A Session's pending ORM changes are flushed
@@ -50,33 +59,37 @@ def connection_of(db: Session | Connection) -> Connection:
     return db
 
 
-def fetch_one(db: Session | Connection, sql: Sql, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def _cursor(db: Target, sql: Sql) -> tuple[Any, str]:
+    if isinstance(db, sqlite3.Connection):
+        return db.cursor(), sql.of_style("qmark")
     conn = connection_of(db)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    return conn.connection.dbapi_connection.cursor(), sql.of(conn)  # type: ignore[union-attr]
+
+
+def fetch_one(db: Target, sql: Sql, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    cursor, text = _cursor(db, sql)
     try:
-        cursor.execute(sql.of(conn), tuple(params))
+        cursor.execute(text, tuple(params))
         row = cursor.fetchone()
     finally:
         cursor.close()
     return tuple(row) if row is not None else None
 
 
-def fetch_all(db: Session | Connection, sql: Sql, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    conn = connection_of(db)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def fetch_all(db: Target, sql: Sql, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    cursor, text = _cursor(db, sql)
     try:
-        cursor.execute(sql.of(conn), tuple(params))
+        cursor.execute(text, tuple(params))
         return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
 
 
-def execute(db: Session | Connection, sql: Sql, params: Sequence[Any]) -> int:
+def execute(db: Target, sql: Sql, params: Sequence[Any]) -> int:
     """Runs a statement that returns no rows; the number of rows it changed."""
-    conn = connection_of(db)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor, text = _cursor(db, sql)
     try:
-        cursor.execute(sql.of(conn), tuple(params))
+        cursor.execute(text, tuple(params))
         return int(cursor.rowcount)
     finally:
         cursor.close()

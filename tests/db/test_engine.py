@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from idp.db.engine import make_engine, make_sessionmaker, on_the_loop, read_only
+from idp.db.engine import (
+    loop_reader,
+    loop_reader_made,
+    make_engine,
+    make_sessionmaker,
+    on_the_loop,
+    read_only,
+)
 from tests.conftest import make_settings
 
 
@@ -210,3 +217,24 @@ def test_work_that_fails_before_writing_gives_back_a_handed_turn(engine: Engine)
     started = time.monotonic()
     assert bump(engine, []) == 31
     assert time.monotonic() - started < 1.0
+
+
+def test_the_loop_reader_is_one_threads_and_holds_no_transaction(engine: Engine) -> None:
+    """The event loop's own read connection: the first thread to ask owns it, any other gets
+    None (and uses the pool); a read on it leaves no transaction open, so it never pins an
+    old snapshot (WAL) nor blocks a checkpoint; dispose() closes it."""
+    reader = loop_reader(engine)
+    assert reader is not None and loop_reader(engine) is reader
+    others: list[object] = []
+    thread = threading.Thread(target=lambda: others.append(loop_reader(engine)))
+    thread.start()
+    thread.join(5)
+    assert others == [None]
+    assert reader.execute("SELECT n FROM counter").fetchone() == (0,)
+    assert not reader.in_transaction
+    bump(engine, [])
+    assert reader.execute("SELECT n FROM counter").fetchone() == (1,)  # the new snapshot
+    engine.dispose()
+    assert loop_reader_made(engine) is None
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.execute("SELECT 1")

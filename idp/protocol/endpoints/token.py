@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from fastapi import APIRouter, Request
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -13,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.db.engine import on_the_loop
+from idp.db.engine import loop_reader, on_the_loop
 from idp.errors import InvalidRequest, oauth_json
 from idp.ops.logs import loggable
 from idp.protocol.client_auth import RemoteKeys, one_method
@@ -52,11 +54,12 @@ async def token_endpoint(request: Request) -> Response:
     if not is_read_only(form):
         response, server = await _write_grant(runtime, oauth_request, keys)
         return mark_used_after(response, runtime, server)
-    if runtime.engine.dialect.name == "sqlite":
+    reader = loop_reader(runtime.engine)
+    if reader is not None:
         # The hot path on the embedded database runs on the event loop: one local, lock-free
         # read (WAL) and one signature, CPU-bound work a thread hop would only slow down. A
         # network database is never awaited on the loop: a slow server would stall it.
-        response, server = _read_only_grant(runtime, oauth_request)
+        response, server = _read_on(runtime, oauth_request, reader)
     else:
         response, server = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
     if server.deferred_events or server.deferred_failure:
@@ -110,7 +113,15 @@ def _read_only_grant(runtime: Runtime, oauth_request: IdpRequest) -> tuple[Respo
     """client_credentials with a secret: one read-only snapshot; the server comes back with
     what it kept for a write (a failed authentication)."""
     with deps.read_connection(runtime) as conn:
-        server = IdpServer(runtime, Session(bind=conn), read_only=True, reader=conn)
+        return _read_on(runtime, oauth_request, conn)
+
+
+def _read_on(
+    runtime: Runtime, oauth_request: IdpRequest, reader: Connection | sqlite3.Connection
+) -> tuple[Response, IdpServer]:
+    # The Session is for authlib's interfaces only: this grant reads through `reader`.
+    with Session(runtime.read_engine) as db:
+        server = IdpServer(runtime, db, read_only=True, reader=reader)
         response: Response = server.create_token_response(oauth_request)
     return response, server
 
