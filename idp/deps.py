@@ -76,8 +76,12 @@ def read_transaction(runtime: Runtime) -> Iterator[Session]:
 @contextmanager
 def read_connection(runtime: Runtime) -> Iterator[Connection]:
     """A read-only connection without the ORM, for the one lookup of the client_credentials hot
-    path (a quarter of the cost of a Session's unit of work, measured: 35 µs against 130 µs)."""
+    path (a quarter of the cost of a Session's unit of work, measured: 35 µs against 130 µs).
+    The lookup is a single statement, which needs no transaction around it: on PostgreSQL the
+    connection is in autocommit mode, one round trip instead of BEGIN, SELECT and ROLLBACK."""
     with runtime.read_engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
 
 
@@ -125,9 +129,7 @@ async def oauth_form(
     never in a URL that logs keep)."""
     settings = runtime.settings
     try:
-        params = await read_form(
-            request, settings.max_body_bytes, settings.max_param_bytes, opaque
-        )
+        params = await read_form(request, settings.max_body_bytes, settings.max_param_bytes, opaque)
     except BadParameters as exc:
         raise InvalidRequest(str(exc)) from None
     if repeated := params.repeated(allowed=repeatable):

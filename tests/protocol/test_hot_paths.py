@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
 
@@ -57,6 +58,8 @@ class Sent:
 
     statements: list[str] = field(default_factory=list)
     checkouts: int = 0
+    # PostgreSQL: for each statement, whether it ran in a transaction.
+    in_transaction: list[bool] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
         return [kind(s) for s in self.statements]
@@ -103,7 +106,7 @@ def sent_to_database(engine: Engine) -> Iterator[Sent]:
             return
         if postgres:
             traced[dbapi_conn] = dbapi_conn.cursor_factory
-            dbapi_conn.cursor_factory = _noting_cursor(dbapi_conn.cursor_factory, note)
+            dbapi_conn.cursor_factory = _noting_cursor(dbapi_conn.cursor_factory, note, sent)
         else:
             traced[dbapi_conn] = None
             dbapi_conn.set_trace_callback(note)
@@ -124,11 +127,16 @@ def sent_to_database(engine: Engine) -> Iterator[Sent]:
                 dbapi_conn.set_trace_callback(None)
 
 
-def _noting_cursor(base: type[Any], note: Any) -> type[Any]:
+def _noting_cursor(base: type[Any], note: Any, sent: Sent) -> type[Any]:
     class NotingCursor(base):  # type: ignore[misc, valid-type]
         def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
             note(query)
-            return super().execute(query, *args, **kwargs)
+            result = super().execute(query, *args, **kwargs)
+            # psycopg sends BEGIN itself, in execute(): a transaction is open after it unless
+            # the connection is in autocommit mode.
+            status = self.connection.info.transaction_status
+            sent.in_transaction.append(status != psycopg.pq.TransactionStatus.IDLE)
+            return result
 
         def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
             note(query)
@@ -169,13 +177,18 @@ def test_client_credentials(idp: Harness, service: RP) -> None:
     SHA-256 against it, and it carries the client's grant types, scopes and token lifetime),
     read without a transaction around it. Nothing is written: the token is a self-contained JWT.
     On SQLite the read runs on the event loop's own connection (idp.db.engine.loop_reader), so
-    the pool is not touched; on PostgreSQL it takes one connection."""
+    the pool is not touched; on PostgreSQL it takes one connection, in autocommit mode (one
+    round trip, where BEGIN, SELECT and ROLLBACK were three)."""
     assert idp.client_credentials(service).status_code == 200  # warm-up: today's last_used_day
     with sent_to_database(idp.runtime.engine) as sent:
         response = idp.client_credentials(service)
     assert response.status_code == 200, response.text
     assert sent.kinds() == [CLIENT_READ]
-    assert sent.checkouts == (0 if idp.runtime.engine.dialect.name == "sqlite" else 1)
+    if idp.runtime.engine.dialect.name == "sqlite":
+        assert sent.checkouts == 0
+    else:
+        assert sent.checkouts == 1
+        assert sent.in_transaction == [False]  # autocommit: no BEGIN and ROLLBACK round trips
 
 
 # Read for every grant that has a user: the user may still sign in (not disabled, not revoked
