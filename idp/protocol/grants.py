@@ -112,7 +112,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         """Nothing to do: query_authorization_code consumed it."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        user = users.get(self.server.db, authorization_code.user_id)
+        user = users.read(self.server.db, authorization_code.user_id)
         return user if user is not None and not user.disabled else None
 
 

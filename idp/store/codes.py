@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, String, Text, select, update
+from sqlalchemy import JSON, ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import sha256_hex
 from idp.store.base import Base, now
+from idp.store.driver import Columns, Sql, execute, fetch_one
 
 
 class AuthorizationCode(Base):
@@ -63,24 +64,28 @@ def save(db: Session, code: str, row: AuthorizationCode) -> None:
     db.flush()
 
 
+# The code exchange's own statements, on the driver's cursor (idp.store.driver).
+_CODES = Columns(AuthorizationCode)
+_CONSUME = Sql(
+    "UPDATE authorization_codes SET used_at = ?"  # noqa: S608 (names from the table)
+    " WHERE code_hash = ? AND client_id = ? AND used_at IS NULL AND expires_at > ?"
+    f" RETURNING {', '.join(_CODES.names)}"
+)
+_RECORD_ISSUED = Sql(
+    "UPDATE authorization_codes SET token_jti = ?, token_expires_at = ?, family_id = ?"
+    " WHERE code_hash = ?"
+)
+
+
 def consume(db: Session, code: str, client_id: str) -> AuthorizationCode | None:
-    """Mark the code used and return it; None if unknown, expired, used or not this client's.
+    """Mark the code used and return it (a transient copy); None if unknown, expired, used or
+    not this client's.
 
     One conditional UPDATE: two workers racing on one code cannot both win.
     """
     ts = now()
-    return db.scalars(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_hash == sha256_hex(code),
-            AuthorizationCode.client_id == client_id,
-            AuthorizationCode.used_at.is_(None),
-            AuthorizationCode.expires_at > ts,
-        )
-        .values(used_at=ts)
-        .returning(AuthorizationCode),
-        execution_options={"synchronize_session": False},
-    ).one_or_none()
+    row = fetch_one(db, _CONSUME, (ts, sha256_hex(code), client_id, ts))
+    return _CODES.instance(row) if row is not None else None
 
 
 def resources_of(db: Session, code: str, client_id: str) -> tuple[bool, list[str] | None]:
@@ -110,12 +115,7 @@ def used_before(db: Session, code: str, client_id: str) -> AuthorizationCode | N
 def record_issued_token(
     db: Session, code: AuthorizationCode, jti: str, expires_at: int, family_id: str | None
 ) -> None:
-    db.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == code.code_hash)
-        .values(token_jti=jti, token_expires_at=expires_at, family_id=family_id),
-        execution_options={"synchronize_session": False},
-    )
+    execute(db, _RECORD_ISSUED, (jti, expires_at, family_id, code.code_hash))
 
 
 def live_tokens_of(db: Session, user_id: str, client_id: str, ts: int) -> list[tuple[str, int]]:
