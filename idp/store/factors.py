@@ -8,7 +8,23 @@ DELETE ... RETURNING consumes a code, so it works once however many try it at on
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, LargeBinary, String, delete, exists, func, select, update
+import functools
+from typing import Any
+
+from sqlalchemy import (
+    BindParameter,
+    ForeignKey,
+    LargeBinary,
+    Select,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -40,20 +56,26 @@ class RecoveryCode(Base):
 def summary(db: Session, user_id: str) -> tuple[bool, int, int, bool]:
     """In one round trip: a confirmed TOTP factor, how many WebAuthn credentials and unused
     recovery codes, and whether the user holds the admin role (every sign-in asks this)."""
-    from idp.store.roles import ADMIN, UserRole, live
+    row = db.execute(_summary(), {"user_id": user_id, "ts": now()}).one()
+    return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
+
+
+@functools.cache
+def _summary() -> Select[Any]:
+    """Built once (at the first sign-in: its tables' modules import this one): constructing it
+    at each call cost more than running it. The role condition is roles.live()'s."""
+    from idp.store.roles import ADMIN, UserRole
     from idp.store.webauthn import WebAuthnCredential
 
-    row = db.execute(
-        select(
-            exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)),
-            select(func.count())
-            .where(WebAuthnCredential.user_id == user_id)
-            .scalar_subquery(),
-            select(func.count()).where(RecoveryCode.user_id == user_id).scalar_subquery(),
-            exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN, live()),
-        )
-    ).one()
-    return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
+    user_id: BindParameter[str] = bindparam("user_id")
+    ts: BindParameter[int] = bindparam("ts")
+    admin_until = or_(UserRole.expires_at.is_(None), UserRole.expires_at > ts)
+    return select(
+        exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)),
+        select(func.count()).where(WebAuthnCredential.user_id == user_id).scalar_subquery(),
+        select(func.count()).where(RecoveryCode.user_id == user_id).scalar_subquery(),
+        exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN, admin_until),
+    )
 
 
 def totp_of(db: Session, user_id: str) -> TotpFactor | None:

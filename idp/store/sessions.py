@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, String, delete, func, select
+from sqlalchemy import JSON, ForeignKey, String, bindparam, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import new_id, new_secret, sha256_hex
@@ -65,6 +65,20 @@ def start(
     return cookie, row
 
 
+# Read at nearly every page and code exchange: built once, as constructing them cost more than
+# running them (see idp.store.interactions).
+_CURRENT = select(BrowserSession).where(
+    BrowserSession.id_hash == bindparam("id_hash"),
+    BrowserSession.expires_at > bindparam("ts"),
+    BrowserSession.last_seen_at > bindparam("seen_after"),
+)
+_LIVE_SID = select(BrowserSession.sid).where(
+    BrowserSession.sid == bindparam("sid"),
+    BrowserSession.expires_at > bindparam("ts"),
+    BrowserSession.last_seen_at > bindparam("seen_after"),
+)
+
+
 def current(
     db: Session, cookie: str | None, idle_timeout: int, touch: bool = True
 ) -> BrowserSession | None:
@@ -73,13 +87,8 @@ def current(
     if not cookie:
         return None
     ts = now()
-    row = db.scalars(
-        select(BrowserSession).where(
-            BrowserSession.id_hash == sha256_hex(cookie),
-            BrowserSession.expires_at > ts,
-            BrowserSession.last_seen_at > ts - idle_timeout,
-        )
-    ).one_or_none()
+    params = {"id_hash": sha256_hex(cookie), "ts": ts, "seen_after": ts - idle_timeout}
+    row = db.scalars(_CURRENT, params).one_or_none()
     if touch and row is not None and ts - row.last_seen_at >= TOUCH_GRANULARITY:
         row.last_seen_at = ts
     return row
@@ -99,16 +108,7 @@ def end(db: Session, cookie: str) -> None:
 def is_live(db: Session, sid: str, idle_timeout: int) -> bool:
     """True if the session with this public sid has neither ended nor timed out."""
     ts = now()
-    return (
-        db.scalar(
-            select(BrowserSession.sid).where(
-                BrowserSession.sid == sid,
-                BrowserSession.expires_at > ts,
-                BrowserSession.last_seen_at > ts - idle_timeout,
-            )
-        )
-        is not None
-    )
+    return db.scalar(_LIVE_SID, {"sid": sid, "ts": ts, "seen_after": ts - idle_timeout}) is not None
 
 
 def end_by_sid(db: Session, sid: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select, String, false, func, or_, select
+from sqlalchemy import Select, String, bindparam, false, func, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
@@ -65,8 +65,11 @@ def read(db: Session, user_id: str) -> User | None:
     return _USERS.instance(row) if row is not None else None
 
 
+_BY_EMAIL = select(User).where(User.email == bindparam("email"))  # built once: every sign-in
+
+
 def by_email(db: Session, email: str) -> User | None:
-    return db.scalars(select(User).where(User.email == normalize_email(email))).one_or_none()
+    return db.scalars(_BY_EMAIL, {"email": normalize_email(email)}).one_or_none()
 
 
 def set_password_hash(db: Session, user: User, password_hash: str) -> None:
