@@ -14,13 +14,28 @@ free (`... DO UPDATE SET count = count + 1 WHERE count < allowance RETURNING`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, case, delete, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Integer,
+    String,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
-from idp.store.upsert import insert, insert_ignore
+from idp.store.upsert import insert_ignore
 
 # 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
 SHIFT_CAP = 30
@@ -73,17 +88,35 @@ def _allowance(limit: int):  # type: ignore[no-untyped-def]
 
 def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
     """Take one attempt's slot in the bucket; False when it is blocked or its slots are taken."""
+    params = {
+        "key": bucket.key,
+        "account": bucket.account,
+        "ts": ts,
+        "window_end": ts + backoff.window,
+        "allowance": bucket.limit,
+    }
+    return db.execute(_reserve(db.get_bind().dialect.name), params).first() is not None
+
+
+@functools.cache
+def _reserve(dialect: str) -> Any:
+    """The upsert of reserve(), built once per dialect: building it cost more than running it
+    (every sign-in runs it once per budget)."""
     t = ThrottleCounter
+    ts: BindParameter[int] = bindparam("ts", type_=t.expires_at.type)
+    window_end: BindParameter[int] = bindparam("window_end", type_=t.expires_at.type)
+    allowance: BindParameter[int] = bindparam("allowance", type_=Integer())
     forgotten = t.expires_at <= ts
-    stmt = (
-        insert(db, ThrottleCounter)
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        upsert(ThrottleCounter)
         .values(
-            key=bucket.key,
-            account=bucket.account,
+            key=bindparam("key", type_=t.key.type),
+            account=bindparam("account", type_=t.account.type),
             count=1,
             strikes=0,
             blocked_until=0,
-            expires_at=ts + backoff.window,
+            expires_at=window_end,
         )
         .on_conflict_do_update(
             index_elements=[t.key],
@@ -91,16 +124,17 @@ def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
                 "count": case((forgotten, 1), else_=t.count + 1),
                 "strikes": case((forgotten, 0), else_=t.strikes),
                 "blocked_until": case((forgotten, 0), else_=t.blocked_until),
-                "expires_at": case(
-                    (t.expires_at > ts + backoff.window, t.expires_at),
-                    else_=ts + backoff.window,
-                ),
+                "expires_at": case((t.expires_at > window_end, t.expires_at), else_=window_end),
             },
-            where=forgotten | ((t.blocked_until <= ts) & (t.count < _allowance(bucket.limit))),
+            # A bucket with strikes gets one attempt per round; a fresh one its whole limit.
+            where=forgotten
+            | (
+                (t.blocked_until <= ts)
+                & (t.count < case((t.strikes == 0, allowance), else_=literal(1)))
+            ),
         )
         .returning(t.count)
     )
-    return db.execute(stmt).first() is not None
 
 
 def retry_after(db: Session, key: str, ts: int) -> int:
@@ -132,15 +166,22 @@ def fail(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> int | None:
     return db.execute(stmt).scalar()
 
 
+_RELEASE = (
+    update(ThrottleCounter)
+    .where(ThrottleCounter.key == bindparam("k"), ThrottleCounter.count > 0)
+    .values(count=ThrottleCounter.count - 1)
+)
+_FORGET = delete(ThrottleCounter).where(ThrottleCounter.key == bindparam("k"))
+
+
 def release(db: Session, key: str) -> None:
     """Give back a reserved slot whose attempt was not judged, or that succeeded."""
-    t = ThrottleCounter
-    db.execute(update(t).where(t.key == key, t.count > 0).values(count=t.count - 1))
+    db.execute(_RELEASE, {"k": key})
 
 
 def forget(db: Session, key: str) -> None:
     """Reset a bucket: its owner proved who they are."""
-    db.execute(delete(ThrottleCounter).where(ThrottleCounter.key == key))
+    db.execute(_FORGET, {"k": key})
 
 
 def forget_account(db: Session, account: str) -> int:
