@@ -41,6 +41,7 @@ class _Turn:
     def __init__(self, writers: _WriterQueue, handed: bool) -> None:
         self.writers = writers
         self.handed = handed
+        self.begun = False
 
 
 _TURN: ContextVar[_Turn | None] = ContextVar("idp_write_turn", default=None)
@@ -110,6 +111,11 @@ def _sqlite_engine(url: str) -> Engine:
             raise
 
     def _begin_now(conn: Any, dbapi_conn: Any, turn: _Turn) -> None:
+        if turn.begun:
+            # A second transaction could meet WriterBusy after the first committed, and the
+            # work would then run again in a thread, repeating the first: refused outright.
+            raise RuntimeError("work run on_the_loop may begin one write transaction only")
+        turn.begun = True
         handed, turn.handed = turn.handed, False  # a handed turn serves the first transaction
         if not (writers.claim(conn, dbapi_conn) if handed else writers.try_enter(conn, dbapi_conn)):
             raise WriterBusy
@@ -219,8 +225,8 @@ async def on_the_loop(engine: Engine, work: Callable[[], T]) -> T:
     runs on the loop, taking the write lock only when it is free; when a thread holds it, a
     thread waits for the next turn and hands it to the loop. On PostgreSQL, and when another
     process holds SQLite's lock, `work` runs in a thread, where waiting is harmless. `work` is
-    synchronous and may be run twice: it must do nothing before its first statement that it
-    could not repeat (WriterBusy is raised at that statement's BEGIN)."""
+    synchronous, begins one write transaction at most, and may be run twice: it must do nothing
+    before its first statement that it could not repeat (WriterBusy is raised at that BEGIN)."""
     writers = _WRITERS.get(engine)
     if writers is not None:
         try:

@@ -238,3 +238,16 @@ def test_the_loop_reader_is_one_threads_and_holds_no_transaction(engine: Engine)
     assert loop_reader_made(engine) is None
     with pytest.raises(sqlite3.ProgrammingError):
         reader.execute("SELECT 1")
+
+
+def test_work_on_the_loop_may_begin_one_write_transaction(engine: Engine) -> None:
+    """A second write transaction in one unit of work on the loop is refused: had it met a
+    taken lock, the work would have run again in a thread and repeated the first."""
+
+    def twice() -> int:
+        bump(engine, [])
+        return bump(engine, [])
+
+    with pytest.raises(RuntimeError, match="one write transaction"):
+        asyncio.run(on_the_loop(engine, twice))
+    assert count(engine) == 1  # the first committed; the second never began
