@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from idp.db.engine import loop_connection
 from idp.errors import N_, InvalidRequest, PageError
 from idp.protocol import authorization
 from idp.protocol.client_auth import KeysLocation, RemoteKeys, fetch_client_keys, keys_location
@@ -61,8 +62,14 @@ Pages = Annotated[Templates, Depends(get_templates)]
 
 @contextmanager
 def transaction(runtime: Runtime) -> Iterator[Session]:
-    """One read-write unit of work: commit on success, roll back on any exception."""
-    with runtime.sessions.begin() as db:
+    """One read-write unit of work: commit on success, roll back on any exception. Inside
+    on_the_loop's work it runs on the loop's own connection (idp.db.engine)."""
+    connection = loop_connection(runtime.engine)
+    if connection is None:
+        with runtime.sessions.begin() as db:
+            yield db
+        return
+    with runtime.sessions(bind=connection) as db, db.begin():
         yield db
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.audit import chain
 from idp.authn.passwords import Passwords
-from idp.db.engine import make_engine, make_sessionmaker, read_only
+from idp.db.engine import make_engine, make_sessionmaker, prepare_loop_writes, read_only
 from idp.keys.kek import load_key_encryption_key
 from idp.keys.ring import KeyRing
 from idp.keys.rotation import maintain
@@ -62,6 +62,7 @@ def build_runtime(settings: Settings) -> Runtime:
         raise NotMigrated("the database has no schema yet: run `idp migrate` first")
     read_engine = read_only(engine)
     writes, reads = make_sessionmaker(engine), make_sessionmaker(read_engine)
+    prepare_loop_writes(engine)
     try:
         kek = load_key_encryption_key(settings)
         audit_key = chain.chain_key(kek)

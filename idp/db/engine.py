@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,10 +38,11 @@ class _Turn:
     """How write transactions begun in one `on_the_loop` block take the write lock: now or not
     at all, or from a turn a thread already waited for (`handed`)."""
 
-    def __init__(self, writers: _WriterQueue, handed: bool) -> None:
+    def __init__(self, writers: _WriterQueue, handed: bool, connection: Connection) -> None:
         self.writers = writers
         self.handed = handed
         self.begun = False
+        self.connection = connection  # the loop's own (_LoopWriter): the pool is never waited on
 
 
 _TURN: ContextVar[_Turn | None] = ContextVar("idp_write_turn", default=None)
@@ -206,9 +207,36 @@ class _Handed:
 _WRITERS: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
 
 
+class _LoopWriter:
+    """The connection write work on the event loop runs on, made when the server starts: taken
+    from the pool there, a checkout could wait for a connection that threads hold while their
+    transactions wait for the loop (measured: 32 concurrent sign-ins exhausted the pool)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.connection = engine.connect()
+        self.lock = threading.Lock()  # one event loop at a time (tests run several)
+
+
+_LOOP_WRITERS: weakref.WeakKeyDictionary[Engine, _LoopWriter] = weakref.WeakKeyDictionary()
+
+
+def prepare_loop_writes(engine: Engine) -> None:
+    """At server start, on SQLite: the connection on_the_loop's work runs on. Without it (the
+    CLI, or PostgreSQL) on_the_loop runs its work in a thread."""
+    if engine in _WRITERS and engine not in _LOOP_WRITERS:
+        writer = _LOOP_WRITERS[engine] = _LoopWriter(engine)
+        event.listen(engine, "engine_disposed", lambda _e: writer.connection.close())
+
+
+def loop_connection(engine: Engine) -> Connection | None:
+    """Inside on_the_loop's work: the connection its write transaction must use."""
+    turn = _TURN.get()
+    return turn.connection if turn is not None and turn.writers is _WRITERS.get(engine) else None
+
+
 @contextmanager
-def _turn(writers: _WriterQueue, handed: _Handed | None) -> Iterator[None]:
-    token = _TURN.set(_Turn(writers, handed is not None))
+def _turn(writers: _WriterQueue, handed: _Handed | None, connection: Connection) -> Iterator[None]:
+    token = _TURN.set(_Turn(writers, handed is not None, connection))
     try:
         yield
     finally:
@@ -227,20 +255,23 @@ async def on_the_loop(engine: Engine, work: Callable[[], T]) -> T:
     process holds SQLite's lock, `work` runs in a thread, where waiting is harmless. `work` is
     synchronous, begins one write transaction at most, and may be run twice: it must do nothing
     before its first statement that it could not repeat (WriterBusy is raised at that BEGIN)."""
-    writers = _WRITERS.get(engine)
-    if writers is not None:
+    writers, writer = _WRITERS.get(engine), _LOOP_WRITERS.get(engine)
+    if writers is not None and writer is not None and writer.lock.acquire(blocking=False):
         try:
-            with _turn(writers, None):
-                return work()
-        except WriterBusy:
-            pass
-        handed = await anyio.to_thread.run_sync(writers.wait_for_turn)
-        if handed is not None:
             try:
-                with _turn(writers, handed):
+                with _turn(writers, None, writer.connection):
                     return work()
             except WriterBusy:
                 pass
+            handed = await anyio.to_thread.run_sync(writers.wait_for_turn)
+            if handed is not None:
+                try:
+                    with _turn(writers, handed, writer.connection):
+                        return work()
+                except WriterBusy:
+                    pass
+        finally:
+            writer.lock.release()
     return await anyio.to_thread.run_sync(work)
 
 
@@ -285,11 +316,16 @@ def loop_reader(engine: Engine) -> sqlite3.Connection | None:
     return reader.get() if reader is not None else None
 
 
-def loop_reader_made(engine: Engine) -> sqlite3.Connection | None:
-    """The loop reader's connection if it has been made, whichever thread asks (for tests that
-    watch what a request sends to the database); it is never used from here."""
-    reader = _LOOP_READERS.get(engine)
-    return reader._dbapi if reader is not None else None
+def loop_connections_made(engine: Engine) -> list[Any]:
+    """The DBAPI connections of the loop's reader and writer that have been made, whichever
+    thread asks (for tests that watch what a request sends to the database)."""
+    made: list[Any] = []
+    reader, writer = _LOOP_READERS.get(engine), _LOOP_WRITERS.get(engine)
+    if reader is not None and reader._dbapi is not None:
+        made.append(reader._dbapi)
+    if writer is not None:
+        made.append(writer.connection.connection.dbapi_connection)
+    return made
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

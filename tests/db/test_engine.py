@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from idp.db.engine import (
+    loop_connection,
+    loop_connections_made,
     loop_reader,
-    loop_reader_made,
     make_engine,
     make_sessionmaker,
     on_the_loop,
+    prepare_loop_writes,
     read_only,
 )
 from tests.conftest import make_settings
@@ -110,15 +112,26 @@ def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
 
 
 def bump(engine: Engine, ran_on: list[int]) -> int:
-    """One write transaction; records the thread it ran on."""
+    """One write transaction (as idp.deps.transaction opens it: on the loop's own connection
+    inside on_the_loop); records the thread it ran on."""
     ran_on.append(threading.get_ident())
-    with make_sessionmaker(engine).begin() as db:
+    connection = loop_connection(engine)
+    factory = make_sessionmaker(engine)
+    with factory(bind=connection) if connection is not None else factory() as db, db.begin():
         n = int(db.execute(text("SELECT n FROM counter")).scalar_one()) + 1
         db.execute(text("UPDATE counter SET n = :n"), {"n": n})
     return n
 
 
-def test_a_free_write_lock_runs_the_work_on_the_loop(engine: Engine) -> None:
+@pytest.fixture
+def loop_engine(engine: Engine) -> Engine:
+    """The engine as the server prepares it (idp.runtime): with the loop's write connection."""
+    prepare_loop_writes(engine)
+    return engine
+
+
+def test_a_free_write_lock_runs_the_work_on_the_loop(loop_engine: Engine) -> None:
+    engine = loop_engine
     """No thread hop when no one else writes: the work runs on the loop's own thread."""
     ran_on: list[int] = []
 
@@ -130,7 +143,8 @@ def test_a_free_write_lock_runs_the_work_on_the_loop(engine: Engine) -> None:
     assert ran_on == [loop_thread]
 
 
-def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(engine: Engine) -> None:
+def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(loop_engine: Engine) -> None:
+    engine = loop_engine
     """A thread's transaction that can only end when the loop runs (as a page's unit of work,
     which spans awaits) holds the lock: the loop's write waits for its turn without blocking
     the loop, then runs on the loop. A loop that blocked would never release the thread."""
@@ -162,10 +176,11 @@ def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(engine: Eng
 
 
 def test_another_process_holding_the_lock_sends_the_work_to_a_thread(
-    engine: Engine, tmp_path: Path
+    loop_engine: Engine, tmp_path: Path
 ) -> None:
     """SQLite's own lock, held by another connection (as another worker process would): the
     loop does not sleep on busy_timeout; the work runs in a thread, which waits for it."""
+    engine = loop_engine
     other = sqlite3.connect(tmp_path / "e.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     other.execute("UPDATE counter SET n = 20")
@@ -184,7 +199,8 @@ def test_another_process_holding_the_lock_sends_the_work_to_a_thread(
     assert ran_on[-1] != loop_thread
 
 
-def test_work_that_fails_before_writing_gives_back_a_handed_turn(engine: Engine) -> None:
+def test_work_that_fails_before_writing_gives_back_a_handed_turn(loop_engine: Engine) -> None:
+    engine = loop_engine
     """A turn handed to the loop and never used (the work raised before its first statement)
     is released: the next writer starts at once, not after the 10 s timeout."""
     held, release = threading.Event(), threading.Event()
@@ -235,12 +251,13 @@ def test_the_loop_reader_is_one_threads_and_holds_no_transaction(engine: Engine)
     bump(engine, [])
     assert reader.execute("SELECT n FROM counter").fetchone() == (1,)  # the new snapshot
     engine.dispose()
-    assert loop_reader_made(engine) is None
+    assert loop_connections_made(engine) == []
     with pytest.raises(sqlite3.ProgrammingError):
         reader.execute("SELECT 1")
 
 
-def test_work_on_the_loop_may_begin_one_write_transaction(engine: Engine) -> None:
+def test_work_on_the_loop_may_begin_one_write_transaction(loop_engine: Engine) -> None:
+    engine = loop_engine
     """A second write transaction in one unit of work on the loop is refused: had it met a
     taken lock, the work would have run again in a thread and repeated the first."""
 
@@ -251,3 +268,38 @@ def test_work_on_the_loop_may_begin_one_write_transaction(engine: Engine) -> Non
     with pytest.raises(RuntimeError, match="one write transaction"):
         asyncio.run(on_the_loop(engine, twice))
     assert count(engine) == 1  # the first committed; the second never began
+
+
+def test_the_loop_never_waits_for_the_pool(loop_engine: Engine) -> None:
+    """Threads hold every connection of the pool, each until the loop runs (as pages' units of
+    work do): the loop's write runs on its own connection, not after a 30 s pool timeout."""
+    engine = loop_engine
+    pool = engine.pool
+    # What is left once the loop's own connection is out.
+    capacity = pool.size() + pool._max_overflow - pool.checkedout()  # type: ignore[attr-defined]
+    release = threading.Event()
+    held = threading.Barrier(capacity + 1)
+
+    def hold() -> None:
+        with engine.connect():
+            held.wait(5)
+            release.wait(10)
+
+    threads = [threading.Thread(target=hold) for _ in range(capacity)]
+
+    async def main() -> int:
+        for thread in threads:
+            thread.start()
+        await asyncio.to_thread(held.wait, 5)
+        asyncio.get_running_loop().call_later(0.2, release.set)
+        started = time.monotonic()
+        n = await asyncio.wait_for(on_the_loop(engine, lambda: bump(engine, [])), 5)
+        assert time.monotonic() - started < 0.2  # done before the holders let go
+        return n
+
+    try:
+        assert asyncio.run(main()) == 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
