@@ -19,6 +19,7 @@ from idp.db.engine import (
     make_engine,
     make_sessionmaker,
     on_the_loop,
+    pool_capacity,
     prepare_loop_writes,
     read_only,
 )
@@ -175,6 +176,41 @@ def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(loop_engine
     assert count(engine) == 11
 
 
+def test_units_of_work_that_come_while_one_waits_for_a_thread_wait_on_the_loop(
+    loop_engine: Engine,
+) -> None:
+    """While one unit of work waits for the turn a page's thread holds, the next ones queue on
+    the loop behind it and then run there, in order: none becomes a thread of its own (under
+    concurrent refresh grants that made 30 threads queue on the pool and the write lock)."""
+    engine = loop_engine
+    held, release = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with make_sessionmaker(engine).begin() as db:
+            db.execute(text("UPDATE counter SET n = 10"))
+            held.set()
+            release.wait(10)
+
+    ran_on: list[int] = []
+
+    async def main() -> tuple[list[int], int]:
+        thread = threading.Thread(target=page)
+        thread.start()
+        assert held.wait(5)
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        works = [on_the_loop(engine, lambda: bump(engine, ran_on)) for _ in range(5)]
+        results = await asyncio.wait_for(asyncio.gather(*works), 5)
+        await asyncio.to_thread(thread.join, 5)
+        return list(results), threading.get_ident()
+
+    results, loop_thread = asyncio.run(main())
+    assert results == [11, 12, 13, 14, 15]
+    # Six runs: the first found the lock taken (WriterBusy at BEGIN) and ran again when handed
+    # the turn; every run on the loop's thread.
+    assert ran_on == [loop_thread] * 6
+    assert count(engine) == 15
+
+
 def test_another_process_holding_the_lock_sends_the_work_to_a_thread(
     loop_engine: Engine, tmp_path: Path
 ) -> None:
@@ -303,3 +339,17 @@ def test_the_loop_never_waits_for_the_pool(loop_engine: Engine) -> None:
         release.set()
         for thread in threads:
             thread.join(5)
+
+
+def test_pool_capacity_is_the_pools_size_and_overflow(tmp_path: Path) -> None:
+    """What the server sizes anyio's thread limiter by (idp.app): SQLAlchemy's QueuePool lends
+    5 + 10 connections on SQLite, IDP_DATABASE_POOL_SIZE twice over on PostgreSQL."""
+    sqlite = make_engine(make_settings(f"sqlite:///{tmp_path}/p.db", tmp_path))
+    settings = make_settings("postgresql://nobody@127.0.0.1:1/none", tmp_path)
+    postgres = make_engine(settings.model_copy(update={"database_pool_size": 7}))
+    try:
+        assert pool_capacity(sqlite) == 15
+        assert pool_capacity(postgres) == 14
+    finally:
+        sqlite.dispose()
+        postgres.dispose()
