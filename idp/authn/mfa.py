@@ -13,9 +13,8 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyotp
-import segno
 from sqlalchemy.orm import Session
 
 from idp.audit.events import AuditEvent, record
@@ -23,6 +22,9 @@ from idp.security.secrets import Sealer
 from idp.store import factors as store, webauthn as credentials
 from idp.store.clients import Client
 from idp.store.users import User
+
+if TYPE_CHECKING:
+    import pyotp
 
 # acr values (OpenID EAP ACR Values 1.0 for phr; NIST SP 800-63B levels for the others).
 AAL1, AAL2, PHR = "aal1", "aal2", "phr"
@@ -119,7 +121,11 @@ def _aad(user_id: str) -> bytes:
     return f"totp:{user_id}".encode()
 
 
+# pyotp and segno (with xml.sax, ~1 MiB resident together) load with the first TOTP use:
+# a worker serving tokens never needs them.
 def _totp(secret: str) -> pyotp.TOTP:
+    import pyotp
+
     return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD)
 
 
@@ -134,6 +140,8 @@ class Enrolment:
     def qr_svg(self) -> str:
         # An inline SVG element: no script, no style attribute, no data: URI, so the strict
         # CSP holds (segno writes presentation attributes, not style).
+        import segno
+
         return str(
             segno.make(self.uri, error="m").svg_inline(dark="#000", light="#fff", omitsize=True)
         )
@@ -145,6 +153,8 @@ class Enrolment:
 
 def start_totp(db: Session, sealer: Sealer, user: User, issuer_name: str) -> Enrolment:
     """A new, unconfirmed seed (replacing an unconfirmed one); it counts once confirmed."""
+    import pyotp
+
     secret = pyotp.random_base32(length=TOTP_SECRET_CHARS)
     store.put_totp(db, user.id, sealer.seal(secret.encode(), _aad(user.id)))
     return _enrolment(secret, user, issuer_name)
@@ -165,6 +175,8 @@ def _enrolment(secret: str, user: User, issuer_name: str) -> Enrolment:
 
 def _matching_step(db: Session, sealer: Sealer, user_id: str, code: str) -> tuple[int, bool] | None:
     """The time step the code belongs to and whether the factor is confirmed, or None."""
+    import pyotp
+
     row = store.totp_of(db, user_id)
     code = re.sub(r"\s", "", code)
     if row is None or not (code.isascii() and code.isdigit() and len(code) == TOTP_DIGITS):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 
 from idp.resources import migrations_dir
+from idp.store import schema
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -82,7 +83,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def upgrade(engine: Engine) -> None:
-    """alembic upgrade head, serialised across processes."""
+    """alembic upgrade head, serialised across processes. A database already at head is left
+    alone without loading alembic: `idp serve` after `idp migrate` then runs without it."""
+    with engine.connect() as conn:
+        if schema.revisions(conn) == head_revisions():
+            return
     from alembic import command
 
     config = alembic_config()

@@ -31,11 +31,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
-from idp.store.upsert import insert_ignore
+from idp.store.upsert import dialect_insert, insert_ignore
 
 # 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
 SHIFT_CAP = 30
@@ -107,7 +106,7 @@ def _reserve(dialect: str) -> Any:
     window_end: BindParameter[int] = bindparam("window_end", type_=t.expires_at.type)
     allowance: BindParameter[int] = bindparam("allowance", type_=Integer())
     forgotten = t.expires_at <= ts
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = dialect_insert(dialect)
     return (
         upsert(ThrottleCounter)
         .values(
