@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +20,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
+from idp.db.engine import pool_capacity
 from idp.ops import health, scrape
 from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import (
@@ -68,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # garbage collector's generations, so collections during requests stay short.
         gc.freeze()
+        # Sync endpoints (the pages) run in anyio's threads, 40 by default. Each needs one of
+        # the pool's connections, so a thread beyond those only waits, holding a stack and,
+        # under glibc, an arena of its own that it never gives back.
+        to_thread.current_default_thread_limiter().total_tokens = pool_capacity(runtime.engine)
         worker.start()
         yield
         worker.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
 import io
 import ipaddress
 import os
@@ -81,13 +82,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from idp.ops import logs
     from idp.ops.metrics import MULTIPROC_ENV
-    from idp.runtime import build_runtime
-    from idp.store import clients as store_clients, users as store_users
     from idp.web import branding
 
     refusal = development_refusal(settings, args.host)
     if refusal:  # before anything is migrated, generated or bound
         raise CommandError(refusal)
+    cap_malloc_arenas()
     # Each worker builds its app (and its Settings) from the environment.
     if args.forwarded_allow_ips is not None:
         os.environ["IDP_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
@@ -102,10 +102,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         os.environ[MULTIPROC_ENV] = folder
     branding.load(settings)  # a bad logo or colour: one line, before anything starts
     cmd_migrate(settings, args)
-    services = build_runtime(settings)  # fails here, with one line, on a wrong KEK
-    with services.sessions() as db:
-        empty = not store_users.any_user(db) or not store_clients.all_clients(db)
-    services.engine.dispose()
+    empty = _first_start(settings)  # fails here, with one line, on a wrong KEK
     print(
         f"idp: issuer {settings.issuer}, listening on http://{args.host}:{args.port}",
         file=sys.stderr,
@@ -121,6 +118,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         # create_app applies IDP_FORWARDED_ALLOW_IPS itself (set above from the flag).
         proxy_headers=False,
         server_header=False,
+        # Nothing here speaks WebSocket: "auto" would load a WebSocket library into every
+        # worker for a protocol the IdP refuses anyway.
+        ws="none",
         date_header=True,
         log_level=settings.log_level,
         # JSON (or text) lines on stdout, applied by uvicorn in every worker (idp.ops.logs).
@@ -134,6 +134,43 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         # The listen backlog stays uvicorn's 2048 (capped by the kernel's somaxconn): uvicorn
         # accepts at once, so it fills only while the event loop is stalled.
     )
+
+
+# glibc's default is up to 8 malloc arenas per core, one for each thread that allocates while
+# another holds an arena, and an arena keeps what it once held. The page threads and argon2's
+# made a server 27 % larger after 60 s of sign-ins; with 2 arenas, 15 % (bench/README.md).
+MALLOC_ARENAS = "2"
+
+
+def cap_malloc_arenas() -> None:
+    """Two malloc arenas, unless MALLOC_ARENA_MAX says otherwise: set for this process (glibc
+    read the variable when it started) and, through the environment, for the workers."""
+    arenas = os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt  # glibc (and musl, where it does nothing); not macOS
+    except (OSError, AttributeError):
+        return
+    if arenas.isdigit() and int(arenas) > 0:
+        mallopt(M_ARENA_MAX, int(arenas))
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def _first_start(settings: Settings) -> bool:
+    """Whether the store has no user or no client yet. Builds a runtime once, so a wrong KEK
+    fails before uvicorn starts; the runtime is gone when this returns, not kept resident
+    beside the one each worker builds."""
+    from idp.runtime import build_runtime
+    from idp.store import clients as store_clients, users as store_users
+
+    services = build_runtime(settings)
+    try:
+        with services.sessions() as db:
+            return not store_users.any_user(db) or not store_clients.all_clients(db)
+    finally:
+        services.engine.dispose()
 
 
 FIRST_STEPS = """
