@@ -322,3 +322,15 @@ def server_cpu_seconds(pid: int | None) -> float | None:
             fields = _stat_fields(member)
             ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks / CLOCK_TICKS
+
+
+def server_rss_mib(pid: int | None) -> float | None:
+    """Resident memory of the server and its workers (VmRSS, shared pages counted in each), in
+    MiB; None when it cannot be read."""
+    if pid is None or not os.path.isdir(f"/proc/{pid}"):
+        return None
+    kib = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{member}/status") as status:
+            kib += next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+    return round(kib / 1024, 1)

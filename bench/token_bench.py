@@ -73,7 +73,7 @@ from loadgen import (
     run_phase,
 )
 from scenarios import SCENARIOS, Scenario
-from server import Target, running_server, server_cpu_seconds, spawned_server
+from server import Target, running_server, server_cpu_seconds, server_rss_mib, spawned_server
 
 DEFAULT_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/test"
 EXTERNAL_SCENARIOS = ("cc", "jwks")  # what --url can run: nothing to register
@@ -81,6 +81,8 @@ EXTERNAL_SCENARIOS = ("cc", "jwks")  # what --url can run: nothing to register
 
 async def run_load(args: argparse.Namespace, scenario: Scenario, target: Target) -> dict[str, Any]:
     conns = [Connection(target.port) for _ in range(args.connections)]
+    # At rest: the server has answered its readiness probe and nothing else yet.
+    rss_rest = server_rss_mib(target.pid)
     try:
         await asyncio.gather(*(conn.open() for conn in conns))
         visitors, details, checked = await scenario.prepare(target, conns)
@@ -93,6 +95,7 @@ async def run_load(args: argparse.Namespace, scenario: Scenario, target: Target)
         # Near 1.0 the load generator, not the server, sets the pace.
         client_cpu = (time.process_time() - cpu_start) / duration
         server_end = server_cpu_seconds(target.pid)
+        rss_after = server_rss_mib(target.pid)
     finally:
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
     server_cpu = None
@@ -115,6 +118,7 @@ async def run_load(args: argparse.Namespace, scenario: Scenario, target: Target)
             "requests_per_server_cpu_s": round(phase.ok / server_cpu, 1) if server_cpu else None,
             "warmup": {"requests": warm.ok + warm.errors, "errors": warm.errors},
             "client_cpu": round(client_cpu, 2),
+            "server_rss_mib": {"rest": rss_rest, "after": rss_after},
             "first_error": phase.first_error,
             scenario.probe_label: details,
             "checked": checked,
@@ -468,6 +472,13 @@ def check_url(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error("--url needs --client-id and --client-secret")
 
 
+def rss_line(rss: dict[str, float | None]) -> str:
+    rest, after = rss["rest"], rss["after"]
+    if rest is None or after is None:
+        return "n/a (not a server this benchmark started)"
+    return f"{rest:.1f} MiB at rest, {after:.1f} MiB after the run ({after / rest - 1:+.1%})"
+
+
 def print_figures(figures: dict[str, Any]) -> None:
     latency = figures["latency_ms"]
     workers = figures["server"]["workers"]
@@ -493,6 +504,7 @@ def print_figures(figures: dict[str, Any]) -> None:
             f"p99 {latency['p99']:.2f}  max {latency['max']:.2f}",
         ),
         ("server CPU", server_cpu),
+        ("server RSS", rss_line(figures["server_rss_mib"])),
         ("connections", f"{figures['connections']}"),
         ("warm-up", f"{figures['warmup']['requests']} requests, not measured"),
         (
