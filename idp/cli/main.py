@@ -140,6 +140,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 # another holds an arena, and an arena keeps what it once held. The page threads and argon2's
 # made a server 27 % larger after 60 s of sign-ins; with 2 arenas, 15 % (bench/README.md).
 MALLOC_ARENAS = "2"
+M_ARENA_MAX = -8  # mallopt's parameter, from glibc's malloc.h
 
 
 def cap_malloc_arenas() -> None:
@@ -153,9 +154,6 @@ def cap_malloc_arenas() -> None:
         return
     if arenas.isdigit() and int(arenas) > 0:
         mallopt(M_ARENA_MAX, int(arenas))
-
-
-M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _first_start(settings: Settings) -> bool:

@@ -58,6 +58,8 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, An
         monkeypatch.delenv(name)
     for name, value in CHEAP_HASHES.items():
         monkeypatch.setenv(name, value)
+    # serve sets it for its workers; this process's environment is back as it was afterwards.
+    monkeypatch.setenv("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "2"))
     calls: list[dict[str, Any]] = []
 
     def run(app: str, **kwargs: Any) -> None:
