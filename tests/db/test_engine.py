@@ -131,6 +131,23 @@ def loop_engine(engine: Engine) -> Engine:
     return engine
 
 
+def page_holding_the_write_lock(engine: Engine, n: int) -> tuple[threading.Thread, threading.Event]:
+    """A thread whose transaction (as a page's unit of work, which spans awaits) has written
+    `n` and holds the write lock until the returned event is set; started, and holding it."""
+    held, release = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with make_sessionmaker(engine).begin() as db:
+            db.execute(text("UPDATE counter SET n = :n"), {"n": n})
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=page)
+    thread.start()
+    assert held.wait(5)
+    return thread, release
+
+
 def test_a_free_write_lock_runs_the_work_on_the_loop(loop_engine: Engine) -> None:
     engine = loop_engine
     """No thread hop when no one else writes: the work runs on the loop's own thread."""
@@ -149,20 +166,10 @@ def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(loop_engine
     """A thread's transaction that can only end when the loop runs (as a page's unit of work,
     which spans awaits) holds the lock: the loop's write waits for its turn without blocking
     the loop, then runs on the loop. A loop that blocked would never release the thread."""
-    held, release = threading.Event(), threading.Event()
-
-    def page() -> None:
-        with make_sessionmaker(engine).begin() as db:
-            db.execute(text("UPDATE counter SET n = 10"))
-            held.set()
-            release.wait(10)
-
     ran_on: list[int] = []
 
     async def main() -> tuple[int, int]:
-        thread = threading.Thread(target=page)
-        thread.start()
-        assert held.wait(5)
+        thread, release = page_holding_the_write_lock(engine, 10)
         asyncio.get_running_loop().call_later(0.05, release.set)  # runs only if the loop does
         started = time.monotonic()
         n = await asyncio.wait_for(on_the_loop(engine, lambda: bump(engine, ran_on)), 5)
@@ -183,20 +190,10 @@ def test_units_of_work_that_come_while_one_waits_for_a_thread_wait_on_the_loop(
     the loop behind it and then run there, in order: none becomes a thread of its own (under
     concurrent refresh grants that made 30 threads queue on the pool and the write lock)."""
     engine = loop_engine
-    held, release = threading.Event(), threading.Event()
-
-    def page() -> None:
-        with make_sessionmaker(engine).begin() as db:
-            db.execute(text("UPDATE counter SET n = 10"))
-            held.set()
-            release.wait(10)
-
     ran_on: list[int] = []
 
     async def main() -> tuple[list[int], int]:
-        thread = threading.Thread(target=page)
-        thread.start()
-        assert held.wait(5)
+        thread, release = page_holding_the_write_lock(engine, 10)
         asyncio.get_running_loop().call_later(0.05, release.set)
         works = [on_the_loop(engine, lambda: bump(engine, ran_on)) for _ in range(5)]
         results = await asyncio.wait_for(asyncio.gather(*works), 5)
@@ -239,14 +236,6 @@ def test_work_that_fails_before_writing_gives_back_a_handed_turn(loop_engine: En
     engine = loop_engine
     """A turn handed to the loop and never used (the work raised before its first statement)
     is released: the next writer starts at once, not after the 10 s timeout."""
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with make_sessionmaker(engine).begin() as db:
-            db.execute(text("UPDATE counter SET n = 30"))
-            held.set()
-            release.wait(10)
-
     calls: list[int] = []
 
     def fails() -> int:
@@ -256,9 +245,7 @@ def test_work_that_fails_before_writing_gives_back_a_handed_turn(loop_engine: En
         raise ValueError("before any statement")
 
     async def main() -> None:
-        thread = threading.Thread(target=holder)
-        thread.start()
-        assert held.wait(5)
+        thread, release = page_holding_the_write_lock(engine, 30)
         asyncio.get_running_loop().call_later(0.05, release.set)
         with pytest.raises(ValueError):
             await asyncio.wait_for(on_the_loop(engine, fails), 5)
