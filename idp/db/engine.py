@@ -148,11 +148,26 @@ def _sqlite_engine(url: str) -> Engine:
     reader = _LOOP_READERS[engine] = _LoopReader(engine)
     event.listen(engine, "engine_disposed", lambda _engine: reader.close())
 
-    @event.listens_for(engine, "commit")
-    @event.listens_for(engine, "rollback")
-    def _on_end(conn: Any) -> None:
-        # By the Connection itself: an invalidated one can no longer reach its DBAPI connection.
-        writers.leave(conn)
+    # The turn passes on once SQLite has committed or rolled back, not at SQLAlchemy's
+    # "commit" event, which comes before the DBAPI call: the next writer's BEGIN IMMEDIATE
+    # then met the lock still held. On the loop that was WriterBusy (the work went to a
+    # thread); in a thread, SQLite's busy handler sleeping in steps of up to 100 ms.
+    dialect: Any = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def _do_commit(dbapi_conn: Any) -> None:
+        try:
+            commit(dbapi_conn)
+        finally:
+            writers.leave(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
+
+    def _do_rollback(dbapi_conn: Any) -> None:
+        try:
+            rollback(dbapi_conn)
+        finally:
+            writers.leave(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
+
+    dialect.do_commit, dialect.do_rollback = _do_commit, _do_rollback
 
     @event.listens_for(engine, "checkin")
     @event.listens_for(engine, "invalidate")

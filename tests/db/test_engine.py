@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from idp.db.engine import (
     loop_connection,
@@ -181,6 +181,32 @@ def test_the_loop_never_waits_for_a_thread_that_holds_the_write_lock(loop_engine
     assert n == 11  # after the thread's commit, in order
     assert ran_on[-1] == loop_thread  # the turn was handed to the loop
     assert count(engine) == 11
+
+
+def test_the_turn_passes_on_only_once_sqlite_has_committed(loop_engine: Engine) -> None:
+    """SQLAlchemy's "commit" event comes before the DBAPI commit. A page thread slow between
+    the two (here: 0.2 s) must still hold the turn, so the loop's BEGIN IMMEDIATE never meets
+    SQLite's lock still taken; it did, under load, and the work then went to a thread."""
+    engine = loop_engine
+    main_thread = threading.get_ident()
+
+    def slow_between_event_and_commit(_conn: object) -> None:
+        if threading.get_ident() != main_thread:
+            time.sleep(0.2)
+
+    event.listen(engine, "commit", slow_between_event_and_commit)
+    ran_on: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        thread, release = page_holding_the_write_lock(engine, 10)
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        n = await asyncio.wait_for(on_the_loop(engine, lambda: bump(engine, ran_on)), 5)
+        await asyncio.to_thread(thread.join, 5)
+        return n, threading.get_ident()
+
+    n, loop_thread = asyncio.run(main())
+    assert n == 11
+    assert ran_on[-1] == loop_thread
 
 
 def test_units_of_work_that_come_while_one_waits_for_a_thread_wait_on_the_loop(
