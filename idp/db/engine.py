@@ -153,21 +153,18 @@ def _sqlite_engine(url: str) -> Engine:
     # then met the lock still held. On the loop that was WriterBusy (the work went to a
     # thread); in a thread, SQLite's busy handler sleeping in steps of up to 100 ms.
     dialect: Any = engine.dialect
-    commit, rollback = dialect.do_commit, dialect.do_rollback
 
-    def _do_commit(dbapi_conn: Any) -> None:
-        try:
-            commit(dbapi_conn)
-        finally:
-            writers.leave(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
+    def then_leave(end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def ended(dbapi_conn: Any) -> None:
+            try:
+                end(dbapi_conn)
+            finally:
+                writers.leave(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
 
-    def _do_rollback(dbapi_conn: Any) -> None:
-        try:
-            rollback(dbapi_conn)
-        finally:
-            writers.leave(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
+        return ended
 
-    dialect.do_commit, dialect.do_rollback = _do_commit, _do_rollback
+    dialect.do_commit = then_leave(dialect.do_commit)
+    dialect.do_rollback = then_leave(dialect.do_rollback)
 
     @event.listens_for(engine, "checkin")
     @event.listens_for(engine, "invalidate")
