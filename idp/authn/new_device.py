@@ -41,7 +41,8 @@ def note_sign_in(db: Session, user_id: str, device_knows_user: bool, ip: str | N
         return False
     since = now() - NEW_ADDRESS_DAYS * 86400
     network = network_of(ip)
-    earlier = {network_of(a) for a in audit_store.sign_ins_of(db, user_id, since, COMPARED)}
+    addresses = audit_store.sign_in_addresses_of(db, user_id, since, COMPARED)
+    earlier = {network_of(a) for a in addresses}
     if network is not None and network not in earlier:
         record(db, AuditEvent.LOGIN_NEW_DEVICE, ip=ip, user_id=user_id, new_address=True)
     else:
