@@ -119,7 +119,7 @@ def target(db: Session, p: Params) -> tuple[Client, str]:
             N_("Missing application"),
             N_("The request must name exactly one application (client_id)."),
         )
-    client = clients.get(db, client_ids[0]) if len(client_ids[0]) <= 64 else None
+    client = clients.read(db, client_ids[0]) if len(client_ids[0]) <= 64 else None
     if client is None:
         raise PageError(
             N_("Unknown application"), N_("No application with this client_id is registered here.")
@@ -261,7 +261,8 @@ def signed_in_user(
     db: Session, runtime: Runtime, browser: Browser
 ) -> tuple[BrowserSession, User] | None:
     session = sessions.current(db, browser.session_cookie, runtime.settings)
-    user = users.get(db, session.user_id) if session else None
+    # A read-only copy: the protocol reads who is signed in, and never changes them here.
+    user = users.read(db, session.user_id) if session else None
     if session is None or user is None or user.disabled:
         return None
     return session, user

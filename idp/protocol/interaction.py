@@ -70,7 +70,7 @@ def pending(db: Session, interaction_id: str | None, browser: Browser) -> Pendin
     """The interaction behind this id, only for the browser that started it, only before it
     expires and only until it is complete; otherwise an error page."""
     row = interactions.get(db, interaction_id, browser.binding)
-    client = clients.get(db, row.client_id) if row is not None and row.client_id else None
+    client = clients.read(db, row.client_id) if row is not None and row.client_id else None
     if row is None or (row.client_id is not None and client is None):
         raise PageError(*EXPIRED)
     if client is not None and client.disabled:
@@ -151,7 +151,7 @@ def password_checked(
     session, else the step owed first (a sign-in to the IdP itself gets an interaction of its
     own, so the factor page has one) or the relying party's unmet-requirements error."""
     row = interactions.get(db, interaction_id, browser.binding) if interaction_id else None
-    client = clients.get(db, row.client_id) if row is not None and row.client_id else None
+    client = clients.read(db, row.client_id) if row is not None and row.client_id else None
     acr_values = Params([(k, v) for k, v in row.params]).get("acr_values") if row else None
     try:
         owed = factor_owed(db, client, user, mfa.AAL1, acr_values)

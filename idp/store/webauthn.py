@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, func, select, update
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, func, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import sha256_hex
@@ -160,8 +160,10 @@ def put_interaction_challenge(db: Session, interaction: Interaction | str, chall
         .values(challenge=challenge, challenge_expires_at=now() + CHALLENGE_TTL),
         execution_options={"synchronize_session": False},
     )
-    if isinstance(interaction, Interaction):
-        # The UPDATE bypassed the session: keep the row the caller holds in step.
+    state = inspect(interaction, raiseerr=False) if isinstance(interaction, Interaction) else None
+    if state is not None and state.session is db:
+        # The UPDATE bypassed the session: keep a row of this session in step (the pages hold
+        # a read-only copy, store.interactions.get, which is in no session).
         db.expire(interaction, ["challenge", "challenge_expires_at"])
 
 
