@@ -14,16 +14,12 @@ free (`... DO UPDATE SET count = count + 1 WHERE count < allowance RETURNING`).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
     Integer,
     String,
-    bindparam,
     case,
     delete,
     func,
@@ -34,7 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base
-from idp.store.upsert import dialect_insert, insert_ignore
+from idp.store.driver import Sql, execute, fetch_one
+from idp.store.upsert import insert_ignore
 
 # 2**SHIFT_CAP times the base delay is far past any maximum delay: the shift stays small.
 SHIFT_CAP = 30
@@ -85,55 +82,34 @@ def _allowance(limit: int):  # type: ignore[no-untyped-def]
     return case((t.strikes == 0, literal(limit)), else_=literal(1))
 
 
+# The reservation, on the driver's cursor (idp.store.driver): every sign-in runs it once per
+# budget, and through the ORM's DML path it cost about 300 µs against 15 µs for the statement.
+# SQLite and PostgreSQL share the upsert's syntax. A bucket with strikes gets one attempt per
+# round; a fresh one its whole limit; a forgotten one (expired) starts afresh.
+_RESERVE = Sql(
+    'INSERT INTO throttle_counters ("key", account, count, strikes, blocked_until, expires_at)'
+    " VALUES (?, ?, 1, 0, 0, ?)"
+    ' ON CONFLICT ("key") DO UPDATE SET'
+    " count = CASE WHEN throttle_counters.expires_at <= ? THEN 1"
+    " ELSE throttle_counters.count + 1 END,"
+    " strikes = CASE WHEN throttle_counters.expires_at <= ? THEN 0"
+    " ELSE throttle_counters.strikes END,"
+    " blocked_until = CASE WHEN throttle_counters.expires_at <= ? THEN 0"
+    " ELSE throttle_counters.blocked_until END,"
+    " expires_at = CASE WHEN throttle_counters.expires_at > ? THEN throttle_counters.expires_at"
+    " ELSE ? END"
+    " WHERE throttle_counters.expires_at <= ?"
+    " OR (throttle_counters.blocked_until <= ? AND throttle_counters.count <"
+    " CASE WHEN throttle_counters.strikes = 0 THEN ? ELSE 1 END)"
+    " RETURNING throttle_counters.count"
+)
+
+
 def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
     """Take one attempt's slot in the bucket; False when it is blocked or its slots are taken."""
-    params = {
-        "key": bucket.key,
-        "account": bucket.account,
-        "ts": ts,
-        "window_end": ts + backoff.window,
-        "allowance": bucket.limit,
-    }
-    return db.execute(_reserve(db.get_bind().dialect.name), params).first() is not None
-
-
-@functools.cache
-def _reserve(dialect: str) -> Any:
-    """The upsert of reserve(), built once per dialect: building it cost more than running it
-    (every sign-in runs it once per budget)."""
-    t = ThrottleCounter
-    ts: BindParameter[int] = bindparam("ts", type_=t.expires_at.type)
-    window_end: BindParameter[int] = bindparam("window_end", type_=t.expires_at.type)
-    allowance: BindParameter[int] = bindparam("allowance", type_=Integer())
-    forgotten = t.expires_at <= ts
-    upsert = dialect_insert(dialect)
-    return (
-        upsert(ThrottleCounter)
-        .values(
-            key=bindparam("key", type_=t.key.type),
-            account=bindparam("account", type_=t.account.type),
-            count=1,
-            strikes=0,
-            blocked_until=0,
-            expires_at=window_end,
-        )
-        .on_conflict_do_update(
-            index_elements=[t.key],
-            set_={
-                "count": case((forgotten, 1), else_=t.count + 1),
-                "strikes": case((forgotten, 0), else_=t.strikes),
-                "blocked_until": case((forgotten, 0), else_=t.blocked_until),
-                "expires_at": case((t.expires_at > window_end, t.expires_at), else_=window_end),
-            },
-            # A bucket with strikes gets one attempt per round; a fresh one its whole limit.
-            where=forgotten
-            | (
-                (t.blocked_until <= ts)
-                & (t.count < case((t.strikes == 0, allowance), else_=literal(1)))
-            ),
-        )
-        .returning(t.count)
-    )
+    window_end = ts + backoff.window
+    params = (bucket.key, bucket.account, window_end, ts, ts, ts, window_end, window_end)
+    return fetch_one(db, _RESERVE, (*params, ts, ts, bucket.limit)) is not None
 
 
 def retry_after(db: Session, key: str, ts: int) -> int:
@@ -165,22 +141,18 @@ def fail(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> int | None:
     return db.execute(stmt).scalar()
 
 
-_RELEASE = (
-    update(ThrottleCounter)
-    .where(ThrottleCounter.key == bindparam("k"), ThrottleCounter.count > 0)
-    .values(count=ThrottleCounter.count - 1)
-)
-_FORGET = delete(ThrottleCounter).where(ThrottleCounter.key == bindparam("k"))
+_RELEASE = Sql('UPDATE throttle_counters SET count = count - 1 WHERE "key" = ? AND count > 0')
+_FORGET = Sql('DELETE FROM throttle_counters WHERE "key" = ?')
 
 
 def release(db: Session, key: str) -> None:
     """Give back a reserved slot whose attempt was not judged, or that succeeded."""
-    db.execute(_RELEASE, {"k": key})
+    execute(db, _RELEASE, (key,))
 
 
 def forget(db: Session, key: str) -> None:
     """Reset a bucket: its owner proved who they are."""
-    db.execute(_FORGET, {"k": key})
+    execute(db, _FORGET, (key,))
 
 
 def forget_account(db: Session, account: str) -> int:
