@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import JSON, ForeignKey, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
+from idp.store.driver import Sql, fetch_one
 
 
 class Consent(Base):
@@ -21,9 +24,16 @@ class Consent(Base):
     granted_at: Mapped[int]
 
 
+# Asked at every authorization of a signed-in user: on the driver's cursor (idp.store.driver).
+_SCOPES = Sql("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
+
+
 def covers(db: Session, user_id: str, client_id: str, scopes: list[str]) -> bool:
-    row = db.get(Consent, (user_id, client_id))
-    return row is not None and set(scopes) <= set(row.scopes)
+    row = fetch_one(db, _SCOPES, (user_id, client_id))
+    if row is None:
+        return False
+    granted = json.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
+    return set(scopes) <= set(granted)
 
 
 def grant(db: Session, user_id: str, client_id: str, scopes: list[str]) -> None:

@@ -8,26 +8,20 @@ DELETE ... RETURNING consumes a code, so it works once however many try it at on
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 from sqlalchemy import (
-    BindParameter,
     ForeignKey,
     LargeBinary,
-    Select,
     String,
-    bindparam,
     delete,
-    exists,
     func,
-    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
+from idp.store.driver import Sql, fetch_one
+from idp.store.roles import ADMIN
 
 
 class TotpFactor(Base):
@@ -53,29 +47,23 @@ class RecoveryCode(Base):
     created_at: Mapped[int]
 
 
+# Every sign-in asks this, some pages twice: on the driver's cursor (idp.store.driver), in one
+# round trip. The role condition is roles.live()'s.
+_SUMMARY = Sql(
+    "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ? AND confirmed_at IS NOT NULL),"
+    " (SELECT count(*) FROM webauthn_credentials WHERE user_id = ?),"
+    " (SELECT count(*) FROM recovery_codes WHERE user_id = ?),"
+    " EXISTS (SELECT 1 FROM user_roles WHERE user_id = ? AND role = ?"
+    " AND (expires_at IS NULL OR expires_at > ?))"
+)
+
+
 def summary(db: Session, user_id: str) -> tuple[bool, int, int, bool]:
     """In one round trip: a confirmed TOTP factor, how many WebAuthn credentials and unused
     recovery codes, and whether the user holds the admin role (every sign-in asks this)."""
-    row = db.execute(_summary(), {"user_id": user_id, "ts": now()}).one()
+    row = fetch_one(db, _SUMMARY, (user_id, user_id, user_id, user_id, ADMIN, now()))
+    assert row is not None  # a SELECT without FROM has one row
     return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
-
-
-@functools.cache
-def _summary() -> Select[Any]:
-    """Built once (at the first sign-in: its tables' modules import this one): constructing it
-    at each call cost more than running it. The role condition is roles.live()'s."""
-    from idp.store.roles import ADMIN, UserRole
-    from idp.store.webauthn import WebAuthnCredential
-
-    user_id: BindParameter[str] = bindparam("user_id")
-    ts: BindParameter[int] = bindparam("ts")
-    admin_until = or_(UserRole.expires_at.is_(None), UserRole.expires_at > ts)
-    return select(
-        exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)),
-        select(func.count()).where(WebAuthnCredential.user_id == user_id).scalar_subquery(),
-        select(func.count()).where(RecoveryCode.user_id == user_id).scalar_subquery(),
-        exists().where(UserRole.user_id == user_id, UserRole.role == ADMIN, admin_until),
-    )
 
 
 def totp_of(db: Session, user_id: str) -> TotpFactor | None:
