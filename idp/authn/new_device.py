@@ -37,9 +37,15 @@ def network_of(ip: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network 
 def note_sign_in(db: Session, user_id: str, device_knows_user: bool, ip: str | None) -> bool:
     """Record `login.new_device` when this sign-in comes from a new device; true if it did.
     Called before the sign-in's own `login.succeeded` is written."""
-    if device_knows_user or not audit_store.signed_in_before(db, user_id):
+    if device_knows_user:
         return False
     since = now() - NEW_ADDRESS_DAYS * 86400
+    # The common case first: an address they signed in from lately (so also signed in before).
+    if ip and audit_store.signed_in_from(db, user_id, ip, since, COMPARED):
+        record(db, AuditEvent.LOGIN_NEW_DEVICE, ip=ip, user_id=user_id)
+        return True
+    if not audit_store.signed_in_before(db, user_id):
+        return False
     network = network_of(ip)
     addresses = audit_store.sign_in_addresses_of(db, user_id, since, COMPARED)
     earlier = {network_of(a) for a in addresses}

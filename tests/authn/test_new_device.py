@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from idp.authn.new_device import network_of
 from tests.conftest import ISSUER, make_settings, migrated_app
 from tests.helpers import Harness
-from tests.token_helpers import audit_events, json_of
+from tests.token_helpers import audit_events, json_of, sql
 
 EVENT = "login.new_device"
 
@@ -93,3 +93,23 @@ def test_networks_are_a_v4_slash_24_and_a_v6_slash_56(
 ) -> None:
     found = network_of(address)
     assert (str(found) if found else None) == network
+
+
+def test_another_browser_at_the_same_address_is_a_new_device(proxied: Harness) -> None:
+    user_id = proxied.user()
+    signed_in(browser(proxied, "198.51.100.7"))
+    signed_in(browser(proxied, "198.51.100.7"))
+    assert new_devices(proxied) == [{"user_id": user_id}]
+
+
+def test_an_address_last_used_over_90_days_ago_is_a_new_address(proxied: Harness) -> None:
+    """The window holds for the very same address too, not only for its network."""
+    user_id = proxied.user()
+    signed_in(browser(proxied, "198.51.100.7"))
+    sql(
+        proxied,
+        "UPDATE audit_events SET at = at - :s WHERE event = 'login.succeeded'",
+        s=91 * 86400,
+    )
+    signed_in(browser(proxied, "198.51.100.7"))
+    assert new_devices(proxied) == [{"user_id": user_id, "new_address": True}]
