@@ -16,7 +16,16 @@ from idp.settings import Settings
 from idp.store import logout_deliveries, refresh_tokens, sessions as store
 from idp.store.sessions import BrowserSession
 
-__all__ = ["BrowserSession", "current", "end", "end_all", "end_every", "end_others", "start"]
+__all__ = [
+    "BrowserSession",
+    "current",
+    "end",
+    "end_all",
+    "end_every",
+    "end_others",
+    "read_current",
+    "start",
+]
 
 
 def current(
@@ -24,6 +33,13 @@ def current(
 ) -> BrowserSession | None:
     """The live session behind this cookie, or None (unknown, idle too long, or expired)."""
     return store.current(db, cookie, settings.session_idle_timeout_seconds, touch=touch)
+
+
+def read_current(
+    db: Session, cookie: str | None, settings: Settings, touch: bool = True
+) -> BrowserSession | None:
+    """As current(), as a read-only copy: for callers that only read who is signed in."""
+    return store.read_current(db, cookie, settings.session_idle_timeout_seconds, touch=touch)
 
 
 def start(

@@ -260,8 +260,8 @@ def _hinted_subject(runtime: Runtime, p: Params) -> str | None:
 def signed_in_user(
     db: Session, runtime: Runtime, browser: Browser
 ) -> tuple[BrowserSession, User] | None:
-    session = sessions.current(db, browser.session_cookie, runtime.settings)
-    # A read-only copy: the protocol reads who is signed in, and never changes them here.
+    # Read-only copies: the protocol reads who is signed in, and never changes them here.
+    session = sessions.read_current(db, browser.session_cookie, runtime.settings)
     user = users.read(db, session.user_id) if session else None
     if session is None or user is None or user.disabled:
         return None

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.security.secrets import new_id, new_secret, sha256_hex
 from idp.store.base import Base, now
+from idp.store.driver import Columns, Sql, execute, fetch_one
 
 # Writing last_seen_at on every request would turn each page view into a write; a minute is
 # precise enough for an idle timeout measured in tens of minutes.
@@ -92,6 +93,31 @@ def current(
     if touch and row is not None and ts - row.last_seen_at >= TOUCH_GRANULARITY:
         row.last_seen_at = ts
     return row
+
+
+_SESSIONS = Columns(BrowserSession)
+_READ_CURRENT = Sql(_SESSIONS.select + " WHERE id_hash = ? AND expires_at > ? AND last_seen_at > ?")
+_TOUCH = Sql("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
+
+
+def read_current(
+    db: Session, cookie: str | None, idle_timeout: int, touch: bool = True
+) -> BrowserSession | None:
+    """As current(), as a read-only copy (store.driver.Columns.instance) and on the driver's
+    cursor, for the protocol's question at every page of a sign-in: who is signed in here. The
+    touch is an UPDATE; the copy shows the time it wrote."""
+    if not cookie:
+        return None
+    ts = now()
+    id_hash = sha256_hex(cookie)
+    row = fetch_one(db, _READ_CURRENT, (id_hash, ts, ts - idle_timeout))
+    if row is None:
+        return None
+    found = _SESSIONS.instance(row)
+    if touch and ts - found.last_seen_at >= TOUCH_GRANULARITY:
+        execute(db, _TOUCH, (ts, id_hash))
+        found.__dict__["last_seen_at"] = ts  # the copy is no ORM object: set what was written
+    return found
 
 
 def by_sid(db: Session, sid: str) -> BrowserSession | None:

@@ -49,8 +49,8 @@ def consent_page(
     pending = interaction.pending(db, interaction_id, browser)
     if pending.client is None:
         raise PageError(N_("Invalid request"), N_("Nothing here needs your consent."))
-    session = sessions.current(db, browser.session_cookie, runtime.settings, touch=False)
-    user = users.get(db, session.user_id) if session else None
+    session = sessions.read_current(db, browser.session_cookie, runtime.settings, touch=False)
+    user = users.read(db, session.user_id) if session else None
     if user is None:
         # Signed out in another tab meanwhile: sign in again, within the same interaction.
         query = urlencode({"interaction": interaction_id or ""})

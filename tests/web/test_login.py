@@ -410,6 +410,28 @@ def test_idle_session_times_out(idp: Harness) -> None:
     assert r.headers["location"].startswith("/login")
 
 
+def test_a_session_in_use_stays_signed_in_past_the_idle_timeout(idp: Harness) -> None:
+    """OWASP Session Management (Idle Timeout): the idle timeout counts from the last use. An
+    authorization request of a signed-in browser is a use: last_seen_at moves to now when it
+    is a minute old or more (never on every request)."""
+    idp.user()
+    rp = idp.client()
+    idp.login()
+    idle = idp.runtime.settings.session_idle_timeout_seconds
+    sql(idp.app, "UPDATE sessions SET last_seen_at = :t", t=now() - 30)
+    idp.http.get("/authorize", params=rp.authorize_params())
+    ((within_a_minute,),) = sql(idp.app, "SELECT last_seen_at FROM sessions")
+    assert now() - 31 <= within_a_minute <= now() - 29  # not written: under a minute old
+    sql(idp.app, "UPDATE sessions SET last_seen_at = :t", t=now() - idle + 30)
+    idp.http.get("/authorize", params=rp.authorize_params())
+    ((touched,),) = sql(idp.app, "SELECT last_seen_at FROM sessions")
+    assert touched >= now() - 2
+    # Past the first idle window, still signed in: it counts from that use.
+    sql(idp.app, "UPDATE sessions SET last_seen_at = last_seen_at - 60")
+    r = idp.http.get("/authorize", params=rp.authorize_params())
+    assert not r.headers.get("location", "").startswith("/login"), r.headers
+
+
 def test_absolute_session_lifetime_ends_an_active_session(idp: Harness) -> None:
     """OWASP Session Management (Absolute Timeout) and NIST SP 800-63B §7.2: even a session in
     constant use ends IDP_SESSION_ABSOLUTE_TIMEOUT_SECONDS after sign-in."""
