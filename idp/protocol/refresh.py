@@ -63,7 +63,8 @@ def start_family(
     """A new family for an authorization code exchange, and its first refresh token."""
     idle, absolute = lifetimes(server, client)
     ts = now()
-    family = TokenFamily(
+    family = refresh_tokens.add_family(
+        server.db,
         id=new_id(),
         client_id=client.client_id,
         user_id=code.user_id,
@@ -77,8 +78,6 @@ def start_family(
         created_at=ts,
         expires_at=ts + absolute,
     )
-    server.db.add(family)
-    server.db.flush()
     value = new_secret()
     refresh_tokens.add_token(server.db, sha256_hex(value), family, code.scope, idle)
     return family, value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -58,10 +60,9 @@ class AuthorizationCode(Base):
         return self.amr
 
 
-def save(db: Session, code: str, row: AuthorizationCode) -> None:
-    row.code_hash = sha256_hex(code)
-    db.add(row)
-    db.flush()
+def save(db: Session, code: str, **columns: Any) -> None:
+    """Store a new code (its SHA-256) with its columns, on the driver's cursor."""
+    _CODES.insert(db, code_hash=sha256_hex(code), **columns)
 
 
 # The code exchange's own statements, on the driver's cursor (idp.store.driver).

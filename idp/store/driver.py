@@ -107,6 +107,26 @@ class Columns(Generic[M]):
         self._json = frozenset(c.name for c in table.c if isinstance(c.type, JSON))
         self._bool = frozenset(c.name for c in table.c if isinstance(c.type, Boolean))
         self.select = f"SELECT {', '.join(self.names)} FROM {self.table}"  # noqa: S608 (names from the table)
+        self._insert = Sql(
+            f"INSERT INTO {self.table} ({', '.join(self.names)})"  # noqa: S608 (names from the table)
+            f" VALUES ({', '.join('?' for _ in self.names)})"
+        )
+
+    def insert(self, db: Target, **values: Any) -> M:
+        """INSERT one row (columns not given are NULL: give every column that has a default)
+        and return it as instance() would. JSON goes as text, which both drivers take."""
+        unknown = values.keys() - set(self.names)
+        if unknown:
+            raise TypeError(f"{self.table} has no column {', '.join(sorted(unknown))}")
+        row = {name: values.get(name) for name in self.names}
+        encoded = [
+            json.dumps(value) if name in self._json and value is not None else value
+            for name, value in row.items()
+        ]
+        execute(db, self._insert, encoded)
+        found = self.model.__new__(self.model)
+        found.__dict__.update(row)
+        return found
 
     def values(self, row: Sequence[Any]) -> dict[str, Any]:
         values = dict(zip(self.names, row, strict=True))

@@ -73,10 +73,6 @@ _LIVE = Sql(
     _ROWS.select
     + " WHERE id_hash = ? AND browser_hash = ? AND completed_at IS NULL AND expires_at > ?"
 )
-_START = Sql(
-    f"INSERT INTO interactions ({', '.join(_ROWS.names)})"  # noqa: S608 (names from the table)
-    f" VALUES ({', '.join('?' for _ in _ROWS.names)})"
-)
 _STEPS = Sql("UPDATE interactions SET steps = ?, user_id = ? WHERE id_hash = ?")
 
 
@@ -95,25 +91,22 @@ def start(
     """Store a new interaction for this browser; returns its id (shown once, stored hashed)."""
     interaction_id = new_secret()
     ts = now()
-    values = {
-        "id_hash": sha256_hex(interaction_id),
-        "browser_hash": sha256_hex(browser),
-        "client_id": client_id,
-        "params": json.dumps([[k, v] for k, v in params]),
-        "login_required": login_required,
-        "acr_values": acr_values,
-        "hinted_sub": hinted_sub,
-        "steps": "[]",
-        "user_id": user_id,
-        "ip": ip,
-        "factor_failures": 0,
-        "challenge": None,
-        "challenge_expires_at": None,
-        "created_at": ts,
-        "expires_at": ts + ttl,
-        "completed_at": None,
-    }
-    execute(db, _START, [values[name] for name in _ROWS.names])
+    _ROWS.insert(
+        db,
+        id_hash=sha256_hex(interaction_id),
+        browser_hash=sha256_hex(browser),
+        client_id=client_id,
+        params=[[k, v] for k, v in params],
+        login_required=login_required,
+        acr_values=acr_values,
+        hinted_sub=hinted_sub,
+        steps=[],
+        user_id=user_id,
+        ip=ip,
+        factor_failures=0,
+        created_at=ts,
+        expires_at=ts + ttl,
+    )
     return interaction_id
 
 

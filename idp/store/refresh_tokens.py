@@ -7,6 +7,8 @@ are remembered (by jti) so that revoking the family can revoke them too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -93,6 +95,11 @@ def begin_rotation(db: Session) -> None:
 def undo_rotation(db: Session) -> None:
     """Undo what was written since begin_rotation: the rotation and the successor."""
     execute(db, _UNDO, ())
+
+
+def add_family(db: Session, **columns: Any) -> TokenFamily:
+    """A new family (every column but the revocation's given), as a read-only copy."""
+    return _FAMILIES.insert(db, **columns)
 
 
 def add_token(db: Session, token_hash: str, family: TokenFamily, scope: str, idle: int) -> None:

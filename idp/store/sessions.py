@@ -35,6 +35,10 @@ class BrowserSession(Base):
     challenge_expires_at: Mapped[int | None]
 
 
+# The statements of the sign-in path, on the driver's cursor (idp.store.driver).
+_SESSIONS = Columns(BrowserSession)
+
+
 def start(
     db: Session,
     user_id: str,
@@ -48,7 +52,8 @@ def start(
     """Create a session and return (cookie value, row). A new id at every login (no fixation)."""
     cookie = new_secret()
     ts = now()
-    row = BrowserSession(
+    row = _SESSIONS.insert(
+        db,
         id_hash=sha256_hex(cookie),
         sid=new_id(),
         user_id=user_id,
@@ -61,8 +66,6 @@ def start(
         ip=ip[:45] if ip else None,
         user_agent=user_agent[:256] if user_agent else None,
     )
-    db.add(row)
-    db.flush()
     return cookie, row
 
 
@@ -95,7 +98,6 @@ def current(
     return row
 
 
-_SESSIONS = Columns(BrowserSession)
 _READ_CURRENT = Sql(_SESSIONS.select + " WHERE id_hash = ? AND expires_at > ? AND last_seen_at > ?")
 _TOUCH = Sql("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
 

@@ -150,6 +150,15 @@ def advance_sign_count(db: Session, id: str, new_count: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _keep_in_step(db: Session, row: object) -> None:
+    """After an UPDATE of a row's challenge that bypassed the session: a row this session holds
+    reads it afresh. A read-only copy (store.driver.Columns.instance, as the pages and the
+    sign-in path hold) is in no session, and stays as it was read."""
+    state = inspect(row, raiseerr=False) if not isinstance(row, str) else None
+    if state is not None and state.session is db:
+        db.expire(row, ["challenge", "challenge_expires_at"])
+
+
 def put_interaction_challenge(db: Session, interaction: Interaction | str, challenge: str) -> None:
     """Store the challenge of a sign-in ceremony, replacing any earlier one (the latest page
     the person opened is the one they answer). `interaction` is the row or its id_hash."""
@@ -160,11 +169,7 @@ def put_interaction_challenge(db: Session, interaction: Interaction | str, chall
         .values(challenge=challenge, challenge_expires_at=now() + CHALLENGE_TTL),
         execution_options={"synchronize_session": False},
     )
-    state = inspect(interaction, raiseerr=False) if isinstance(interaction, Interaction) else None
-    if state is not None and state.session is db:
-        # The UPDATE bypassed the session: keep a row of this session in step (the pages hold
-        # a read-only copy, store.interactions.get, which is in no session).
-        db.expire(interaction, ["challenge", "challenge_expires_at"])
+    _keep_in_step(db, interaction)
 
 
 def take_interaction_challenge(db: Session, id_hash: str) -> str | None:
@@ -200,8 +205,7 @@ def put_session_challenge(db: Session, session: BrowserSession | str, challenge:
         .values(challenge=challenge, challenge_expires_at=now() + CHALLENGE_TTL),
         execution_options={"synchronize_session": False},
     )
-    if isinstance(session, BrowserSession):
-        db.expire(session, ["challenge", "challenge_expires_at"])
+    _keep_in_step(db, session)
 
 
 def take_session_challenge(db: Session, id_hash: str) -> str | None:
