@@ -12,11 +12,11 @@ client on the driver's cursor (idp.store.clients.get_record), below those events
 the count. Only transaction framing is left out (BEGIN, COMMIT, ROLLBACK: psycopg sends them
 itself, not through a cursor); SAVEPOINT and RELEASE are work a request chose, and count.
 
-The lists are the same on SQLite and PostgreSQL. PostgreSQL would add `SELECT
+The lists are the same on SQLite and PostgreSQL, but for one statement: PostgreSQL adds `SELECT
 pg_advisory_xact_lock` (idp.store.audit_chain.lock_chain) to a transaction that writes an audit
-row, but no successful hot-path request writes one: successes are counted in metrics, and the
-audit trail records the failures and the security events (a reused refresh token, a replayed
-code), which are not hot paths.
+row. No successful token-endpoint request writes one (successes are counted in metrics; the
+trail records the failures and the security events, a reused refresh token, a replayed code);
+the sign-in pages do (`login.succeeded`, `consent.granted`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sqlalchemy import Engine, event, text
 
 from idp.db.engine import loop_connections_made
 from idp.store import clients
-from tests.helpers import RP, Harness
+from tests.helpers import PASSWORD, RP, Harness, form_fields, query_of
 from tests.refresh_helpers import (
     OFFLINE_SCOPE,
     introspect,
@@ -364,3 +364,155 @@ def test_published_documents_send_nothing(idp: Harness, path: str) -> None:
     assert response.status_code == 200
     assert sent.statements == []
     assert sent.checkouts == 0
+
+
+# --- the sign-in pages ----------------------------------------------------------------------------
+
+# The interaction the page advances, only this browser's and only while it is live, and its
+# client (a disabled client's sign-in ends here), on every page of a sign-in.
+PENDING = ["SELECT interactions", CLIENT_READ]
+# Who is signed in: the session (live, not idle) and its user (not disabled).
+SIGNED_IN = ["SELECT sessions", "SELECT users"]
+# The user's second factors and admin role in one read (idp.store.factors.summary): what the
+# policy asks of this sign-in (idp.authn.mfa).
+FACTORS = "SELECT totp_factors"
+
+
+def chain(idp: Harness) -> list[str]:
+    """An audited transaction appends to the hash chain as it commits: on PostgreSQL it waits
+    for the chain's lock first; then the chain's head, and the new rows' place and MAC
+    (idp.store.audit_chain)."""
+    postgres = idp.runtime.engine.dialect.name == "postgresql"
+    lock = ["SELECT pg_advisory_xact_lock"] if postgres else []
+    return [*lock, "SELECT audit_events", "UPDATE audit_events"]
+
+
+def page_by_page(idp: Harness, rp: RP) -> list[tuple[str, list[str]]]:
+    """One authorization code flow by a new browser, with what each request sent."""
+    idp.http.cookies.clear()
+    counted: list[tuple[str, list[str]]] = []
+
+    def step(label: str, send: Any) -> Any:
+        with sent_to_database(idp.runtime.engine) as sent:
+            response = send()
+        counted.append((label, sent.kinds()))
+        return response
+
+    location = step("GET /authorize", lambda: idp.authorize(rp)).headers["location"]
+    fields = form_fields(step("GET /login", lambda: idp.http.get(location)).text)
+    fields.update(email="alice@example.com", password=PASSWORD)
+    response = step("POST /login", lambda: idp.http.post("/login", data=fields))
+    location = response.headers["location"]
+    response = step("GET /authorize/resume", lambda: idp.http.get(location))
+    location = response.headers["location"]
+    if location.startswith("/consent"):
+        fields = form_fields(step("GET /consent", lambda: idp.http.get(location)).text)
+        fields["decision"] = "allow"
+        response = step("POST /consent", lambda: idp.http.post("/consent", data=fields))
+    assert "code" in query_of(response.headers["location"]), response.headers
+    return counted
+
+
+def test_a_sign_in_page_by_page(idp: Harness) -> None:
+    """OIDC Core §3.1.2 through the pages, the first time (consent asked) and the second (the
+    consent remembered, the code issued at resume). Each page runs one transaction; the login
+    runs two, so that the password hash runs outside any (its first reserves the throttle's
+    slots). Its lists, beyond the shared parts above:
+
+    - /authorize: the client (the page's check of client_id and redirect_uri, then authlib's
+      own), the address's interactions of the last minute (IDP_INTERACTIONS_PER_IP_PER_MINUTE),
+      and the new interaction.
+    - POST /login, first transaction: the account by email, a slot in each of the three
+      throttle buckets (account, address, account from address; idp.authn.throttle).
+    - POST /login, second: the personal bucket forgotten, the others' slots given back; the
+      user again (this transaction's row), the factors twice (the password's length rule, then
+      what the client asks), the interaction again (the factor owed), the new session, whether
+      this address signed in lately (idp.authn.new_device), `login.succeeded`, the step noted.
+      The second time, the new device is audited too (the trail knows an earlier sign-in).
+    - /authorize/resume: whether a consent covers the scopes; the second time the
+      interaction's outcome taken once (one conditional UPDATE) and the code stored.
+    - POST /consent: the consent remembered and audited, the step noted, then resume's work.
+
+    A statement more on any page fails here and has to say why it is needed."""
+    idp.user()
+    rp = idp.client()
+    first = [
+        (
+            "GET /authorize",
+            [CLIENT_READ, CLIENT_READ, "SELECT interactions", "INSERT interactions"],
+        ),
+        ("GET /login", PENDING),
+        (
+            "POST /login",
+            [
+                *PENDING,
+                "SELECT users",
+                *["INSERT throttle_counters"] * 3,
+                *["UPDATE throttle_counters"] * 2,
+                "DELETE throttle_counters",
+                "SELECT users",
+                FACTORS,
+                *PENDING,
+                FACTORS,
+                "INSERT sessions",
+                "SELECT audit_events",
+                "SELECT audit_events",
+                "INSERT audit_events",
+                "SELECT interactions",
+                "UPDATE interactions",
+                *chain(idp),
+            ],
+        ),
+        ("GET /authorize/resume", [*PENDING, *SIGNED_IN, FACTORS, "SELECT consents"]),
+        ("GET /consent", [*PENDING, *SIGNED_IN]),
+        (
+            "POST /consent",
+            [
+                *PENDING,
+                *SIGNED_IN,
+                "SELECT consents",
+                "INSERT consents",
+                "INSERT audit_events",
+                "UPDATE interactions",
+                *PENDING,
+                *SIGNED_IN,
+                FACTORS,
+                "UPDATE interactions",
+                CLIENT_READ,
+                "INSERT authorization_codes",
+                *chain(idp),
+            ],
+        ),
+    ]
+    assert page_by_page(idp, rp) == first
+    again = page_by_page(idp, rp)
+    login = dict(first)["POST /login"]
+    # The same address, a new browser: the address is known at the first read, so no look for
+    # an earlier sign-in; `login.new_device` is one more audit row, inserted and sealed with
+    # the other (one batch each; SQLite's trace sees each row of a batch).
+    seen = login.index("SELECT audit_events")
+    per_row = 1 if idp.runtime.engine.dialect.name == "postgresql" else 2
+    assert dict(again)["POST /login"] == [
+        *login[:seen],
+        "SELECT audit_events",
+        *["INSERT audit_events"] * per_row,
+        "SELECT interactions",
+        "UPDATE interactions",
+        *chain(idp),
+        *["UPDATE audit_events"] * (per_row - 1),
+    ]
+    assert dict(again)["GET /authorize/resume"] == [
+        *PENDING,
+        *SIGNED_IN,
+        FACTORS,
+        "SELECT consents",
+        "UPDATE interactions",
+        CLIENT_READ,
+        "INSERT authorization_codes",
+    ]
+    assert [label for label, _ in again] == [
+        "GET /authorize",
+        "GET /login",
+        "POST /login",
+        "GET /authorize/resume",
+    ]
