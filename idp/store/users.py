@@ -72,6 +72,15 @@ def by_email(db: Session, email: str) -> User | None:
     return db.scalars(_BY_EMAIL, {"email": normalize_email(email)}).one_or_none()
 
 
+_READ_BY_EMAIL = Sql(_USERS.select + " WHERE email = ?")
+
+
+def read_by_email(db: Session, email: str) -> User | None:
+    """As by_email(), as a read-only copy on the driver's cursor: the sign-in's lookup."""
+    row = fetch_one(db, _READ_BY_EMAIL, (normalize_email(email),))
+    return _USERS.instance(row) if row is not None else None
+
+
 def set_password_hash(db: Session, user: User, password_hash: str) -> None:
     user.password_hash = password_hash
     user.updated_at = now()

@@ -202,7 +202,7 @@ def _look_up_and_reserve(
     slots (committed before the hash, so parallel attempts see them), or why there are none."""
     with deps.transaction(runtime) as db:
         pending = _interaction(db, interaction_id, browser)
-        user = users.by_email(db, email) if email else None
+        user = users.read_by_email(db, email) if email else None
         # A known device: this browser's cookie names the account that is signing in.
         known = device.id if device and user and device.knows(user.id) else None
         attempt = throttle.sign_in_attempt(runtime.settings, email, browser.ip, known)
@@ -252,16 +252,22 @@ def _conclude(
             record(db, AuditEvent.LOGIN_FAILED, ip=browser.ip, user_id=user_id, reason=reason)
             return None
         throttle.succeeded(db, attempt)
-        current = users.get(db, user.id)  # this transaction's row: `user` was read in another
+        # This transaction's row (`user` was read in another), read-only unless it changes.
+        current = users.read(db, user.id)
         if current is None:
             return None
-        if rehashed:
-            users.set_password_hash(db, current, rehashed)
         has_factor = mfa.factors_of(db, current.id).any
-        if length < min_password_length(runtime.settings, has_factor):
-            # Too short for the account as it is now (its factors were reset, or the policy
-            # grew): signed in, but a new password comes before anything else.
-            current.password_change_required = True
+        # Too short for the account as it is now (its factors were reset, or the policy grew):
+        # signed in, but a new password comes before anything else.
+        too_short = length < min_password_length(runtime.settings, has_factor)
+        if rehashed or too_short:
+            current = users.get(db, user.id)
+            if current is None:
+                return None
+            if rehashed:
+                users.set_password_hash(db, current, rehashed)
+            if too_short:
+                current.password_change_required = True
         owed = interaction.password_checked(db, runtime, interaction_id, browser, current)
         if owed is not None:
             return Concluded(None, owed)
