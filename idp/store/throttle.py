@@ -107,9 +107,10 @@ _RESERVE = Sql(
 
 def reserve(db: Session, bucket: Bucket, ts: int, backoff: Backoff) -> bool:
     """Take one attempt's slot in the bucket; False when it is blocked or its slots are taken."""
-    window_end = ts + backoff.window
-    params = (bucket.key, bucket.account, window_end, ts, ts, ts, window_end, window_end)
-    return fetch_one(db, _RESERVE, (*params, ts, ts, bucket.limit)) is not None
+    end = ts + backoff.window  # the window's end: the row's new expires_at
+    # In the order of the placeholders: the new row, the SET, the WHERE.
+    params = (bucket.key, bucket.account, end, ts, ts, ts, end, end, ts, ts, bucket.limit)
+    return fetch_one(db, _RESERVE, params) is not None
 
 
 def retry_after(db: Session, key: str, ts: int) -> int:

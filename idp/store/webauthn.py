@@ -154,7 +154,7 @@ def _keep_in_step(db: Session, row: object) -> None:
     """After an UPDATE of a row's challenge that bypassed the session: a row this session holds
     reads it afresh. A read-only copy (store.driver.Columns.instance, as the pages and the
     sign-in path hold) is in no session, and stays as it was read."""
-    state = inspect(row, raiseerr=False) if not isinstance(row, str) else None
+    state = inspect(row, raiseerr=False)  # None for an id_hash and for a copy
     if state is not None and state.session is db:
         db.expire(row, ["challenge", "challenge_expires_at"])
 
