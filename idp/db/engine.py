@@ -133,10 +133,14 @@ def _sqlite_engine(url: str) -> Engine:
         # Another process may hold SQLite's own lock: fail at once rather than sleep on the loop.
         dbapi_conn.execute("PRAGMA busy_timeout=0")
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver: through SQLAlchemy's execution machinery this BEGIN cost ~20 µs of
+            # every write transaction on the loop, against ~2 µs here.
+            dbapi_conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             writers.leave(conn)
-            if isinstance(exc.__cause__, sqlite3.OperationalError):
+            if isinstance(exc, sqlite3.Error):
+                # Locked by another process, or any other failure to begin: the work runs in a
+                # thread instead, whose BEGIN waits for the lock, or raises SQLAlchemy's error.
                 raise WriterBusy from exc
             raise
         finally:
