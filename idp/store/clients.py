@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from sqlalchemy import (
     JSON,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
-from idp.store.driver import Columns, Sql, Target, fetch_one
+from idp.store.driver import Columns, Recent, Sql, Target, fetch_one
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -159,22 +158,24 @@ def logo_facts(db: Session, client_ids: Collection[str]) -> dict[str, LogoFacts]
 # is all the database work of a client_credentials request.
 _CLIENTS = Columns(Client)
 _RECORD = Sql(_CLIENTS.select + " WHERE client_id = ?")
+_RECENT = Recent(_CLIENTS)
 
 
-def get_record(db: Target, client_id: str) -> SimpleNamespace | None:
-    """The client's columns as a read-only record, for authlib's questions at the token endpoint.
+def get_record(db: Target, client_id: str) -> Client | None:
+    """The client's columns as a read-only copy, for authlib's questions at the token endpoint:
+    read at every request, and made again only when the row changed (store.driver.Recent).
 
     In a Session it joins the session's transaction; on a bare connection it is a single read.
     """
     row = fetch_one(db, _RECORD, (client_id,))
-    return SimpleNamespace(**_CLIENTS.values(row)) if row is not None else None
+    return _RECENT.instance(client_id, row) if row is not None else None
 
 
 def read(db: Target, client_id: str) -> Client | None:
     """The client as a read-only copy (store.driver.Columns.instance), for the sign-in pages,
     which only read it: a fifth of `get`'s cost, and every page of a sign-in asks."""
     row = fetch_one(db, _RECORD, (client_id,))
-    return _CLIENTS.instance(row) if row is not None else None
+    return _RECENT.instance(client_id, row) if row is not None else None
 
 
 def today() -> int:
@@ -263,7 +264,7 @@ def remove(db: Session, client_id: str) -> bool:
 class ClientProtocol:
     """The questions authlib asks a client (its ClientMixin), answered from the row."""
 
-    def __init__(self, row: Client | SimpleNamespace) -> None:
+    def __init__(self, row: Client) -> None:
         self.row = row
         self.client_id = row.client_id
 

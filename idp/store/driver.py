@@ -146,3 +146,30 @@ class Columns(Generic[M]):
         found = self.model.__new__(self.model)
         found.__dict__.update(self.values(row))
         return found
+
+
+class Recent(Generic[M]):
+    """The copies (Columns.instance) last made from a table's rows, by primary key: a row read
+    again unchanged, as a client's is at each of its token requests, gives back the copy made
+    before instead of a new one. Parsing a client's eight JSON columns is most of a copy's cost
+    (40-50 µs, against 1 µs to compare the row with the one the copy was made from).
+
+    Only the row just read decides: a changed row makes a new copy, so a copy is never stale,
+    whatever other processes write. Copies are shared between requests and threads, so callers
+    must treat them, and the lists and dicts they hold, as read-only, as for any copy."""
+
+    def __init__(self, columns: Columns[M], size: int = 1024) -> None:
+        self._columns = columns
+        self._size = size
+        self._copies: dict[Any, tuple[tuple[Any, ...], M]] = {}
+
+    def instance(self, key: Any, row: Sequence[Any]) -> M:
+        row = tuple(row)
+        known = self._copies.get(key)
+        if known is not None and known[0] == row:
+            return known[1]
+        found = self._columns.instance(row)
+        if len(self._copies) >= self._size:
+            self._copies.clear()  # rarely: more live keys than that (one step, thread-safe)
+        self._copies[key] = (row, found)
+        return found

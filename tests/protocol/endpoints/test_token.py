@@ -541,6 +541,25 @@ def test_client_credentials_unregistered_scope(idp: Harness, service: RP) -> Non
     assert error_of(response) == "invalid_scope"
 
 
+def test_a_changed_registration_holds_from_the_next_request(idp: Harness, service: RP) -> None:
+    """§3.3 and §2.3.1: the token endpoint answers from the client's registration as stored
+    now. The copy of the client it keeps between requests (idp.store.driver.Recent) is made
+    again when the row changes, here by another writer than this process's own paths: a
+    narrowed scope is refused, and a changed token lifetime applies, at the very next request."""
+    first = idp.client_credentials(service, scope="api.write")
+    assert first.status_code == 200, first.text
+    sql(
+        idp,
+        "UPDATE clients SET scopes = :s, access_token_ttl = 120 WHERE client_id = :c",
+        s='["api.read"]',
+        c=service.client_id,
+    )
+    assert error_of(idp.client_credentials(service, scope="api.write")) == "invalid_scope"
+    narrowed = idp.client_credentials(service, scope="api.read")
+    assert narrowed.status_code == 200, narrowed.text
+    assert narrowed.json()["expires_in"] == 120
+
+
 @pytest.mark.parametrize("scope", ["openid", "profile", "api.read openid"])
 def test_client_credentials_refuses_user_scopes(idp: Harness, scope: str) -> None:
     """§4.4 / §5.2 invalid_scope: with no end-user there is no identity to give out, so OpenID
