@@ -10,12 +10,15 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from idp import errors
@@ -25,6 +28,7 @@ from idp.ops import health, scrape
 from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import (
     authorize,
+    direct,
     discovery,
     documents,
     jwks,
@@ -56,6 +60,23 @@ from idp.worker import Worker
 BACK_CHANNEL_PATHS = ("/token", "/revoke", "/introspect")
 
 
+class IdpApp(FastAPI):
+    """FastAPI with the IdP's own middleware in front of FastAPI's stack rather than inside it.
+
+    FastAPI wraps every user middleware in its ServerErrorMiddleware, exception telemetry and
+    body limit; `front` runs before those, so that the published documents and the token
+    endpoint (`direct`) are answered without them, and every response, a 500 included, carries
+    the request id and the security headers."""
+
+    front: list[Middleware]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(getattr(self, "front", [])):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     brand = branding.load(settings)  # a bad logo is a SettingsError: the server does not start
@@ -79,7 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker.stop()
         runtime.engine.dispose()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # FastAPI's own OpenTelemetry is off: metrics are Prometheus's (idp.ops.metrics), and asking
+    # whether a tracer, meter or logger provider is configured cost ~15 µs on every request.
+    telemetry: Any = {"tracing": False, "metrics": False, "logs": False}
+    app = IdpApp(
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=telemetry
+    )
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.templates = templates
@@ -124,12 +150,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(admin_api.PREFIX, admin_api.build(runtime))
     app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
-    # Innermost: the published documents skip routing, inside the headers, id and metrics.
-    app.add_middleware(documents.Documents, published=published)
-    app.add_middleware(SecurityHeaders, https=https)
-    app.add_middleware(RequestContext, access_log=settings.access_log)
-    if settings.forwarded_allow_ips:
-        # Outermost (added last): every part sees the client's address and scheme, and every
-        # throttle budget belongs to the client, not to the proxy in front of all of them.
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    # Outermost first. The proxy's headers before anything else: every part sees the client's
+    # address and scheme, and every throttle budget belongs to the client, not to the proxy in
+    # front of all of them. The published documents and POST /token skip routing, inside the
+    # request id, metrics and headers.
+    proxy = [Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)]
+    app.front = [
+        *(proxy if settings.forwarded_allow_ips else []),
+        Middleware(RequestContext, access_log=settings.access_log),
+        Middleware(SecurityHeaders, https=https),
+        Middleware(documents.Documents, published=published),
+        Middleware(direct.DirectRoutes, routes={("POST", "/token"): token.token_endpoint}),
+    ]
     return app

@@ -76,7 +76,9 @@ def assert_server_error(response: httpx.Response) -> dict[str, Any]:
 
 
 def assert_security_headers(response: httpx.Response) -> None:
-    """Issue 9 / the SecurityHeaders middleware: every answer, a 500 included, carries them."""
+    """Issue 9 / the SecurityHeaders middleware: every answer, a 500 included, carries them,
+    and its request id (idp.ops.requests), which the log line of the failure also carries."""
+    assert response.headers["x-request-id"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-security-policy"] == DEFAULT_CSP
     assert response.headers["x-frame-options"] == "DENY"

@@ -157,10 +157,12 @@ def test_errors_are_not_cached(idp: Harness, service: RP, data: dict[str, str]) 
 # --- RFC 6749 §3.2 and §3.1: how the request itself must look ------------------------------------
 
 
-def test_get_is_refused(idp: Harness, rp: RP) -> None:
-    """§3.2: the client MUST use the HTTP POST method when making access token requests."""
-    response = idp.http.get(
-        "/token", params={"grant_type": "client_credentials"}, headers=rp.auth()
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_other_methods_are_refused(idp: Harness, rp: RP, method: str) -> None:
+    """§3.2: the client MUST use the HTTP POST method when making access token requests. Any
+    other method is refused in §5.2's JSON form, and the 405 names POST as the one allowed."""
+    response = idp.http.request(
+        method, "/token", params={"grant_type": "client_credentials"}, headers=rp.auth()
     )
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
