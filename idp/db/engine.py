@@ -262,10 +262,17 @@ _LOOP_WRITERS: weakref.WeakKeyDictionary[Engine, _LoopWriter] = weakref.WeakKeyD
 
 def prepare_loop_writes(engine: Engine) -> None:
     """At server start, on SQLite: the connection on_the_loop's work runs on. Without it (the
-    CLI, or PostgreSQL) on_the_loop runs its work in a thread."""
+    CLI, PostgreSQL, or after the engine's dispose()) on_the_loop runs its work in a thread."""
     if engine in _WRITERS and engine not in _LOOP_WRITERS:
         writer = _LOOP_WRITERS[engine] = _LoopWriter(engine)
-        event.listen(engine, "engine_disposed", lambda _e: writer.connection.close())
+
+        def disposed(disposed_engine: Engine) -> None:
+            # Its connection closes with the pool; the work that comes after (the app used
+            # past its shutdown, as tests do) runs in threads, on connections of the new pool.
+            _LOOP_WRITERS.pop(disposed_engine, None)
+            writer.connection.close()
+
+        event.listen(engine, "engine_disposed", disposed)
 
 
 def loop_connection(engine: Engine) -> Connection | None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
 from idp import deps
 from idp.authn import sessions
 from idp.errors import N_, PageError
 from idp.protocol import interaction
+from idp.protocol.authorization import Browser
 from idp.protocol.endpoints.authorize import respond
+from idp.protocol.requests import Params
+from idp.runtime import Runtime
 from idp.store import users
 from idp.web import forms
+from idp.web.templating import Templates
 
 router = APIRouter()
 
@@ -42,8 +47,16 @@ def describe(scope: str) -> tuple[str, dict[str, str]]:
 
 
 @router.get("/consent", include_in_schema=False)
-def consent_page(
-    request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser, db: deps.ReadDb
+async def consent_page(
+    request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser
+) -> Response:
+    return await deps.in_read_transaction(
+        runtime, lambda db: _consent_page(request, runtime, pages, browser, db)
+    )
+
+
+def _consent_page(
+    request: Request, runtime: Runtime, pages: Templates, browser: Browser, db: Session
 ) -> Response:
     interaction_id = request.query_params.get("interaction")
     pending = interaction.pending(db, interaction_id, browser)
@@ -74,13 +87,25 @@ def consent_page(
 
 
 @router.post("/consent", include_in_schema=False)
-def consent_submit(
+async def consent_submit(
     request: Request,
     form: deps.PageParams,
     runtime: deps.Rt,
     pages: deps.Pages,
     browser: deps.Browser,
-    db: deps.Db,
+) -> Response:
+    return await deps.in_transaction(
+        runtime, lambda db: _consent_submit(request, form, runtime, pages, browser, db)
+    )
+
+
+def _consent_submit(
+    request: Request,
+    form: Params,
+    runtime: Runtime,
+    pages: Templates,
+    browser: Browser,
+    db: Session,
 ) -> Response:
     next_step = N_("Go back to the application and sign in again.")
     if expired := forms.refused(request, form, runtime, pages, browser, db, next_step):

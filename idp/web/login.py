@@ -81,11 +81,13 @@ def _page(
 
 
 @router.get("/login", include_in_schema=False)
-def login_form(
-    request: Request, pages: deps.Pages, browser: deps.Browser, db: deps.ReadDb
+async def login_form(
+    request: Request, runtime: deps.Rt, pages: deps.Pages, browser: deps.Browser
 ) -> Response:
     interaction_id = request.query_params.get("interaction")
-    pending = _interaction(db, interaction_id, browser)
+    pending = await deps.in_read_transaction(
+        runtime, lambda db: _interaction(db, interaction_id, browser)
+    )
     hint = (pending.params.get("login_hint") if pending else None) or ""
     return _page(request, pages, interaction_id, pending, hint[:320])
 
@@ -109,8 +111,9 @@ async def login_submit(
     device = devices.read(runtime.device_key, cookies.read(request, settings, cookies.DEVICE))
     waited = 0.0
     while True:
-        pending, user, attempt, refused = await run_in_threadpool(
-            _look_up_and_reserve, runtime, interaction_id, email, browser, device
+        pending, user, attempt, refused = await deps.in_transaction(
+            runtime,
+            lambda db: _look_up_and_reserve(db, runtime, interaction_id, email, browser, device),
         )
         if refused is None or not refused.busy or waited >= BUSY_WAIT_SECONDS:
             break
@@ -132,20 +135,16 @@ async def login_submit(
             rehashed = await runtime.passwords.ahash(password)  # before the transaction too
     except PasswordsBusy as busy:
         # Nothing was judged: the slots go back, and the person may simply try again.
-        await run_in_threadpool(_not_judged, runtime, attempt)
+        await deps.in_transaction(runtime, lambda db: throttle.not_judged(db, attempt))
         response = _page(request, pages, interaction_id, pending, email, BUSY, 503)
         response.headers["Retry-After"] = str(busy.retry_after_seconds)
         return response
-    concluded = await run_in_threadpool(
-        _conclude,
+    length = len(normalize(password))
+    concluded = await deps.in_transaction(
         runtime,
-        user,
-        ok,
-        rehashed,
-        browser,
-        interaction_id,
-        attempt,
-        len(normalize(password)),
+        lambda db: _conclude(
+            db, runtime, user, ok, rehashed, browser, interaction_id, attempt, length
+        ),
     )
     if concluded is None or user is None:
         return _page(request, pages, interaction_id, pending, email, BAD_CREDENTIALS, 400)
@@ -186,31 +185,27 @@ def signed_in_response(
     return response
 
 
-def _not_judged(runtime: Runtime, attempt: Attempt) -> None:
-    with deps.transaction(runtime) as db:
-        throttle.not_judged(db, attempt)
-
-
 def _look_up_and_reserve(
+    db: Session,
     runtime: Runtime,
     interaction_id: str | None,
     email: str,
     browser: Browser,
     device: devices.Device | None,
 ) -> tuple[Pending | None, User | None, Attempt, Throttled | None]:
-    """One write transaction: the interaction and the account, and the attempt's throttle
-    slots (committed before the hash, so parallel attempts see them), or why there are none."""
-    with deps.transaction(runtime) as db:
-        pending = _interaction(db, interaction_id, browser)
-        user = users.read_by_email(db, email) if email else None
-        # A known device: this browser's cookie names the account that is signing in.
-        known = device.id if device and user and device.knows(user.id) else None
-        attempt = throttle.sign_in_attempt(runtime.settings, email, browser.ip, known)
-        try:
-            throttle.reserve(db, runtime.settings, attempt)
-        except Throttled as refused:
-            return pending, user, attempt, refused
-        return pending, user, attempt, None
+    """The first write transaction: the interaction and the account, and the attempt's
+    throttle slots (committed before the hash, so parallel attempts see them), or why there
+    are none."""
+    pending = _interaction(db, interaction_id, browser)
+    user = users.read_by_email(db, email) if email else None
+    # A known device: this browser's cookie names the account that is signing in.
+    known = device.id if device and user and device.knows(user.id) else None
+    attempt = throttle.sign_in_attempt(runtime.settings, email, browser.ip, known)
+    try:
+        throttle.reserve(db, runtime.settings, attempt)
+    except Throttled as refused:
+        return pending, user, attempt, refused
+    return pending, user, attempt, None
 
 
 def _csrf_rejected(
@@ -233,6 +228,7 @@ class Concluded:
 
 
 def _conclude(
+    db: Session,
     runtime: Runtime,
     user: User | None,
     ok: bool,
@@ -242,37 +238,36 @@ def _conclude(
     attempt: Attempt,
     length: int,
 ) -> Concluded | None:
-    """One write transaction: the session and its cookie (or the second factor owed), or the
-    failure's audit event; the throttle hears the verdict in the same transaction."""
-    with deps.transaction(runtime) as db:
-        if not ok or user is None or user.disabled:
-            reason = "disabled" if ok and user is not None else "bad_credentials"
-            user_id = user.id if user else None
-            throttle.failed(db, runtime.settings, attempt, browser.ip, user_id)
-            record(db, AuditEvent.LOGIN_FAILED, ip=browser.ip, user_id=user_id, reason=reason)
-            return None
-        throttle.succeeded(db, attempt)
-        # This transaction's row (`user` was read in another), read-only unless it changes.
-        current = users.read(db, user.id)
+    """The second write transaction: the session and its cookie (or the second factor owed),
+    or the failure's audit event; the throttle hears the verdict in the same transaction."""
+    if not ok or user is None or user.disabled:
+        reason = "disabled" if ok and user is not None else "bad_credentials"
+        user_id = user.id if user else None
+        throttle.failed(db, runtime.settings, attempt, browser.ip, user_id)
+        record(db, AuditEvent.LOGIN_FAILED, ip=browser.ip, user_id=user_id, reason=reason)
+        return None
+    throttle.succeeded(db, attempt)
+    # This transaction's row (`user` was read in another), read-only unless it changes.
+    current = users.read(db, user.id)
+    if current is None:
+        return None
+    has_factor = mfa.factors_of(db, current.id).any
+    # Too short for the account as it is now (its factors were reset, or the policy grew):
+    # signed in, but a new password comes before anything else.
+    too_short = length < min_password_length(runtime.settings, has_factor)
+    if rehashed or too_short:
+        current = users.get(db, user.id)
         if current is None:
             return None
-        has_factor = mfa.factors_of(db, current.id).any
-        # Too short for the account as it is now (its factors were reset, or the policy grew):
-        # signed in, but a new password comes before anything else.
-        too_short = length < min_password_length(runtime.settings, has_factor)
-        if rehashed or too_short:
-            current = users.get(db, user.id)
-            if current is None:
-                return None
-            if rehashed:
-                users.set_password_hash(db, current, rehashed)
-            if too_short:
-                current.password_change_required = True
-        owed = interaction.password_checked(db, runtime, interaction_id, browser, current)
-        if owed is not None:
-            return Concluded(None, owed)
-        cookie = sign_in(db, runtime, user.id, [mfa.PWD], mfa.AAL1, browser, interaction_id)
-        return Concluded(cookie)
+        if rehashed:
+            users.set_password_hash(db, current, rehashed)
+        if too_short:
+            current.password_change_required = True
+    owed = interaction.password_checked(db, runtime, interaction_id, browser, current)
+    if owed is not None:
+        return Concluded(None, owed)
+    cookie = sign_in(db, runtime, user.id, [mfa.PWD], mfa.AAL1, browser, interaction_id)
+    return Concluded(cookie)
 
 
 def sign_in(

@@ -366,3 +366,19 @@ def test_pool_capacity_is_the_pools_size_and_overflow(tmp_path: Path) -> None:
     finally:
         sqlite.dispose()
         postgres.dispose()
+
+
+def test_after_dispose_the_work_runs_in_a_thread(loop_engine: Engine) -> None:
+    """dispose() closes the loop's own connection with the pool: the work that still comes (an
+    app used past its shutdown) runs in a thread, on a connection of the new pool, instead of
+    failing on a closed connection."""
+    engine = loop_engine
+    ran_on: list[int] = []
+    engine.dispose()
+
+    async def main() -> int:
+        assert await on_the_loop(engine, lambda: bump(engine, ran_on)) == 1
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert len(ran_on) == 1 and ran_on != [loop_thread]

@@ -387,8 +387,11 @@ def chain(idp: Harness) -> list[str]:
     return [*lock, "SELECT audit_events", "UPDATE audit_events"]
 
 
-def page_by_page(idp: Harness, rp: RP) -> list[tuple[str, list[str]]]:
-    """One authorization code flow by a new browser, with what each request sent."""
+def page_by_page(
+    idp: Harness, rp: RP, checkouts: dict[str, int] | None = None
+) -> list[tuple[str, list[str]]]:
+    """One authorization code flow by a new browser, with what each request sent (and, into
+    `checkouts`, how many connections each took from the pool)."""
     idp.http.cookies.clear()
     counted: list[tuple[str, list[str]]] = []
 
@@ -396,6 +399,8 @@ def page_by_page(idp: Harness, rp: RP) -> list[tuple[str, list[str]]]:
         with sent_to_database(idp.runtime.engine) as sent:
             response = send()
         counted.append((label, sent.kinds()))
+        if checkouts is not None:
+            checkouts[label] = sent.checkouts
         return response
 
     location = step("GET /authorize", lambda: idp.authorize(rp)).headers["location"]
@@ -516,3 +521,23 @@ def test_a_sign_in_page_by_page(idp: Harness) -> None:
         "POST /login",
         "GET /authorize/resume",
     ]
+
+
+def test_the_pages_write_on_the_loop(idp: Harness) -> None:
+    """The pages' write transactions (idp.deps.in_transaction) run, on SQLite, on the event
+    loop's own connection, as the token grants do: none takes a connection from the pool, nor
+    a thread (on PostgreSQL each takes one, in one thread hop). The pages that only read take
+    one, in one thread hop: a read transaction never waits for the write lock."""
+    idp.user()
+    rp = idp.client()
+    checkouts: dict[str, int] = {}
+    page_by_page(idp, rp, checkouts)
+    write = write_grant_checkouts(idp)
+    assert checkouts == {
+        "GET /authorize": write,
+        "GET /login": 1,
+        "POST /login": 2 * write,  # the throttle's slots before the hash, the verdict after
+        "GET /authorize/resume": write,
+        "GET /consent": 1,
+        "POST /consent": write,
+    }

@@ -37,16 +37,17 @@ def respond(outcome: Outcome, runtime: Runtime, browser: Browser, status: int) -
 
 
 @router.api_route("/authorize", methods=["GET", "POST"], include_in_schema=False)
-def authorization_endpoint(
-    request: Request, params: deps.PageParams, browser: deps.Browser, runtime: deps.Rt, db: deps.Db
+async def authorization_endpoint(
+    request: Request, params: deps.PageParams, browser: deps.Browser, runtime: deps.Rt
 ) -> Response:
-    outcome = authorize(db, runtime, params, browser)
+    outcome = await deps.in_transaction(runtime, lambda db: authorize(db, runtime, params, browser))
     return respond(outcome, runtime, browser, 303 if request.method == "POST" else 302)
 
 
 @router.get("/authorize/resume", include_in_schema=False)
-def resume_endpoint(
-    request: Request, browser: deps.Browser, runtime: deps.Rt, db: deps.Db
-) -> Response:
-    outcome = resume(db, runtime, request.query_params.get("interaction"), browser)
+async def resume_endpoint(request: Request, browser: deps.Browser, runtime: deps.Rt) -> Response:
+    interaction_id = request.query_params.get("interaction")
+    outcome = await deps.in_transaction(
+        runtime, lambda db: resume(db, runtime, interaction_id, browser)
+    )
     return respond(outcome, runtime, browser, 302)
