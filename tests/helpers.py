@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import unescape
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -268,3 +270,13 @@ def wait_until(done: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 def urlencoded(data: dict[str, str]) -> str:
     return urlencode(data)
+
+
+_T = TypeVar("_T")
+
+
+def in_its_own_loop(scenario: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """asyncio.run in a thread of its own: the session may already run an event loop in this
+    one (Playwright's sync API does, in the browser tests' worker)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 
 from idp.settings import Settings
 from tests.conftest import make_settings, migrated_app
-from tests.helpers import PASSWORD, Harness, basic, form_fields
+from tests.helpers import PASSWORD, Harness, basic, form_fields, in_its_own_loop
 from tests.token_helpers import ISSUER
 
 T = TypeVar("T")
@@ -51,13 +50,6 @@ async def _attempt(app: FastAPI, password: str = "wrong password") -> httpx.Resp
         fields = form_fields(page.text)
         fields.update(email="alice@example.com", password=password)
         return await browser.post("/login", data=fields)
-
-
-def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """asyncio.run in a thread of its own: the session may already run an event loop in this
-    one (Playwright's sync API does, in the browser tests' worker)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, scenario()).result()
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = GATE_TIMEOUT) -> None:
@@ -106,7 +98,7 @@ def test_a_full_queue_is_503_with_retry_after_and_no_hash(small_app: FastAPI) ->
         return list(await asyncio.gather(*admitted)), refused
 
     try:
-        answered, refused = _run(scenario)
+        answered, refused = in_its_own_loop(scenario)
     finally:
         gate.set()
     assert refused.status_code == 503
@@ -148,7 +140,7 @@ def test_other_endpoints_answer_while_password_checks_pile_up(idp: Harness) -> N
         return [r.status_code for r in await asyncio.gather(*waiting)], answers
 
     try:
-        statuses, answers = _run(scenario)
+        statuses, answers = in_its_own_loop(scenario)
     finally:
         gate.set()
     assert [a.status_code for a in answers] == [200, 302, 200]

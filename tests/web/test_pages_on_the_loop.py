@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from idp import deps
 from idp.store import users
-from tests.helpers import Harness
+from tests.helpers import Harness, in_its_own_loop
 from tests.token_helpers import ISSUER
-
-
-def _in_its_own_loop(scenario: object) -> object:
-    """asyncio.run in a thread of its own (the browser tests' worker may run a loop here)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, scenario).result()  # type: ignore[arg-type]
 
 
 def test_a_page_waits_for_the_write_lock_without_holding_up_the_loop(idp: Harness) -> None:
@@ -62,7 +55,7 @@ def test_a_page_waits_for_the_write_lock_without_holding_up_the_loop(idp: Harnes
         return waited, meanwhile, answer
 
     try:
-        waited, meanwhile, answer = _in_its_own_loop(scenario())  # type: ignore[misc]
+        waited, meanwhile, answer = in_its_own_loop(scenario)
     finally:
         release.set()
     assert meanwhile == [200, 200]

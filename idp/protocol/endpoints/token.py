@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp import deps
-from idp.db.engine import loop_reader, on_the_loop
+from idp.db.engine import loop_reader
 from idp.errors import InvalidRequest, oauth_json
 from idp.ops.logs import loggable
 from idp.protocol.client_auth import RemoteKeys, one_method
@@ -97,16 +97,16 @@ def _write_last_used(runtime: Runtime, client_id: str, day: int) -> None:
 async def _write_grant(
     runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
 ) -> tuple[Response, IdpServer]:
-    return await on_the_loop(runtime.engine, lambda: _grant(runtime, oauth_request, keys))
+    """One short write transaction, committed before the response leaves (on the event loop
+    on SQLite: deps.in_transaction)."""
+    return await deps.in_transaction(runtime, lambda db: _grant(db, runtime, oauth_request, keys))
 
 
 def _grant(
-    runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
+    db: Session, runtime: Runtime, oauth_request: IdpRequest, keys: RemoteKeys | None
 ) -> tuple[Response, IdpServer]:
-    """One short write transaction, committed before the response leaves."""
-    with deps.transaction(runtime) as db:
-        server = IdpServer(runtime, db, keys)
-        response: Response = server.create_token_response(oauth_request)
+    server = IdpServer(runtime, db, keys)
+    response: Response = server.create_token_response(oauth_request)
     return response, server
 
 
