@@ -127,6 +127,15 @@ async def run_load(args: argparse.Namespace, scenario: Scenario, target: Target)
     return figures
 
 
+def server_setting(text: str) -> tuple[str, str]:
+    """IDP_NAME=VALUE: the caller's IDP_* variables never reach the server, so a setting to
+    compare goes through this flag."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("IDP_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not IDP_NAME=VALUE")
+    return name, value
+
+
 def server_for(
     args: argparse.Namespace, scenario: Scenario
 ) -> contextlib.AbstractContextManager[Target]:
@@ -141,7 +150,7 @@ def server_for(
         database_url=args.database_url,
         kek_file=args.kek_file,
         workers=args.workers,
-        env_extra=scenario.env,
+        env_extra={**scenario.env, **dict(args.server_env)},
         provision=scenario.provision,
     )
 
@@ -399,6 +408,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="key-encryption key file to reuse (needed to run twice on one PostgreSQL database)",
     )
     server.add_argument("--idp", help="the idp command (default: the one next to this Python)")
+    server.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=server_setting,
+        metavar="IDP_NAME=VALUE",
+        help="a setting for the server, after the scenario's own (repeatable)",
+    )
     external = parser.add_argument_group("server already running (cc and jwks only)")
     external.add_argument("--url", help=f"http://{HOST}:PORT of a running idp")
     external.add_argument("--client-id")

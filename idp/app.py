@@ -24,6 +24,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
 from idp.db.engine import pool_capacity
+from idp.db.loop_reads import close_loop_reads, open_loop_reads
 from idp.ops import health, scrape
 from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import (
@@ -95,9 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the pool's connections, so a thread beyond those only waits, holding a stack and,
         # under glibc, an arena of its own that it never gives back.
         to_thread.current_default_thread_limiter().total_tokens = pool_capacity(runtime.engine)
+        await open_loop_reads(runtime.engine, settings.database_loop_read_connections)
         worker.start()
         yield
         worker.stop()
+        await close_loop_reads(runtime.engine)
         runtime.engine.dispose()
 
     # FastAPI's own OpenTelemetry is off: metrics are Prometheus's (idp.ops.metrics), and asking

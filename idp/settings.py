@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./idp.db"
     # Pool size for server databases; the threadpool runs up to 40 requests at once.
     database_pool_size: int = Field(default=20, ge=1)
+    # PostgreSQL: asyncio connections per worker for single reads awaited on the event loop
+    # (idp.db.loop_reads); 0 reads in threads instead.
+    database_loop_read_connections: int = Field(default=4, ge=0)
 
     # 32 random bytes, base64url; or a file holding them. Wraps the signing keys at rest.
     key_encryption_key: SecretStr | None = None

@@ -6,6 +6,7 @@ holds a session that another thread could touch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer
@@ -34,10 +35,35 @@ from idp.protocol.requests import IdpRequest
 from idp.protocol.tokens import ADMIN_SCOPES, IssuedAccessToken, token_service
 from idp.runtime import Runtime
 from idp.store import clients, codes, refresh_tokens, roles
-from idp.store.clients import ClientProtocol
+from idp.store.clients import Client, ClientProtocol
 from idp.store.driver import Target
 from idp.store.refresh_tokens import TokenFamily
 from idp.store.roles import ADMIN
+
+
+def is_client_id(client_id: object) -> bool:
+    """RFC 6749 Appendix A.1: a client id is printable ASCII (VSCHAR), here of 64 characters at
+    most; anything else names no client, and is never sent to the database (PostgreSQL refuses
+    a NUL in text)."""
+    return (
+        isinstance(client_id, str)
+        and 0 < len(client_id) <= 64
+        and client_id.isascii()
+        and client_id.isprintable()  # %x20-7E
+    )
+
+
+@dataclass(frozen=True)
+class KnownClient:
+    """A client's row as read before the grant began (None: no such client)."""
+
+    client_id: str
+    record: Client | None
+
+
+class NotRead(Exception):
+    """The grant asked for a client other than the one read before it began: nothing was done,
+    and the grant must be made again where it can read (in a thread)."""
 
 
 class IdpServer(AuthorizationServer):  # type: ignore[misc]
@@ -48,6 +74,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         remote_keys: RemoteKeys | None = None,
         read_only: bool = False,
         reader: Target | None = None,
+        known_client: KnownClient | None = None,
     ) -> None:
         super().__init__()
         self.runtime = runtime
@@ -56,6 +83,8 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         self.db = db
         # Client lookups go to a bare connection when the caller has one (the hot path).
         self.reader: Target = reader if reader is not None else db
+        # The client's row, read before (awaited on the loop): this server reads no other.
+        self.known_client = known_client
         # A read-only unit of work keeps its audit events for the caller to write afterwards.
         self.read_only = read_only
         self.deferred_events: list[dict[str, Any]] = []
@@ -78,13 +107,15 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
     # --- the questions authlib asks -------------------------------------------------------------
 
     def query_client(self, client_id: str) -> ClientProtocol | None:
-        # RFC 6749 Appendix A.1: a client id is printable ASCII (VSCHAR); anything else names
-        # no client, and is never sent to the database (PostgreSQL refuses a NUL in text).
-        if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
+        if not is_client_id(client_id):
             return None
-        if not (client_id.isascii() and client_id.isprintable()):  # %x20-7E
-            return None
-        row = clients.get_record(self.reader, client_id)
+        known = self.known_client
+        if known is None:
+            row = clients.get_record(self.reader, client_id)
+        elif client_id == known.client_id:
+            row = known.record
+        else:
+            raise NotRead(client_id)
         return ClientProtocol(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: IdpRequest) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
-from idp.store.driver import Columns, Recent, Sql, Target, fetch_one
+from idp.store.driver import AwaitedReads, Columns, Recent, Sql, Target, fetch_one
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -168,6 +168,12 @@ def get_record(db: Target, client_id: str) -> Client | None:
     In a Session it joins the session's transaction; on a bare connection it is a single read.
     """
     row = fetch_one(db, _RECORD, (client_id,))
+    return _RECENT.instance(client_id, row) if row is not None else None
+
+
+async def get_record_awaited(reads: AwaitedReads, client_id: str) -> Client | None:
+    """get_record, awaited on the event loop (PostgreSQL: idp.db.loop_reads)."""
+    row = await reads.fetch_one(_RECORD.of_style("format"), (client_id,))
     return _RECENT.instance(client_id, row) if row is not None else None
 
 

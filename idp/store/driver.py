@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import JSON, Boolean, Connection
 from sqlalchemy.orm import Session
@@ -64,6 +64,12 @@ def _cursor(db: Target, sql: Sql) -> tuple[Any, str]:
         return db.cursor(), sql.of_style("qmark")
     conn = connection_of(db)
     return conn.connection.dbapi_connection.cursor(), sql.of(conn)  # type: ignore[union-attr]
+
+
+class AwaitedReads(Protocol):
+    """Reads awaited on the event loop, in psycopg's parameter style (idp.db.loop_reads)."""
+
+    async def fetch_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
 
 def fetch_one(db: Target, sql: Sql, params: Sequence[Any]) -> tuple[Any, ...] | None:

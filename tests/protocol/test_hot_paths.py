@@ -26,14 +26,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
+from starlette.testclient import TestClient
 
 from idp.db.engine import loop_connections_made
+from idp.db.loop_reads import LoopReads
 from idp.store import clients
+from tests.conftest import ISSUER, make_settings, migrated_app
 from tests.helpers import PASSWORD, RP, Harness, form_fields, query_of
 from tests.refresh_helpers import (
     OFFLINE_SCOPE,
@@ -60,6 +64,8 @@ class Sent:
     checkouts: int = 0
     # PostgreSQL: for each statement, whether it ran in a transaction.
     in_transaction: list[bool] = field(default_factory=list)
+    # PostgreSQL: statements awaited on the event loop (idp.db.loop_reads), outside the pool.
+    awaited: int = 0
 
     def kinds(self) -> list[str]:
         return [kind(s) for s in self.statements]
@@ -111,6 +117,14 @@ def sent_to_database(engine: Engine) -> Iterator[Sent]:
             traced[dbapi_conn] = None
             dbapi_conn.set_trace_callback(note)
 
+    fetch_one = LoopReads.fetch_one
+
+    async def awaited_fetch_one(reads: LoopReads, sql: str, params: Any) -> Any:
+        note(sql)
+        sent.awaited += 1
+        return await fetch_one(reads, sql, params)
+
+    LoopReads.fetch_one = awaited_fetch_one  # type: ignore[method-assign]
     event.listen(engine, "checkout", on_checkout)
     for own in loop_connections_made(engine):  # the event loop's own on SQLite, outside the pool
         traced[own] = None
@@ -118,6 +132,7 @@ def sent_to_database(engine: Engine) -> Iterator[Sent]:
     try:
         yield sent
     finally:
+        LoopReads.fetch_one = fetch_one  # type: ignore[method-assign]
         event.remove(engine, "checkout", on_checkout)
         for dbapi_conn, original in traced.items():
             if postgres:
@@ -175,19 +190,41 @@ def test_client_credentials(idp: Harness, service: RP) -> None:
     """RFC 6749 §4.4: one statement, the client's row (client_secret_basic checks the secret's
     SHA-256 against it, and it carries the client's grant types, scopes and token lifetime),
     read without a transaction around it. Nothing is written: the token is a self-contained JWT.
-    On SQLite the read runs on the event loop's own connection (idp.db.engine.loop_reader), so
-    the pool is not touched; on PostgreSQL it takes one connection, in autocommit mode (one
-    round trip, where BEGIN, SELECT and ROLLBACK were three)."""
+    The pool is not touched: on SQLite the read runs on the event loop's own connection
+    (idp.db.engine.loop_reader); on PostgreSQL it is awaited on the loop, on a connection in
+    autocommit mode (idp.db.loop_reads: one round trip, no thread hop)."""
     assert idp.client_credentials(service).status_code == 200  # warm-up: today's last_used_day
     with sent_to_database(idp.runtime.engine) as sent:
         response = idp.client_credentials(service)
     assert response.status_code == 200, response.text
     assert sent.kinds() == [CLIENT_READ]
-    if idp.runtime.engine.dialect.name == "sqlite":
-        assert sent.checkouts == 0
-    else:
-        assert sent.checkouts == 1
-        assert sent.in_transaction == [False]  # autocommit: no BEGIN and ROLLBACK round trips
+    assert sent.checkouts == 0
+    assert sent.awaited == (0 if idp.runtime.engine.dialect.name == "sqlite" else 1)
+
+
+def test_client_credentials_read_in_a_thread_without_loop_connections(
+    database_url: str, tmp_path: Path
+) -> None:
+    """IDP_DATABASE_LOOP_READ_CONNECTIONS=0 on PostgreSQL: the same one statement, made in a
+    thread on one of the pool's connections, in autocommit mode (no BEGIN and ROLLBACK)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the loop's own reads are PostgreSQL's; SQLite reads on the loop itself")
+    app = migrated_app(make_settings(database_url, tmp_path, database_loop_read_connections=0))
+    try:
+        with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
+            idp = Harness(app, http)
+            service = idp.client(
+                grant_types=["client_credentials"], scopes=["api.read"], redirect_uris=[]
+            )
+            assert idp.client_credentials(service).status_code == 200
+            with sent_to_database(idp.runtime.engine) as sent:
+                response = idp.client_credentials(service)
+    finally:
+        app.state.runtime.engine.dispose()
+    assert response.status_code == 200, response.text
+    assert sent.kinds() == [CLIENT_READ]
+    assert (sent.checkouts, sent.awaited) == (1, 0)
+    assert sent.in_transaction == [False]
 
 
 def write_grant_checkouts(idp: Harness) -> int:

@@ -16,11 +16,12 @@ from starlette.responses import Response
 
 from idp import deps
 from idp.db.engine import loop_reader
+from idp.db.loop_reads import LoopReads, ReadFailed, loop_reads
 from idp.errors import InvalidRequest, oauth_json
 from idp.ops.logs import loggable
-from idp.protocol.client_auth import RemoteKeys, one_method
+from idp.protocol.client_auth import RemoteKeys, basic_client_id, one_method
 from idp.protocol.requests import IdpRequest, Params, client_ip
-from idp.protocol.server import IdpServer
+from idp.protocol.server import IdpServer, KnownClient, NotRead, is_client_id
 from idp.runtime import Runtime
 from idp.store import clients
 
@@ -56,13 +57,18 @@ async def token_endpoint(request: Request) -> Response:
         response, server = await _write_grant(runtime, oauth_request, keys)
         return mark_used_after(response, runtime, server)
     reader = loop_reader(runtime.engine)
+    answered = None
     if reader is not None:
         # The hot path on the embedded database runs on the event loop: one local, lock-free
-        # read (WAL) and one signature, CPU-bound work a thread hop would only slow down. A
-        # network database is never awaited on the loop: a slow server would stall it.
-        response, server = _read_on(runtime, oauth_request, reader)
-    else:
-        response, server = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
+        # read (WAL) and one signature, CPU-bound work a thread hop would only slow down.
+        answered = _read_on(runtime, oauth_request, reader)
+    elif (reads := loop_reads(runtime.engine)) is not None:
+        # On PostgreSQL the client's row is awaited on the loop (never a blocking round trip
+        # there), then the grant runs on the loop as on SQLite.
+        answered = await _read_awaited(runtime, oauth_request, reads)
+    if answered is None:
+        answered = await run_in_threadpool(_read_only_grant, runtime, oauth_request)
+    response, server = answered
     if server.deferred_events or server.deferred_failure:
         # A failed authentication is recorded (and throttled) after the read, in a write
         # transaction of its own, so the common case never takes the write lock.
@@ -124,6 +130,29 @@ def _read_on(
     with Session(runtime.read_engine) as db:
         server = IdpServer(runtime, db, read_only=True, reader=reader)
         response: Response = server.create_token_response(oauth_request)
+    return response, server
+
+
+async def _read_awaited(
+    runtime: Runtime, oauth_request: IdpRequest, reads: LoopReads
+) -> tuple[Response, IdpServer] | None:
+    """The read-only grant with its client's row awaited first; None when it must be made in
+    a thread instead: no Basic credentials to name the client, the read failed, or the grant
+    asked for another client (authlib tries the methods the client may use, in turn)."""
+    client_id = basic_client_id(oauth_request.headers)
+    if client_id is None or not is_client_id(client_id):
+        return None
+    try:
+        record = await clients.get_record_awaited(reads, client_id)
+    except ReadFailed:
+        return None
+    known = KnownClient(client_id, record)
+    try:
+        with Session(runtime.read_engine) as db:  # for authlib's interfaces; it reads nothing
+            server = IdpServer(runtime, db, read_only=True, known_client=known)
+            response: Response = server.create_token_response(oauth_request)
+    except NotRead:
+        return None
     return response, server
 
 

@@ -614,7 +614,14 @@ def test_client_credentials_hot_path(
         reads.append(client_id)
         return real_read(db, client_id)
 
+    real_awaited = clients.get_record_awaited
+
+    async def counted_awaited(reads_on_the_loop: Any, client_id: str) -> Any:
+        reads.append(client_id)  # PostgreSQL: awaited on the event loop (idp.db.loop_reads)
+        return await real_awaited(reads_on_the_loop, client_id)
+
     monkeypatch.setattr(clients, "get_record", counted_read)
+    monkeypatch.setattr(clients, "get_record_awaited", counted_awaited)
     with statements(idp.runtime.engine) as seen:
         response = idp.client_credentials(service)
     assert response.status_code == 200, response.text
