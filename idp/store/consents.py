@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.store.base import Base, now
 from idp.store.driver import Sql, fetch_one
+from idp.store.upsert import insert_ignore
 
 
 class Consent(Base):
@@ -37,17 +38,31 @@ def covers(db: Session, user_id: str, client_id: str, scopes: list[str]) -> bool
 
 
 def grant(db: Session, user_id: str, client_id: str, scopes: list[str]) -> None:
-    """Remember the decision; earlier grants stay (a later, narrower request asks nothing new)."""
-    row = db.get(Consent, (user_id, client_id))
-    if row is None:
-        db.add(
-            Consent(
-                user_id=user_id, client_id=client_id, scopes=sorted(set(scopes)), granted_at=now()
-            )
+    """Remember the decision; earlier grants stay (a later, narrower request asks nothing new).
+
+    Two sign-ins of one user to one client may decide at once (two tabs, two devices): on
+    PostgreSQL both would find no row and the second INSERT would fail on the primary key. So
+    the row is inserted unless it exists (the second waits for the first to commit, then
+    inserts nothing), and an existing row is locked before its scopes are merged, so neither
+    decision is lost."""
+    wanted = sorted(set(scopes))
+    if insert_ignore(
+        db, Consent, user_id=user_id, client_id=client_id, scopes=wanted, granted_at=now()
+    ):
+        return
+    row = db.scalars(
+        select(Consent)
+        .where(Consent.user_id == user_id, Consent.client_id == client_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:  # withdrawn between the two statements: this decision stands alone
+        insert_ignore(
+            db, Consent, user_id=user_id, client_id=client_id, scopes=wanted, granted_at=now()
         )
-    else:
-        row.scopes = sorted(set(row.scopes) | set(scopes))
-        row.granted_at = now()
+        return
+    row.scopes = sorted(set(row.scopes) | set(scopes))
+    row.granted_at = now()
     db.flush()
 
 

@@ -512,7 +512,9 @@ def test_a_sign_in_page_by_page(idp: Harness) -> None:
             [
                 *PENDING,
                 *SIGNED_IN,
-                "SELECT consents",
+                # The decision remembered in one statement, INSERT ... ON CONFLICT DO NOTHING
+                # (idp.store.consents.grant: a first consent; a decision at once in another
+                # sign-in waits for it instead of failing on the key).
                 "INSERT consents",
                 "INSERT audit_events",
                 "UPDATE interactions",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 
+from idp.store import consents
 from tests.authorize_helpers import (
     consent_page_for,
     is_consent_page,
@@ -199,3 +201,45 @@ def test_consent_page_without_metadata_names_the_redirect_host(idp: Harness) -> 
     page = consent_page_for(idp, rp).text
     assert "/logo" not in page and "Privacy policy" not in page
     assert re.search(r'<p class="lead">\s*rp.example\s*</p>', page)
+
+
+def test_two_decisions_at_once_are_both_remembered(idp: Harness) -> None:
+    """OIDC Core §3.1.2.4: one user deciding for one client in two sign-ins at once (two tabs,
+    two devices): while the first decision's transaction is still open, the second waits for
+    it, and both succeed; the consent on file covers the scopes of both. On PostgreSQL the
+    second used to fail on the primary key (a 500 at POST /consent)."""
+    user_id = idp.user()
+    rp = idp.client(scopes=["openid", "email", "profile"])
+    first_written, first_may_commit = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with idp.runtime.sessions.begin() as db:
+                consents.grant(db, user_id, rp.client_id, ["openid", "email"])
+                first_written.set()
+                first_may_commit.wait(10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def second() -> None:
+        try:
+            with idp.runtime.sessions.begin() as db:
+                consents.grant(db, user_id, rp.client_id, ["openid", "profile"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_written.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(0.5)
+    waited = two.is_alive()  # for the first transaction's row (PostgreSQL) or lock (SQLite)
+    first_may_commit.set()
+    one.join(10)
+    two.join(10)
+    assert errors == []
+    assert waited
+    with idp.runtime.sessions.begin() as db:
+        assert consents.covers(db, user_id, rp.client_id, ["openid", "email", "profile"])
