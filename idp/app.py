@@ -25,7 +25,7 @@ from idp import errors
 from idp.admin import api as admin_api, pages as admin_pages
 from idp.db.engine import pool_capacity
 from idp.db.loop_reads import close_loop_reads, open_loop_reads
-from idp.ops import health, scrape
+from idp.ops import health, metrics, scrape
 from idp.ops.requests import RequestContext
 from idp.protocol.endpoints import (
     authorize,
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker.start()
         yield
         worker.stop()
+        metrics.flush()  # the requests counted since the last write (several workers)
         await close_loop_reads(runtime.engine)
         runtime.engine.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from idp.ops.metrics import FLUSH_SECONDS
 from tests.e2e.conftest import Cli, free_port, running, server_env
 
 pytestmark = pytest.mark.e2e
 
 BATCH = 16
 MAX_REQUESTS = 640
+# Each worker writes what it counted to its files once a second (idp.ops.metrics.RequestTally).
+FLUSHED = FLUSH_SECONDS + 0.5
 
 
 def live_requests_counted(text: str) -> float:
@@ -51,6 +55,7 @@ def test_two_workers_metrics_add_up(tmp_path: Path) -> None:
                 statuses = list(pool.map(lambda _: live(issuer), range(BATCH)))
                 assert statuses == [200] * BATCH
                 sent += BATCH
+                time.sleep(FLUSHED)
         scrapes = [httpx.get(f"{issuer}/metrics", timeout=5) for _ in range(6)]
     assert all(s.status_code == 200 for s in scrapes)
     assert len(serving(folder)) == 2, serving(folder)  # both workers served some

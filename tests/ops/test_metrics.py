@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from idp.ops import metrics
 from idp.store import logout_deliveries
 from tests.conftest import ISSUER, make_settings, migrated_app
 from tests.helpers import Harness
@@ -148,3 +149,40 @@ def test_database_gauges_key_age_and_pending_logouts(idp: Harness, scraped: Test
     with idp.runtime.sessions.begin() as db:
         logout_deliveries.enqueue(db, rp.client_id, "http://127.0.0.1:9/logout", {"sid": "x"})
     assert value(scrape(scraped), "idp_backchannel_logout_pending") == 1
+
+
+def test_a_tally_written_at_once_counts_as_each_request_would() -> None:
+    """With several workers each worker sums its requests in memory and writes the sums to its
+    files once a second (idp.ops.metrics.RequestTally): after a flush, the request counter and
+    every latency bucket, its sum and count hold what observing each request would have."""
+    route = "/tally-test"
+    latencies = [0.0004, 0.001, 0.0011, 0.003, 0.03, 0.3, 3.0, 30.0]
+    tally = metrics.RequestTally()
+    for seconds in latencies:
+        tally.add((route, "GET", 200), seconds)
+    tally.add((route, "GET", 404), 0.002)
+    assert samples_of(route) == {}  # nothing written before the flush
+    tally.flush()
+    written = samples_of(route)
+    for seconds in [*latencies, 0.002]:
+        metrics.LATENCY.labels("/tally-observed", "GET").observe(seconds)
+    for status, n in (("200", len(latencies)), ("404", 1)):
+        metrics.REQUESTS.labels("/tally-observed", "GET", status).inc(n)
+    assert written == samples_of("/tally-observed")
+    assert written[("idp_http_requests_total", (("method", "GET"), ("status", "200")))] == len(
+        latencies
+    )
+    tally.flush()  # nothing pending: nothing added twice
+    assert samples_of(route) == written
+
+
+def samples_of(route: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """This process's samples of the request metrics for `route`, by name and other labels."""
+    found = {}
+    for family in (metrics.REQUESTS, metrics.LATENCY):
+        for metric in family.collect():
+            for sample in metric.samples:
+                if sample.labels.get("route") == route and not sample.name.endswith("_created"):
+                    others = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "route"))
+                    found[(sample.name, others)] = sample.value
+    return found
