@@ -21,11 +21,12 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-import psycopg_pool
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    import psycopg_pool
 
 log = logging.getLogger("idp.db")
 
@@ -43,10 +44,13 @@ class LoopReads:
     """A pool of asyncio connections to the engine's PostgreSQL database, for one event loop."""
 
     def __init__(self, engine: Engine, size: int) -> None:
+        # Imported here: psycopg and its libpq are ~10 MiB resident that SQLite never needs.
+        import psycopg_pool
+
         # The very parameters SQLAlchemy connects with (host, port, user, database, TLS
         # options from the URL), so both pools reach the same server the same way.
         _, params = engine.dialect.create_connect_args(engine.url)
-        self._pool = psycopg_pool.AsyncConnectionPool(
+        self._pool: psycopg_pool.AsyncConnectionPool = psycopg_pool.AsyncConnectionPool(
             kwargs={**params, "autocommit": True},
             min_size=1,
             max_size=size,
@@ -66,6 +70,9 @@ class LoopReads:
     async def fetch_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """One statement (psycopg's `%s` placeholders) and its first row; ReadFailed if the
         read could not be made."""
+        import psycopg  # loaded with the pool, on PostgreSQL only
+        import psycopg_pool
+
         try:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(sql, tuple(params))
