@@ -4,7 +4,8 @@ WebSocket protocol, its malloc arenas capped and anyio's threads sized by the da
 
 Each library named here cost resident memory in every worker, measured by bench/token_bench.py
 (`server RSS`): alembic with mako and pygments 8 MiB, httpx with httpcore 3 MiB, the PostgreSQL
-dialect on SQLite 4 MiB, psycopg with psycopg_pool on SQLite 10 MiB, pyotp with segno 1 MiB. Each loads when its path first runs.
+dialect on SQLite 4 MiB, psycopg with psycopg_pool on SQLite 10 MiB, pyotp with segno 1 MiB.
+Each loads when its path first runs.
 """
 
 from __future__ import annotations
