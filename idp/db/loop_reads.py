@@ -45,7 +45,11 @@ class LoopReads:
 
     def __init__(self, engine: Engine, size: int) -> None:
         # Imported here: psycopg and its libpq are ~10 MiB resident that SQLite never needs.
+        import psycopg
         import psycopg_pool
+
+        # What a read that could not be made raises: the driver's errors, or no connection.
+        self._failures: tuple[type[Exception], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
 
         # The very parameters SQLAlchemy connects with (host, port, user, database, TLS
         # options from the URL), so both pools reach the same server the same way.
@@ -70,14 +74,11 @@ class LoopReads:
     async def fetch_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """One statement (psycopg's `%s` placeholders) and its first row; ReadFailed if the
         read could not be made."""
-        import psycopg  # loaded with the pool, on PostgreSQL only
-        import psycopg_pool
-
         try:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(sql, tuple(params))
                 row = await cursor.fetchone()
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        except self._failures as exc:
             log.warning("a read on the event loop failed, made again in a thread: %s", exc)
             raise ReadFailed(str(exc)) from exc
         return tuple(row) if row is not None else None

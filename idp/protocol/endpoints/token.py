@@ -124,11 +124,15 @@ def _read_only_grant(runtime: Runtime, oauth_request: IdpRequest) -> tuple[Respo
 
 
 def _read_on(
-    runtime: Runtime, oauth_request: IdpRequest, reader: Connection | sqlite3.Connection
+    runtime: Runtime,
+    oauth_request: IdpRequest,
+    reader: Connection | sqlite3.Connection | None = None,
+    known_client: KnownClient | None = None,
 ) -> tuple[Response, IdpServer]:
-    # The Session is for authlib's interfaces only: this grant reads through `reader`.
+    # The Session is for authlib's interfaces only: this grant reads through `reader`, or
+    # nothing at all when its client's row was read before (`known_client`).
     with Session(runtime.read_engine) as db:
-        server = IdpServer(runtime, db, read_only=True, reader=reader)
+        server = IdpServer(runtime, db, read_only=True, reader=reader, known_client=known_client)
         response: Response = server.create_token_response(oauth_request)
     return response, server
 
@@ -146,14 +150,10 @@ async def _read_awaited(
         record = await clients.get_record_awaited(reads, client_id)
     except ReadFailed:
         return None
-    known = KnownClient(client_id, record)
     try:
-        with Session(runtime.read_engine) as db:  # for authlib's interfaces; it reads nothing
-            server = IdpServer(runtime, db, read_only=True, known_client=known)
-            response: Response = server.create_token_response(oauth_request)
+        return _read_on(runtime, oauth_request, known_client=KnownClient(client_id, record))
     except NotRead:
         return None
-    return response, server
 
 
 def _write_deferred(runtime: Runtime, server: IdpServer) -> Response | None:
